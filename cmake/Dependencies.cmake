@@ -1,0 +1,17 @@
+# Every dependency comes from Debian 12's archive (scripts/install-deps.sh installs them).
+find_package(absl REQUIRED)
+find_package(Threads REQUIRED)
+if(CANSERVER_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(CANSERVER_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()
+
+# The moodycamel packages (libconcurrentqueue-dev, libreaderwriterqueue-dev) ship headers only and
+# no CMake config, so we wrap them in imported targets. Only core/ring.h includes them.
+find_path(MOODYCAMEL_CQ_INCLUDE_DIR concurrentqueue/concurrentqueue.h REQUIRED)
+find_path(MOODYCAMEL_RWQ_INCLUDE_DIR readerwriterqueue/readerwriterqueue.h REQUIRED)
+add_library(moodycamel::queues INTERFACE IMPORTED)
+target_include_directories(moodycamel::queues SYSTEM INTERFACE
+  "${MOODYCAMEL_CQ_INCLUDE_DIR}" "${MOODYCAMEL_RWQ_INCLUDE_DIR}")

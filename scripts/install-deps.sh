@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what canserver needs to build and test, from Debian 12's archive. Idempotent: when
+# everything is present it only checks (about a second) and touches no package list.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ clang ccache pkg-config
+  libabsl-dev libconcurrentqueue-dev libreaderwriterqueue-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
