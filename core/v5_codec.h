@@ -1,0 +1,152 @@
+// Remote CAN protocol version 5: event types, encoder and incremental stream decoder.
+//
+// Wire format (docs/protocol.md): a stream of events, each a 1-byte id followed by a payload whose
+// length follows from the id; integers are big-endian. There is no framing, so the decoder must
+// know every event's layout and stops at the first byte it cannot understand.
+//
+//   std::string wire;
+//   v5::AppendCanMessage(frame, &wire);             // hot path: 23 bytes, no allocation
+//   v5::StreamDecoder dec;
+//   dec.Append(bytes);
+//   while (true) {
+//     auto ev = dec.Next();                         // error, nullopt (need more bytes) or an event
+//     if (!ev.ok() || !ev->has_value()) break;
+//   }
+//
+// Pure functions and single-owner objects: a StreamDecoder belongs to one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/filter.h"
+#include "core/frame.h"
+
+namespace canserver::v5 {
+
+inline constexpr uint8_t kProtocolVersion = 5;
+inline constexpr uint16_t kDefaultPort = 54701;
+
+enum class EventId : uint8_t {
+  kBusRequest = 1,
+  kBusResponse = 2,
+  kCanMessage = 3,
+  kTransmitSuccess = 4,
+  kTransmitFail = 5,
+  kRemoteException = 6,
+  kPeriodicMessageStart = 7,
+  kPeriodicMessageStop = 8,
+  kFilterConfig = 10,
+  kConnectionClosed = 255,
+};
+
+// Sizes on the wire, id byte included.
+inline constexpr size_t kCanMessageSize = 23;
+inline constexpr size_t kPeriodicStartSize = 23;
+inline constexpr size_t kMaxStringLen = 255;
+inline constexpr size_t kMaxEventSize = 2 + 8 * kMaxFilters;  // FilterConfig with 255 filters
+
+// CanMessage flag bits on the wire.
+inline constexpr uint8_t kWireExtended = 0x01;
+inline constexpr uint8_t kWireRemote = 0x02;
+inline constexpr uint8_t kWireError = 0x04;
+
+struct BusRequest {
+  uint8_t version = kProtocolVersion;
+  int32_t bitrate = 0;
+  friend bool operator==(const BusRequest&, const BusRequest&) = default;
+};
+struct BusResponse {
+  std::string channel_info;
+  friend bool operator==(const BusResponse&, const BusResponse&) = default;
+};
+struct CanMessage {
+  CanFrame frame;  // classic frames only; timestamp travels as f64 Unix seconds
+  friend bool operator==(const CanMessage& a, const CanMessage& b) {
+    return a.frame == b.frame && a.frame.timestamp_ns == b.frame.timestamp_ns;
+  }
+};
+struct TransmitSuccess {
+  friend bool operator==(const TransmitSuccess&, const TransmitSuccess&) = default;
+};
+struct TransmitFail {
+  friend bool operator==(const TransmitFail&, const TransmitFail&) = default;
+};
+struct RemoteException {
+  std::string text;
+  friend bool operator==(const RemoteException&, const RemoteException&) = default;
+};
+struct PeriodicMessageStart {
+  int32_t period_ms = 0;
+  int32_t duration_ms = 0;  // 0 = forever
+  CanFrame frame;           // id, extended flag, len and data are used
+  friend bool operator==(const PeriodicMessageStart&, const PeriodicMessageStart&) = default;
+};
+struct PeriodicMessageStop {
+  uint32_t arbitration_id = 0;
+  friend bool operator==(const PeriodicMessageStop&, const PeriodicMessageStop&) = default;
+};
+struct FilterConfig {
+  std::vector<CanFilter> filters;
+  friend bool operator==(const FilterConfig&, const FilterConfig&) = default;
+};
+struct ConnectionClosed {
+  friend bool operator==(const ConnectionClosed&, const ConnectionClosed&) = default;
+};
+
+using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess, TransmitFail,
+                           RemoteException, PeriodicMessageStart, PeriodicMessageStop,
+                           FilterConfig, ConnectionClosed>;
+
+// "CanMessage", "BusRequest", ... for error messages.
+absl::string_view EventName(EventId id);
+absl::string_view EventName(const Event& event);
+
+// Appends the wire form of `event`. Fails (appending nothing) when a field cannot be represented:
+// an arbitration id wider than 29 bits (or 11 for a standard frame), a dlc over 8, an FD frame,
+// more than 255 filters. Strings over 255 bytes are cut at a UTF-8 character boundary.
+absl::Status Encode(const Event& event, std::string* out);
+
+// Hot path: writes a CanMessage for `frame` into `out` (kCanMessageSize bytes). Returns false, and
+// writes nothing, for frames that protocol v5 cannot carry (CAN FD). Never allocates.
+bool EncodeCanMessage(const CanFrame& frame, uint8_t* out) noexcept;
+
+// Cuts `text` to at most `max_bytes` without splitting a UTF-8 sequence.
+absl::string_view TruncateUtf8(absl::string_view text, size_t max_bytes);
+
+// Unix-seconds timestamps as protocol v5 carries them.
+double NanosToSeconds(int64_t ns);
+int64_t SecondsToNanos(double seconds);
+
+// Decodes one event from the front of `in`. Returns the number of bytes it used, 0 when `in` holds
+// only the start of an event, or an InvalidArgument error naming the problem (unknown event id,
+// field out of range). Does not allocate for CanMessage and the fixed-size events.
+absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out);
+
+// Incremental decoder over a byte stream. Append() bytes as they arrive, then call Next() until it
+// returns nullopt (needs more bytes). After an error the stream is unusable and Next() repeats it.
+class StreamDecoder {
+ public:
+  void Append(absl::Span<const uint8_t> bytes);
+  void Append(absl::string_view bytes) {
+    Append(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  }
+  absl::StatusOr<std::optional<Event>> Next();
+  // Bytes of an incomplete event held back; non-zero at EOF means the peer cut an event short.
+  size_t buffered() const { return buffer_.size() - head_; }
+
+ private:
+  std::vector<uint8_t> buffer_;
+  size_t head_ = 0;
+  absl::Status error_;
+};
+
+}  // namespace canserver::v5

@@ -1,0 +1,99 @@
+#include "core/v5_server_session.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace canserver {
+
+absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
+  if (state_ == State::kClosed) return absl::FailedPreconditionError("session is closed");
+  decoder_.Append(bytes);
+  while (true) {
+    absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
+    if (!next.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("protocol error: ", next.status().message())),
+                  reply);
+    }
+    if (!next->has_value()) return absl::OkStatus();
+    if (absl::Status s = Handle(**next, reply); !s.ok()) {
+      if (absl::IsCancelled(s)) {
+        state_ = State::kClosed;
+        return s;
+      }
+      return Fail(std::move(s), reply);
+    }
+  }
+}
+
+absl::Status V5ServerSession::OnEof() const {
+  if (decoder_.buffered() > 0) {
+    return absl::DataLossError(absl::StrFormat(
+        "connection closed in the middle of an event (%d bytes held back)", decoder_.buffered()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status V5ServerSession::Fail(absl::Status status, std::string* reply) {
+  state_ = State::kClosed;
+  // Encoding a RemoteException cannot fail; long texts are truncated at a UTF-8 boundary.
+  (void)v5::Encode(v5::RemoteException{std::string(status.message())}, reply);
+  return status;
+}
+
+absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
+  if (std::holds_alternative<v5::ConnectionClosed>(event)) {
+    return absl::CancelledError("client sent ConnectionClosed");
+  }
+  switch (state_) {
+    case State::kAwaitBusRequest: {
+      const auto* request = std::get_if<v5::BusRequest>(&event);
+      if (request == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "handshake error: expected BusRequest, got ", v5::EventName(event)));
+      }
+      if (request->version != v5::kProtocolVersion) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "protocol version mismatch: client speaks version %u, server speaks version %u",
+            request->version, v5::kProtocolVersion));
+      }
+      bitrate_ = request->bitrate;
+      state_ = State::kAwaitFilterConfig;
+      return absl::OkStatus();
+    }
+    case State::kAwaitFilterConfig: {
+      auto* config = std::get_if<v5::FilterConfig>(&event);
+      if (config == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "handshake error: expected FilterConfig after BusRequest, got ", v5::EventName(event)));
+      }
+      absl::StatusOr<std::string> info =
+          actions_->OpenBus(bitrate_, FilterSet(std::move(config->filters)));
+      if (!info.ok()) return info.status();
+      state_ = State::kOpen;
+      (void)v5::Encode(v5::BusResponse{*std::move(info)}, reply);
+      return absl::OkStatus();
+    }
+    case State::kOpen:
+      if (auto* msg = std::get_if<v5::CanMessage>(&event)) {
+        actions_->Transmit(msg->frame);
+        return absl::OkStatus();
+      }
+      if (auto* start = std::get_if<v5::PeriodicMessageStart>(&event)) {
+        return actions_->StartPeriodic(*start);
+      }
+      if (auto* stop = std::get_if<v5::PeriodicMessageStop>(&event)) {
+        return actions_->StopPeriodic(stop->arbitration_id);
+      }
+      if (auto* config = std::get_if<v5::FilterConfig>(&event)) {
+        actions_->SetFilters(FilterSet(std::move(config->filters)));
+        return absl::OkStatus();
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected ", v5::EventName(event), " from client"));
+    case State::kClosed:
+      break;
+  }
+  return absl::FailedPreconditionError("session is closed");
+}
+
+}  // namespace canserver

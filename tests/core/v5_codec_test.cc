@@ -1,0 +1,292 @@
+// Protocol v5 codec against every byte string of the original implementation (golden vectors),
+// plus decoder robustness: byte-by-byte and seeded random splits, errors that name the problem.
+#include "core/v5_codec.h"
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace canserver::v5 {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Hex(absl::string_view spaced) {
+  std::string compact;
+  for (char c : spaced) {
+    if (c != ' ') compact.push_back(c);
+  }
+  return absl::HexStringToBytes(compact);
+}
+
+CanFrame Frame(uint32_t id, std::vector<uint8_t> data, uint8_t flags = 0, uint8_t len = 255) {
+  CanFrame f;
+  f.id = id;
+  f.flags = flags;
+  f.len = len == 255 ? static_cast<uint8_t>(data.size()) : len;
+  for (size_t i = 0; i < data.size(); ++i) f.data[i] = data[i];
+  return f;
+}
+
+CanMessage Msg(CanFrame frame, double seconds) {
+  frame.timestamp_ns = SecondsToNanos(seconds);
+  return CanMessage{frame};
+}
+
+PeriodicMessageStart Periodic(int32_t period_ms, int32_t duration_ms, CanFrame frame) {
+  return PeriodicMessageStart{period_ms, duration_ms, frame};
+}
+
+struct Golden {
+  const char* name;
+  Event event;
+  const char* hex;
+};
+
+// Every byte string listed in the protocol reference, in its order.
+const std::vector<Golden>& GoldenVectors() {
+  static const auto* vectors = new std::vector<Golden>{
+      {"BusRequest(5, 500000)", BusRequest{5, 500000}, "01 05 00 07 a1 20"},
+      {"FilterConfig([])", FilterConfig{}, "0a 00"},
+      {"FilterConfig(ext 0x1FFFFFFF)",
+       FilterConfig{{CanFilter{0x1FFFFFFF, 0x1FFFFFFF, true}}},
+       "0a 01 9f ff ff ff 9f ff ff ff"},
+      {"FilterConfig(std 1/0xF)", FilterConfig{{CanFilter{1, 0xF, false}}},
+       "0a 01 00 00 00 01 80 00 00 0f"},
+      {"FilterConfig(either 1/0xF)", FilterConfig{{CanFilter{1, 0xF, std::nullopt}}},
+       "0a 01 00 00 00 01 00 00 00 0f"},
+      {"BusResponse", BusResponse{"Virtual bus channel unittest"},
+       "02 1c 56 69 72 74 75 61 6c 20 62 75 73 20 63 68 61 6e 6e 65 6c 20 75 6e 69 74 74 65 73 74"},
+      {"CanMessage std 0x100", Msg(Frame(0x100, {1, 2, 3, 4}), 1470925506.0621243),
+       "03 41 d5 eb 22 b0 83 f9 d8 00 00 01 00 04 00 01 02 03 04 00 00 00 00"},
+      {"CanMessage ext 0xabcdef",
+       Msg(Frame(0xabcdef, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, kCanFlagExtended), 0),
+       "03 00 00 00 00 00 00 00 00 00 ab cd ef 08 01 ff ff ff ff ff ff ff ff"},
+      {"CanMessage remote std 0x123", Msg(Frame(0x123, {}, kCanFlagRemote, 8), 0),
+       "03 00 00 00 00 00 00 00 00 00 00 01 23 08 02 00 00 00 00 00 00 00 00"},
+      {"CanMessage error frame", Msg(Frame(0, {}, kCanFlagExtended | kCanFlagError), 0),
+       "03 00 00 00 00 00 00 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00 00"},
+      {"TransmitSuccess", TransmitSuccess{}, "04"},
+      {"TransmitFail", TransmitFail{}, "05"},
+      {"RemoteException", RemoteException{"This is an error"},
+       "06 10 54 68 69 73 20 69 73 20 61 6e 20 65 72 72 6f 72"},
+      {"PeriodicMessageStart std", Periodic(10, 10000, Frame(0x123, {1, 2, 3, 4, 5, 6, 7, 8})),
+       "07 00 00 00 0a 00 00 27 10 00 00 01 23 08 00 01 02 03 04 05 06 07 08"},
+      {"PeriodicMessageStart ext",
+       Periodic(100, 0, Frame(0xabcdef, {1, 2, 3}, kCanFlagExtended)),
+       "07 00 00 00 64 00 00 00 00 00 ab cd ef 03 01 01 02 03 00 00 00 00 00"},
+      {"PeriodicMessageStop", PeriodicMessageStop{0x123}, "08 00 00 01 23"},
+      {"ConnectionClosed", ConnectionClosed{}, "ff"},
+  };
+  return *vectors;
+}
+
+class GoldenTest : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(GoldenTest, EncodesToTheOriginalBytes) {
+  const Golden& g = GoldenVectors()[GetParam()];
+  std::string out;
+  ASSERT_TRUE(Encode(g.event, &out).ok()) << g.name;
+  EXPECT_EQ(absl::BytesToHexString(out), absl::BytesToHexString(Hex(g.hex))) << g.name;
+}
+
+TEST_P(GoldenTest, DecodesToTheSameEvent) {
+  const Golden& g = GoldenVectors()[GetParam()];
+  const std::string bytes = Hex(g.hex);
+  Event decoded;
+  absl::StatusOr<size_t> used = DecodeEvent(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &decoded);
+  ASSERT_TRUE(used.ok()) << g.name << ": " << used.status();
+  EXPECT_EQ(*used, bytes.size()) << g.name;
+  EXPECT_TRUE(decoded == g.event) << g.name << " decoded as " << EventName(decoded);
+}
+
+INSTANTIATE_TEST_SUITE_P(ProtocolReference, GoldenTest,
+                         ::testing::Range<size_t>(0, GoldenVectors().size()));
+
+TEST(V5CodecTest, TimestampSurvivesTheRoundTripExactly) {
+  const double seconds = 1470925506.0621243;
+  EXPECT_EQ(NanosToSeconds(SecondsToNanos(seconds)), seconds);
+  EXPECT_EQ(SecondsToNanos(0.5), 500'000'000);
+  EXPECT_EQ(NanosToSeconds(1'500'000'000), 1.5);
+}
+
+TEST(V5CodecTest, EncodeRejectsIdsWiderThan29Bits) {
+  std::string out;
+  absl::Status s = Encode(CanMessage{Frame(0x20000000, {}, kCanFlagExtended)}, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("wider than 29 bits"));
+  EXPECT_TRUE(out.empty());
+  EXPECT_FALSE(Encode(CanMessage{Frame(0x800, {})}, &out).ok()) << "standard id over 11 bits";
+  EXPECT_FALSE(Encode(PeriodicMessageStop{0x80000000u}, &out).ok());
+}
+
+TEST(V5CodecTest, EncodeRejectsFdFramesAndLongDlc) {
+  std::string out;
+  CanFrame fd = Frame(0x10, {1}, kCanFlagFd);
+  EXPECT_FALSE(Encode(CanMessage{fd}, &out).ok());
+  uint8_t buf[kCanMessageSize];
+  EXPECT_FALSE(EncodeCanMessage(fd, buf));
+  EXPECT_FALSE(Encode(CanMessage{Frame(0x10, {}, 0, 9)}, &out).ok());
+}
+
+TEST(V5CodecTest, LongStringsAreCutAtAUtf8Boundary) {
+  // 127 two-byte characters (254 bytes) then one more: byte 255 would split it.
+  std::string text;
+  for (int i = 0; i < 128; ++i) text += "\xc3\xa9";  // é
+  std::string out;
+  ASSERT_TRUE(Encode(RemoteException{text}, &out).ok());
+  ASSERT_EQ(static_cast<uint8_t>(out[1]), 254);
+  EXPECT_EQ(out.size(), 2u + 254u);
+  EXPECT_EQ(out.substr(2), text.substr(0, 254));
+
+  std::string ascii(300, 'x');
+  out.clear();
+  ASSERT_TRUE(Encode(BusResponse{ascii}, &out).ok());
+  EXPECT_EQ(static_cast<uint8_t>(out[1]), 255);
+  EXPECT_EQ(TruncateUtf8("\xe2\x82\xac", 2), "");  // € cannot be cut
+}
+
+TEST(V5CodecTest, FilterConfigWith255FiltersIsTheLargestEvent) {
+  FilterConfig config;
+  for (uint32_t i = 0; i < 255; ++i) config.filters.push_back({i, 0x7FF, std::nullopt});
+  std::string out;
+  ASSERT_TRUE(Encode(config, &out).ok());
+  EXPECT_EQ(out.size(), kMaxEventSize);
+  config.filters.push_back({0, 0, std::nullopt});
+  EXPECT_FALSE(Encode(config, &out).ok());
+}
+
+struct BadInput {
+  const char* hex;
+  const char* message;
+};
+
+class DecodeErrorTest : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(DecodeErrorTest, NamesTheProblem) {
+  const std::string bytes = Hex(GetParam().hex);
+  Event e;
+  absl::StatusOr<size_t> used = DecodeEvent(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &e);
+  ASSERT_FALSE(used.ok()) << GetParam().hex;
+  EXPECT_EQ(used.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(used.status().message()), HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, DecodeErrorTest,
+    ::testing::Values(
+        BadInput{"00", "unknown event id 0"}, BadInput{"09 00 00 00 00", "unknown event id 9"},
+        BadInput{"0b", "unknown event id 11 (0x0b)"}, BadInput{"fe", "unknown event id 254"},
+        BadInput{"01 05 ff ff ff ff", "bitrate -1 is negative"},
+        // CanMessage: id with bit 31 set, standard id over 11 bits, dlc 9, unknown flag bits.
+        BadInput{"03 00 00 00 00 00 00 00 00 80 00 00 00 00 01 00 00 00 00 00 00 00 00",
+                 "wider than 29 bits"},
+        BadInput{"03 00 00 00 00 00 00 00 00 00 00 08 00 00 00 00 00 00 00 00 00 00 00",
+                 "wider than 11 bits"},
+        BadInput{"03 00 00 00 00 00 00 00 00 00 00 01 00 09 00 00 00 00 00 00 00 00 00",
+                 "dlc 9 is over 8"},
+        BadInput{"03 00 00 00 00 00 00 00 00 00 00 01 00 00 08 00 00 00 00 00 00 00 00",
+                 "unknown bits"},
+        // PeriodicMessageStart: zero period, negative duration, extended byte 2.
+        BadInput{"07 00 00 00 00 00 00 00 00 00 00 01 23 00 00 00 00 00 00 00 00 00 00",
+                 "period 0 ms is not positive"},
+        BadInput{"07 00 00 00 0a ff ff ff ff 00 00 01 23 00 00 00 00 00 00 00 00 00 00",
+                 "duration -1 ms is negative"},
+        BadInput{"07 00 00 00 0a 00 00 00 00 00 00 01 23 00 02 00 00 00 00 00 00 00 00",
+                 "extended byte 2"},
+        BadInput{"08 20 00 00 00", "wider than 29 bits"}));
+
+std::vector<std::string> AllGoldenStreamsConcatenated() {
+  std::string stream;
+  for (const Golden& g : GoldenVectors()) {
+    if (!std::holds_alternative<ConnectionClosed>(g.event)) stream += Hex(g.hex);
+  }
+  return {stream};
+}
+
+std::vector<Event> DecodeAll(StreamDecoder& dec) {
+  std::vector<Event> events;
+  while (true) {
+    auto next = dec.Next();
+    EXPECT_TRUE(next.ok()) << next.status();
+    if (!next.ok() || !next->has_value()) break;
+    events.push_back(**next);
+  }
+  return events;
+}
+
+std::vector<Event> ExpectedStream() {
+  std::vector<Event> events;
+  for (const Golden& g : GoldenVectors()) {
+    if (!std::holds_alternative<ConnectionClosed>(g.event)) events.push_back(g.event);
+  }
+  return events;
+}
+
+TEST(StreamDecoderTest, ManyEventsInOneRead) {
+  StreamDecoder dec;
+  dec.Append(AllGoldenStreamsConcatenated()[0]);
+  EXPECT_TRUE(DecodeAll(dec) == ExpectedStream());
+  EXPECT_EQ(dec.buffered(), 0u);
+}
+
+TEST(StreamDecoderTest, ByteByByte) {
+  const std::string stream = AllGoldenStreamsConcatenated()[0];
+  StreamDecoder dec;
+  std::vector<Event> events;
+  for (char c : stream) {
+    dec.Append(absl::string_view(&c, 1));
+    for (Event& e : DecodeAll(dec)) events.push_back(std::move(e));
+  }
+  EXPECT_TRUE(events == ExpectedStream());
+}
+
+TEST(StreamDecoderTest, SeededRandomSplits) {
+  const std::string stream = AllGoldenStreamsConcatenated()[0];
+  const uint32_t base_seed = std::random_device{}();
+  for (uint32_t round = 0; round < 200; ++round) {
+    const uint32_t seed = base_seed + round;
+    std::mt19937 rng(seed);
+    StreamDecoder dec;
+    std::vector<Event> events;
+    size_t pos = 0;
+    while (pos < stream.size()) {
+      const size_t n = std::uniform_int_distribution<size_t>(1, 40)(rng);
+      dec.Append(absl::string_view(stream).substr(pos, n));
+      pos += n;
+      for (Event& e : DecodeAll(dec)) events.push_back(std::move(e));
+    }
+    ASSERT_TRUE(events == ExpectedStream()) << "seed " << seed;
+  }
+  std::printf("StreamDecoderTest.SeededRandomSplits: seeds %u..%u\n", base_seed, base_seed + 199);
+}
+
+TEST(StreamDecoderTest, AnErrorIsStickyAndPartialEventsAreHeldBack) {
+  StreamDecoder dec;
+  dec.Append(Hex("04 03 00 00"));
+  auto first = dec.Next();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_TRUE(std::holds_alternative<TransmitSuccess>(**first));
+  auto partial = dec.Next();
+  ASSERT_TRUE(partial.ok());
+  EXPECT_FALSE(partial->has_value());
+  EXPECT_EQ(dec.buffered(), 3u);
+
+  StreamDecoder bad;
+  bad.Append(Hex("05 63 04"));
+  EXPECT_TRUE(bad.Next().ok());
+  EXPECT_FALSE(bad.Next().ok());
+  EXPECT_FALSE(bad.Next().ok()) << "the stream stays broken after an unknown id";
+}
+
+}  // namespace
+}  // namespace canserver::v5

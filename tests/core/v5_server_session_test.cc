@@ -1,0 +1,191 @@
+// The session protocol without sockets: handshake, errors that say what was wrong, actions.
+#include "core/v5_server_session.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace canserver {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeActions : public SessionActions {
+ public:
+  absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) override {
+    opened_bitrate = bitrate;
+    opened_filters = filters.filters();
+    if (!open_error.ok()) return open_error;
+    return std::string("virtual channel 'test'");
+  }
+  void SetFilters(FilterSet filters) override { new_filters = filters.filters(); }
+  void Transmit(const CanFrame& frame) override { sent.push_back(frame); }
+  absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) override {
+    started.push_back(start);
+    return absl::OkStatus();
+  }
+  absl::Status StopPeriodic(uint32_t id) override {
+    stopped.push_back(id);
+    return absl::OkStatus();
+  }
+
+  absl::Status open_error;
+  int32_t opened_bitrate = -1;
+  std::vector<CanFilter> opened_filters;
+  std::vector<CanFilter> new_filters;
+  std::vector<CanFrame> sent;
+  std::vector<v5::PeriodicMessageStart> started;
+  std::vector<uint32_t> stopped;
+};
+
+std::string Bytes(std::initializer_list<v5::Event> events) {
+  std::string out;
+  for (const v5::Event& e : events) EXPECT_TRUE(v5::Encode(e, &out).ok());
+  return out;
+}
+
+absl::Status Feed(V5ServerSession& s, const std::string& bytes, std::string* reply) {
+  return s.OnBytes(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+                   reply);
+}
+
+// The single event in `reply`.
+v5::Event OnlyEvent(const std::string& reply) {
+  v5::StreamDecoder dec;
+  dec.Append(reply);
+  auto first = dec.Next();
+  EXPECT_TRUE(first.ok() && first->has_value());
+  auto second = dec.Next();
+  EXPECT_TRUE(second.ok() && !second->has_value()) << "more than one event in the reply";
+  return first.ok() && first->has_value() ? **first : v5::Event{};
+}
+
+std::string ExceptionText(const std::string& reply) {
+  v5::Event e = OnlyEvent(reply);
+  auto* ex = std::get_if<v5::RemoteException>(&e);
+  return ex ? ex->text : "<not a RemoteException>";
+}
+
+TEST(V5ServerSessionTest, HandshakeOpensTheBusWithTheClientsSettings) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  const std::vector<CanFilter> filters = {{0x11, 0xFF, std::nullopt}};
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 250000}, v5::FilterConfig{filters}}), &reply).ok());
+  EXPECT_TRUE(s.is_open());
+  EXPECT_EQ(actions.opened_bitrate, 250000);
+  EXPECT_EQ(actions.opened_filters, filters);
+  EXPECT_TRUE(OnlyEvent(reply) == v5::Event(v5::BusResponse{"virtual channel 'test'"}));
+}
+
+TEST(V5ServerSessionTest, HandshakeWrittenByteByByte) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  for (char c : Bytes({v5::BusRequest{5, 500000}, v5::FilterConfig{}})) {
+    ASSERT_TRUE(Feed(s, std::string(1, c), &reply).ok());
+  }
+  EXPECT_TRUE(s.is_open());
+  EXPECT_TRUE(std::holds_alternative<v5::BusResponse>(OnlyEvent(reply)));
+}
+
+TEST(V5ServerSessionTest, WrongVersionIsExplained) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  EXPECT_FALSE(Feed(s, Bytes({v5::BusRequest{4, 500000}}), &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol version mismatch: client speaks version 4"));
+  EXPECT_EQ(actions.opened_bitrate, -1) << "the bus must not be opened";
+}
+
+TEST(V5ServerSessionTest, WrongFirstEventIsExplained) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  EXPECT_FALSE(Feed(s, Bytes({v5::FilterConfig{}}), &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("expected BusRequest, got FilterConfig"));
+}
+
+TEST(V5ServerSessionTest, MissingFilterConfigIsExplained) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  EXPECT_FALSE(
+      Feed(s, Bytes({v5::BusRequest{5, 1}, v5::CanMessage{CanFrame::Classic(1, {})}}), &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("expected FilterConfig after BusRequest, got CanMessage"));
+}
+
+TEST(V5ServerSessionTest, BusThatCannotOpenIsExplained) {
+  FakeActions actions;
+  actions.open_error = absl::UnavailableError("could not open the bus: interface down");
+  V5ServerSession s(&actions);
+  std::string reply;
+  EXPECT_FALSE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
+  EXPECT_EQ(ExceptionText(reply), "could not open the bus: interface down");
+}
+
+TEST(V5ServerSessionTest, GarbageAfterHandshakeNamesTheEventId) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
+  reply.clear();
+  EXPECT_FALSE(Feed(s, "\x63", &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol error: unknown event id 99"));
+  EXPECT_EQ(s.state(), V5ServerSession::State::kClosed);
+}
+
+TEST(V5ServerSessionTest, OpenSessionPassesFramesPeriodicAndFilters) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
+  const CanFrame f = CanFrame::Classic(0x123, {1, 2, 3});
+  const v5::PeriodicMessageStart start{10, 0, f};
+  const std::vector<CanFilter> filters = {{1, 2, true}};
+  reply.clear();
+  ASSERT_TRUE(Feed(s,
+                   Bytes({v5::CanMessage{f}, start, v5::PeriodicMessageStop{0x123},
+                          v5::FilterConfig{filters}}),
+                   &reply)
+                  .ok());
+  EXPECT_TRUE(reply.empty());
+  ASSERT_EQ(actions.sent.size(), 1u);
+  EXPECT_EQ(actions.sent[0], f);
+  ASSERT_EQ(actions.started.size(), 1u);
+  EXPECT_TRUE(actions.started[0] == start);
+  EXPECT_EQ(actions.stopped, std::vector<uint32_t>{0x123});
+  EXPECT_EQ(actions.new_filters, filters);
+}
+
+TEST(V5ServerSessionTest, ServerEventsFromTheClientAreRejected) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
+  reply.clear();
+  EXPECT_FALSE(Feed(s, Bytes({v5::BusResponse{"x"}}), &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("unexpected BusResponse from client"));
+}
+
+TEST(V5ServerSessionTest, ConnectionClosedEndsQuietly) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  absl::Status st = Feed(s, "\xff", &reply);
+  EXPECT_TRUE(absl::IsCancelled(st));
+  EXPECT_TRUE(reply.empty());
+}
+
+TEST(V5ServerSessionTest, EofInsideAnEventIsReported) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, std::string("\x01\x05\x00", 3), &reply).ok());
+  EXPECT_FALSE(s.OnEof().ok());
+}
+
+}  // namespace
+}  // namespace canserver
