@@ -1,0 +1,68 @@
+// CanBackend: one CAN channel as the CAN thread sees it — a receive fd, batched receive and send —
+// plus the per-session periodic transmit jobs, which each backend times its own way
+// (the kernel's CAN_BCM on SocketCAN, timerfd on the virtual bus).
+//
+// Receive(), Send() and PrepareSleep() belong to the channel's CAN thread; CreatePeriodicJobs()
+// is called by a session's io thread and the jobs it returns belong to that thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/frame.h"
+
+namespace canserver {
+
+class EventLoop;
+
+// One session's periodic transmit jobs, keyed by arbitration id. Destroying it stops every job.
+// Owning io thread only.
+class PeriodicJobs {
+ public:
+  virtual ~PeriodicJobs() = default;
+  // Starts a job sending `frame` every `period`, for `duration` (zero: until stopped). A job that
+  // already exists for the id is modified: new data and period; restarted if it had ended.
+  virtual absl::Status Start(const CanFrame& frame, absl::Duration period,
+                             absl::Duration duration) = 0;
+  // Stops the job for the id; NotFound if there is none.
+  virtual absl::Status Stop(uint32_t arbitration_id) = 0;
+  virtual bool Contains(uint32_t arbitration_id) const = 0;
+  virtual size_t size() const = 0;
+};
+
+class CanBackend {
+ public:
+  virtual ~CanBackend() = default;
+
+  // "socketcan channel 'can0'", "virtual channel 'vcan0'"… for BusResponse and logs. Thread-safe.
+  virtual std::string channel_info() const = 0;
+
+  // Readable when Receive() may return frames. CAN thread only.
+  virtual int rx_fd() const = 0;
+  // Non-blocking: fills up to `max` frames with bus timestamps; returns how many. Frames the
+  // kernel dropped before we could read them are added to *kernel_drops. CAN thread only.
+  virtual size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept = 0;
+  // Writes frames in order; returns how many the bus accepted. If fewer than n, *error holds the
+  // errno for frames[returned] (which was refused). CAN thread only.
+  virtual size_t Send(const CanFrame* frames, size_t n, int* error) noexcept = 0;
+  // Called before the CAN thread sleeps on rx_fd(). Returns false if frames are already waiting
+  // (so it must not sleep). CAN thread only.
+  virtual bool PrepareSleep() noexcept { return true; }
+  virtual void WakeDone() noexcept {}
+
+  // The periodic jobs of one session whose io thread runs `loop`. Owning io thread only.
+  virtual absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) = 0;
+};
+
+// Number of frames a periodic job sends for a duration: one at t=0 and then one per period while
+// t < duration; 0 = unlimited.
+inline int64_t PeriodicFrameCount(absl::Duration period, absl::Duration duration) {
+  if (duration <= absl::ZeroDuration()) return 0;
+  return (duration + period - absl::Nanoseconds(1)) / period;
+}
+
+}  // namespace canserver

@@ -1,0 +1,293 @@
+#include "io/socketcan_backend.h"
+
+// linux/can/bcm.h ends bcm_msg_head with a flexible array member, a C idiom clang flags in C++.
+#ifdef __clang__
+#pragma clang diagnostic ignored "-Wzero-length-array"
+#endif
+
+#include <linux/can.h>
+#include <linux/can/bcm.h>
+#include <linux/can/raw.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_format.h"
+#include "core/status_macros.h"
+
+namespace canserver {
+namespace {
+
+constexpr size_t kBatch = 64;
+
+void ToKernel(const CanFrame& in, canfd_frame* out, size_t* mtu) {
+  std::memset(out, 0, sizeof *out);
+  out->can_id = in.id;
+  if (in.extended()) out->can_id |= CAN_EFF_FLAG;
+  if (in.remote()) out->can_id |= CAN_RTR_FLAG;
+  if (in.error()) out->can_id |= CAN_ERR_FLAG;
+  out->len = in.len;
+  std::memcpy(out->data, in.data, in.len);
+  if (in.fd()) {
+    if (in.flags & kCanFlagBrs) out->flags |= CANFD_BRS;
+    if (in.flags & kCanFlagEsi) out->flags |= CANFD_ESI;
+    *mtu = CANFD_MTU;
+  } else {
+    *mtu = CAN_MTU;
+  }
+}
+
+void FromKernel(const canfd_frame& in, size_t bytes, CanFrame* out) {
+  out->flags = 0;
+  if (in.can_id & CAN_EFF_FLAG) out->flags |= kCanFlagExtended;
+  if (in.can_id & CAN_RTR_FLAG) out->flags |= kCanFlagRemote;
+  if (in.can_id & CAN_ERR_FLAG) out->flags |= kCanFlagError;
+  out->id = in.can_id & ((in.can_id & CAN_ERR_FLAG) ? CAN_ERR_MASK
+                         : (in.can_id & CAN_EFF_FLAG) ? CAN_EFF_MASK
+                                                      : CAN_SFF_MASK);
+  // The byte count the kernel returned tells classic from FD frames.
+  if (bytes == CANFD_MTU) {
+    out->flags |= kCanFlagFd;
+    if (in.flags & CANFD_BRS) out->flags |= kCanFlagBrs;
+    if (in.flags & CANFD_ESI) out->flags |= kCanFlagEsi;
+    out->len = std::min<uint8_t>(in.len, kCanFdMaxLen);
+  } else {
+    out->len = std::min<uint8_t>(in.len, kCanClassicMaxLen);
+  }
+  std::memcpy(out->data, in.data, out->len);
+}
+
+// Periodic jobs through the kernel's broadcast manager: one CAN_BCM socket per session.
+class BcmPeriodicJobs final : public PeriodicJobs {
+ public:
+  explicit BcmPeriodicJobs(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  absl::Status Start(const CanFrame& frame, absl::Duration period,
+                     absl::Duration duration) override {
+    const absl::Time now = absl::Now();
+    auto it = jobs_.find(frame.id);
+    const bool running = it != jobs_.end() && (it->second.end == absl::InfiniteFuture() ||
+                                               now < it->second.end);
+    const bool data_only = running && it->second.period == period &&
+                           it->second.duration == duration &&
+                           it->second.extended == frame.extended();
+    bcm_msg_head head{};
+    head.opcode = TX_SETUP;
+    head.can_id = frame.id | (frame.extended() ? CAN_EFF_FLAG : 0);
+    head.nframes = 1;
+    if (!data_only) {
+      // TX_ANNOUNCE sends the first frame at once; with count > 0 the kernel sends `count` frames
+      // at ival1 and then, ival2 being zero, stops — that is the duration.
+      head.flags = SETTIMER | STARTTIMER | TX_ANNOUNCE;
+      const int64_t count = PeriodicFrameCount(period, duration);
+      head.count = static_cast<uint32_t>(count);
+      const timeval tv = absl::ToTimeval(period);
+      if (count > 0) {
+        head.ival1 = {tv.tv_sec, tv.tv_usec};
+      } else {
+        head.ival2 = {tv.tv_sec, tv.tv_usec};
+      }
+    }
+    size_t mtu;
+    canfd_frame kframe;
+    ToKernel(frame, &kframe, &mtu);
+    // bcm_msg_head ends in a flexible array: the frame follows it in the same buffer.
+    alignas(bcm_msg_head) uint8_t msg[sizeof(bcm_msg_head) + sizeof(can_frame)];
+    std::memcpy(msg, &head, sizeof head);
+    std::memcpy(msg + sizeof head, &kframe, sizeof(can_frame));
+    if (::write(fd_.get(), msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) {
+      return ErrnoStatus(absl::StrFormat("write(CAN_BCM TX_SETUP 0x%X)", frame.id));
+    }
+    if (!data_only) {
+      jobs_[frame.id] = Job{period, duration, frame.extended(),
+                            duration > absl::ZeroDuration() ? now + duration
+                                                            : absl::InfiniteFuture()};
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Stop(uint32_t arbitration_id) override {
+    auto it = jobs_.find(arbitration_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(
+          absl::StrFormat("no periodic job for arbitration id 0x%X", arbitration_id));
+    }
+    bcm_msg_head head{};
+    head.opcode = TX_DELETE;
+    head.can_id = arbitration_id | (it->second.extended ? CAN_EFF_FLAG : 0);
+    jobs_.erase(it);
+    // EINVAL here means the kernel had already removed an ended job; nothing is left to stop.
+    if (::write(fd_.get(), &head, sizeof head) < 0 && errno != EINVAL) {
+      return ErrnoStatus(absl::StrFormat("write(CAN_BCM TX_DELETE 0x%X)", arbitration_id));
+    }
+    return absl::OkStatus();
+  }
+
+  bool Contains(uint32_t arbitration_id) const override { return jobs_.count(arbitration_id) > 0; }
+  size_t size() const override { return jobs_.size(); }
+
+ private:
+  struct Job {
+    absl::Duration period;
+    absl::Duration duration;
+    bool extended;
+    absl::Time end;
+  };
+  UniqueFd fd_;
+  std::map<uint32_t, Job> jobs_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
+    const SocketCanOptions& options) {
+  if (options.interface.empty() || options.interface.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid CAN interface name '%s'", options.interface));
+  }
+  const int fd = ::socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
+  if (fd < 0) {
+    return ErrnoStatus(absl::StrFormat(
+        "socket(PF_CAN, SOCK_RAW, CAN_RAW) for '%s' (does this kernel have CAN support? try "
+        "--interface virtual)",
+        options.interface));
+  }
+  UniqueFd sock(fd);
+  const unsigned ifindex = ::if_nametoindex(options.interface.c_str());
+  if (ifindex == 0) {
+    return absl::NotFoundError(absl::StrFormat("no CAN interface '%s' (if_nametoindex: %s)",
+                                               options.interface, std::strerror(errno)));
+  }
+  const int on = 1;
+  // FD frames where the interface allows; classic-only interfaces simply never send them.
+  (void)::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_FD_FRAMES, &on, sizeof on);
+  if (options.error_frames) {
+    const can_err_mask_t mask = CAN_ERR_MASK;
+    if (::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask) != 0) {
+      return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + options.interface);
+    }
+  }
+  if (::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0) {
+    return ErrnoStatus("setsockopt(SO_TIMESTAMPNS) on " + options.interface);
+  }
+  if (::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on) != 0) {
+    return ErrnoStatus("setsockopt(SO_RXQ_OVFL) on " + options.interface);
+  }
+  // SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it SO_RCVBUF is capped by rmem_max.
+  const int want = options.receive_buffer_bytes;
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+  }
+  int got = 0;
+  socklen_t got_len = sizeof got;
+  ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &got_len);
+
+  sockaddr_can addr{};
+  addr.can_family = AF_CAN;
+  addr.can_ifindex = static_cast<int>(ifindex);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoStatus("bind(CAN_RAW) to " + options.interface);
+  }
+  return std::unique_ptr<SocketCanBackend>(new SocketCanBackend(
+      options.interface, static_cast<int>(ifindex), std::move(sock), got));
+}
+
+size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept {
+  const size_t n = std::min(max, kBatch);
+  canfd_frame frames[kBatch];
+  iovec iov[kBatch];
+  mmsghdr msgs[kBatch];
+  alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t))];
+  for (size_t i = 0; i < n; ++i) {
+    iov[i] = {&frames[i], sizeof frames[i]};
+    msgs[i] = {};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_control = control[i];
+    msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+  }
+  const int got = ::recvmmsg(fd_.get(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  if (got <= 0) return 0;  // EAGAIN, or ENETDOWN reported once when the interface goes down
+  size_t count = 0;
+  for (int i = 0; i < got; ++i) {
+    const size_t bytes = msgs[i].msg_len;
+    if (bytes != CAN_MTU && bytes != CANFD_MTU) continue;
+    CanFrame& f = out[count++];
+    FromKernel(frames[i], bytes, &f);
+    f.timestamp_ns = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr;
+         c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+      if (c->cmsg_level != SOL_SOCKET) continue;
+      if (c->cmsg_type == SCM_TIMESTAMPNS) {
+        timespec ts;
+        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        f.timestamp_ns = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+      } else if (c->cmsg_type == SO_RXQ_OVFL) {
+        uint32_t total;
+        std::memcpy(&total, CMSG_DATA(c), sizeof total);
+        if (have_overflow_) *kernel_drops += total - last_overflow_;
+        else *kernel_drops += total;
+        last_overflow_ = total;
+        have_overflow_ = true;
+      }
+    }
+  }
+  return count;
+}
+
+size_t SocketCanBackend::Send(const CanFrame* frames, size_t n, int* error) noexcept {
+  size_t done = 0;
+  while (done < n) {
+    const size_t batch = std::min(n - done, kBatch);
+    canfd_frame kframes[kBatch];
+    iovec iov[kBatch];
+    mmsghdr msgs[kBatch];
+    for (size_t i = 0; i < batch; ++i) {
+      size_t mtu;
+      ToKernel(frames[done + i], &kframes[i], &mtu);
+      iov[i] = {&kframes[i], mtu};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int sent = ::sendmmsg(fd_.get(), msgs, static_cast<unsigned>(batch), MSG_DONTWAIT);
+    if (sent < 0) {
+      *error = errno;
+      return done;
+    }
+    done += static_cast<size_t>(sent);
+    if (static_cast<size_t>(sent) < batch) {
+      // sendmmsg stops at the first failing frame without saying why; ask once more for it.
+      size_t mtu;
+      canfd_frame k;
+      ToKernel(frames[done], &k, &mtu);
+      if (::write(fd_.get(), &k, mtu) == static_cast<ssize_t>(mtu)) {
+        ++done;
+        continue;
+      }
+      *error = errno;
+      return done;
+    }
+  }
+  return done;
+}
+
+absl::StatusOr<std::unique_ptr<PeriodicJobs>> SocketCanBackend::CreatePeriodicJobs(EventLoop*) {
+  const int fd = ::socket(PF_CAN, SOCK_DGRAM | SOCK_CLOEXEC, CAN_BCM);
+  if (fd < 0) return ErrnoStatus("socket(PF_CAN, SOCK_DGRAM, CAN_BCM)");
+  UniqueFd sock(fd);
+  sockaddr_can addr{};
+  addr.can_family = AF_CAN;
+  addr.can_ifindex = ifindex_;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoStatus("connect(CAN_BCM) to " + interface_);
+  }
+  return std::make_unique<BcmPeriodicJobs>(std::move(sock));
+}
+
+}  // namespace canserver

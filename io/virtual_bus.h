@@ -1,0 +1,60 @@
+// VirtualBus: an in-process CAN bus for machines without CAN hardware (development, CI, demos,
+// benchmarks of the server itself). Frames written by the server are accepted at once, as if an
+// idle bus had carried them; frames from "other nodes" enter with Inject(). Fault injection
+// (SetTxError) makes the bus refuse writes the way SocketCAN does (ENOBUFS, ENETDOWN).
+//
+//   auto bus = VirtualBus::Create("vbus0");
+//   bus->Inject(CanFrame::Classic(0x123, {1, 2}));   // any thread
+//
+// Periodic jobs are timed by timerfds on the session's io loop and enter the bus through Inject(),
+// so, as with SocketCAN's broadcast manager, every client sees them — the starter included.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/queues.h"
+#include "core/wake_gate.h"
+#include "io/can_backend.h"
+#include "io/wakeup.h"
+
+namespace canserver {
+
+class VirtualBus final : public CanBackend, public std::enable_shared_from_this<VirtualBus> {
+ public:
+  // `inject_capacity` bounds the frames waiting to enter the bus; more are refused and counted.
+  static absl::StatusOr<std::shared_ptr<VirtualBus>> Create(std::string channel,
+                                                            size_t inject_capacity = 65536);
+
+  // Puts a frame on the bus as if another node sent it. A zero timestamp is set to now.
+  // Returns false (and counts it) when the inject queue is full. Thread-safe.
+  bool Inject(CanFrame frame);
+  // Makes every following Send() fail with `err` (0 = accept again). Thread-safe.
+  void SetTxError(int err) { tx_error_.store(err, std::memory_order_relaxed); }
+  uint64_t inject_drops() const { return inject_drops_.load(std::memory_order_relaxed); }
+
+  std::string channel_info() const override { return "virtual channel '" + channel_ + "'"; }
+  int rx_fd() const override { return wakeup_.fd(); }
+  size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept override;
+  size_t Send(const CanFrame* frames, size_t n, int* error) noexcept override;
+  bool PrepareSleep() noexcept override;
+  void WakeDone() noexcept override { wakeup_.Drain(); }
+  absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) override;
+
+ private:
+  VirtualBus(std::string channel, Wakeup wakeup, size_t inject_capacity);
+
+  const std::string channel_;
+  Wakeup wakeup_;
+  WakeGate gate_;
+  MpscQueue<CanFrame> injected_;
+  std::atomic<int> tx_error_{0};
+  std::atomic<uint64_t> inject_drops_{0};
+};
+
+// Now as nanoseconds since the Unix epoch (CLOCK_REALTIME), the clock of bus timestamps.
+int64_t RealtimeNanos() noexcept;
+
+}  // namespace canserver
