@@ -1,0 +1,161 @@
+#include "net/io_thread.h"
+
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "absl/strings/str_format.h"
+#include "core/log.h"
+#include "core/status_macros.h"
+#include "net/socket_util.h"
+
+namespace canserver {
+namespace {
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<IoThread>> IoThread::Create(int index, const ServerOptions& options,
+                                                           CanChannel* channel) {
+  ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
+  ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
+  UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer.valid()) return ErrnoStatus("timerfd_create");
+  const itimerspec spec{absl::ToTimespec(kTick), absl::ToTimespec(kTick)};
+  if (::timerfd_settime(timer.get(), 0, &spec, nullptr) != 0) return ErrnoStatus("timerfd_settime");
+  return std::unique_ptr<IoThread>(new IoThread(index, options, channel, std::move(loop),
+                                                std::make_shared<Wakeup>(std::move(wakeup)),
+                                                std::move(timer)));
+}
+
+IoThread::IoThread(int index, const ServerOptions& options, CanChannel* channel,
+                   std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer)
+    : index_(index),
+      options_(options),
+      channel_(channel),
+      loop_(std::move(loop)),
+      wakeup_(std::move(wakeup)),
+      timer_(std::move(timer)) {}
+
+IoThread::~IoThread() { Stop(); }
+
+void IoThread::Start() {
+  thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
+}
+
+void IoThread::Adopt(uint64_t session_id, UniqueFd fd) {
+  {
+    std::lock_guard<std::mutex> lock(adopt_mu_);
+    adopted_.emplace_back(session_id, std::move(fd));
+  }
+  session_count_.fetch_add(1, std::memory_order_relaxed);
+  wakeup_->Notify();
+}
+
+void IoThread::Stop() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  wakeup_->Notify();
+  thread_.join();
+}
+
+void IoThread::Run(std::stop_token stop) {
+  (void)loop_->Add(wakeup_->fd(), EPOLLIN, [this](uint32_t) { wakeup_->Drain(); });
+  (void)loop_->Add(timer_.get(), EPOLLIN, [this](uint32_t) {
+    uint64_t expirations;
+    if (::read(timer_.get(), &expirations, sizeof expirations) > 0) Housekeeping();
+  });
+  last_stats_ = absl::Now();
+  bool busy = false;
+  bool paused = false;
+  while (!stop.stop_requested()) {
+    // Paused readers wait for the CAN thread to drain the tx queue; look again in 1 ms.
+    absl::StatusOr<int> polled = loop_->Poll(busy ? 0 : paused ? 1 : -1);
+    if (!polled.ok()) {
+      CS_LOG(kError, "io thread %d: %s", index_, polled.status().message());
+      break;
+    }
+    TakeAdopted();
+    busy = false;
+    paused = false;
+    for (auto& [id, session] : sessions_) {
+      paused |= session->ResumeReading();
+      busy |= session->Pump();
+    }
+    ReapClosed();
+    if (busy) continue;
+    // Sleep only if every session armed its gate with nothing waiting.
+    for (auto& [id, session] : sessions_) busy |= !session->PrepareSleep();
+  }
+  ShutdownSessions();
+}
+
+void IoThread::TakeAdopted() {
+  std::vector<std::pair<uint64_t, UniqueFd>> adopted;
+  {
+    std::lock_guard<std::mutex> lock(adopt_mu_);
+    adopted.swap(adopted_);
+  }
+  for (auto& [id, fd] : adopted) {
+    const int raw = fd.get();
+    std::string peer = PeerName(raw);
+    auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, channel_,
+                                             loop_.get(), wakeup_);
+    Session* s = session.get();
+    absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {
+      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) s->OnReadable();
+      if (events & EPOLLOUT) s->OnWritable();
+    });
+    if (!added.ok()) {
+      CS_LOG(kError, "session %d (%s): %s", id, peer, added.message());
+      session_count_.fetch_sub(1, std::memory_order_relaxed);
+      continue;
+    }
+    CS_VLOG(1, "session %d (%s) on io thread %d", id, peer, index_);
+    sessions_.emplace(id, std::move(session));
+  }
+}
+
+void IoThread::Housekeeping() {
+  const absl::Time now = absl::Now();
+  for (auto& [id, session] : sessions_) session->Tick(now);
+  if (options_.stats_interval > absl::ZeroDuration() && now - last_stats_ >= options_.stats_interval) {
+    last_stats_ = now;
+    for (auto& [id, session] : sessions_) {
+      if (session->subscriber() != nullptr) {
+        CS_LOG(kInfo, "session %d (%s): %s", id, session->peer(),
+               session->subscriber()->counters.Summary());
+      }
+    }
+  }
+}
+
+void IoThread::ReapClosed() {
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (it->second->closed()) {
+      it = sessions_.erase(it);
+      session_count_.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void IoThread::ShutdownSessions() {
+  TakeAdopted();
+  // Deliver what is queued plus the notice, for at most the shutdown grace, then close.
+  for (auto& [id, session] : sessions_) {
+    session->Pump();
+    session->AppendException("server shutting down");
+  }
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  while (absl::Now() < deadline) {
+    bool pending = false;
+    for (auto& [id, session] : sessions_) pending |= !session->FlushAll();
+    if (!pending) break;
+    (void)loop_->Poll(10);
+  }
+  for (auto& [id, session] : sessions_) session->Close("server shutting down", "");
+  sessions_.clear();
+  session_count_.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace canserver

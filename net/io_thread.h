@@ -1,0 +1,69 @@
+// IoThread: one epoll loop owning a set of sessions (`canserver --threads N` runs N of them).
+//
+// Each pass it reads what clients sent, drains the sessions' rings into their output buffers and
+// writes, flushing before it sleeps. It sleeps only once every session has armed its wakeup gate,
+// so the CAN thread wakes it (one eventfd write) only on a ring's empty→non-empty edge.
+//
+// Thread-safety: Adopt(), session_count() and RequestStop() are thread-safe; everything else runs
+// on the io thread itself.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "io/can_channel.h"
+#include "io/event_loop.h"
+#include "io/unique_fd.h"
+#include "io/wakeup.h"
+#include "net/server_options.h"
+#include "net/session.h"
+
+namespace canserver {
+
+class IoThread {
+ public:
+  static absl::StatusOr<std::unique_ptr<IoThread>> Create(int index, const ServerOptions& options,
+                                                          CanChannel* channel);
+  ~IoThread();
+
+  void Start();
+  // Hands a freshly accepted connection to this thread. Thread-safe.
+  void Adopt(uint64_t session_id, UniqueFd fd);
+  // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
+  // Thread-safe; returns once the thread has finished.
+  void Stop();
+  // Sessions alive on this thread (handshaking or open). Thread-safe.
+  size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
+
+ private:
+  IoThread(int index, const ServerOptions& options, CanChannel* channel,
+           std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer);
+  void Run(std::stop_token stop);
+  void TakeAdopted();
+  void Housekeeping();
+  void ReapClosed();
+  void ShutdownSessions();
+
+  const int index_;
+  const ServerOptions& options_;
+  CanChannel* const channel_;
+  std::unique_ptr<EventLoop> loop_;
+  std::shared_ptr<Wakeup> wakeup_;
+  UniqueFd timer_;
+
+  std::mutex adopt_mu_;
+  std::vector<std::pair<uint64_t, UniqueFd>> adopted_;  // guarded by adopt_mu_
+
+  std::map<uint64_t, std::unique_ptr<Session>> sessions_;  // io thread only
+  std::atomic<size_t> session_count_{0};
+  absl::Time last_stats_;
+  std::jthread thread_;
+};
+
+}  // namespace canserver

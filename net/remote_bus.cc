@@ -1,0 +1,158 @@
+#include "net/remote_bus.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status_macros.h"
+#include "net/socket_util.h"
+
+namespace canserver {
+
+absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::Connect(const RemoteBusOptions& options) {
+  ASSIGN_OR_RETURN(HostPort address, ParseHostPort(options.channel, v5::kDefaultPort));
+  if (address.host.empty()) address.host = "localhost";
+  ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(address, options.connect_timeout));
+  auto bus = std::unique_ptr<RemoteBus>(new RemoteBus(std::move(fd)));
+  // BusRequest and FilterConfig in one write, as the original client does.
+  std::string hello;
+  RETURN_IF_ERROR(v5::Encode(v5::BusRequest{v5::kProtocolVersion, options.bitrate}, &hello));
+  RETURN_IF_ERROR(v5::Encode(v5::FilterConfig{options.filters}, &hello));
+  if (::send(bus->fd_.get(), hello.data(), hello.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(hello.size())) {
+    return ErrnoStatus(absl::StrCat("send(handshake) to ", address.ToString()));
+  }
+  ASSIGN_OR_RETURN(std::optional<v5::Event> reply,
+                   bus->ReadEvent(absl::Now() + options.connect_timeout));
+  if (!reply.has_value()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("handshake error: no BusResponse from ", address.ToString()));
+  }
+  if (auto* ex = std::get_if<v5::RemoteException>(&*reply)) {
+    return absl::UnavailableError(ex->text);  // the server's own words: version, full, bus down
+  }
+  auto* response = std::get_if<v5::BusResponse>(&*reply);
+  if (response == nullptr) {
+    return absl::InternalError(absl::StrCat("handshake error: expected BusResponse, got ",
+                                            v5::EventName(*reply)));
+  }
+  bus->channel_info_ = absl::StrCat(response->channel_info, " on ", address.ToString());
+  return bus;
+}
+
+RemoteBus::~RemoteBus() { Shutdown(); }
+
+void RemoteBus::Shutdown() {
+  if (!fd_.valid()) return;
+  ::shutdown(fd_.get(), SHUT_RDWR);
+  fd_.Reset();
+}
+
+absl::Status RemoteBus::SendEvent(const v5::Event& event) {
+  std::string bytes;
+  RETURN_IF_ERROR(v5::Encode(event, &bytes));
+  std::lock_guard<std::mutex> lock(send_mu_);
+  if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::send(fd_.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(
+          absl::StrCat("connection closed unexpectedly: ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoteBus::Send(const CanFrame& frame) { return SendEvent(v5::CanMessage{frame}); }
+
+absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(absl::Time deadline) {
+  while (true) {
+    if (!closed_.ok()) return closed_;
+    absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
+    if (!next.ok()) {
+      closed_ = absl::DataLossError(
+          absl::StrCat("protocol error from server: ", next.status().message()));
+      return closed_;
+    }
+    if (next->has_value()) return next;
+    // A deadline already passed still takes bytes that are here, without waiting.
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int rc = ::poll(
+        &p, 1, static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)))));
+    if (rc < 0 && errno != EINTR) return ErrnoStatus("poll");
+    if (rc == 0 && left == absl::ZeroDuration()) return std::nullopt;
+    if (rc <= 0) continue;
+    uint8_t buf[16384];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      closed_ = absl::UnavailableError("connection closed unexpectedly");
+      return closed_;
+    }
+    if (n > 0) decoder_.Append(absl::MakeConstSpan(buf, static_cast<size_t>(n)));
+  }
+}
+
+absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) {
+  if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
+    if (!event.has_value()) return std::nullopt;
+    if (auto* msg = std::get_if<v5::CanMessage>(&*event)) return msg->frame;
+    if (std::holds_alternative<v5::TransmitFail>(*event)) {
+      transmit_failures_.fetch_add(1);
+      continue;
+    }
+    if (auto* ex = std::get_if<v5::RemoteException>(&*event)) {
+      // A RemoteException ends the session on the server side.
+      closed_ = absl::UnavailableError(ex->text);
+      return closed_;
+    }
+    if (std::holds_alternative<v5::ConnectionClosed>(*event)) {
+      closed_ = absl::UnavailableError("connection closed unexpectedly");
+      return closed_;
+    }
+    // TransmitSuccess and anything else carries nothing for the caller.
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PeriodicTask>> RemoteBus::SendPeriodic(const CanFrame& frame,
+                                                                      absl::Duration period,
+                                                                      absl::Duration duration) {
+  if (period < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError("period must be at least 1 ms (protocol v5 counts in ms)");
+  }
+  v5::PeriodicMessageStart start{static_cast<int32_t>(absl::ToInt64Milliseconds(period)),
+                                 static_cast<int32_t>(absl::ToInt64Milliseconds(duration)), frame};
+  RETURN_IF_ERROR(SendEvent(start));
+  return std::unique_ptr<PeriodicTask>(new PeriodicTask(this, frame, period, duration));
+}
+
+absl::Status RemoteBus::SetFilters(const std::vector<CanFilter>& filters) {
+  return SendEvent(v5::FilterConfig{filters});
+}
+
+absl::Status PeriodicTask::Stop() {
+  return bus_->SendEvent(v5::PeriodicMessageStop{frame_.id});
+}
+
+absl::Status PeriodicTask::Modify(const CanFrame& frame) {
+  if (frame.id != frame_.id) {
+    return absl::InvalidArgumentError("Modify() keeps the arbitration id; start a new task");
+  }
+  frame_ = frame;
+  v5::PeriodicMessageStart start{static_cast<int32_t>(absl::ToInt64Milliseconds(period_)),
+                                 static_cast<int32_t>(absl::ToInt64Milliseconds(duration_)), frame};
+  return bus_->SendEvent(start);
+}
+
+}  // namespace canserver

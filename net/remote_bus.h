@@ -1,0 +1,98 @@
+// RemoteBus: the C++ client of protocol v5 — a CAN bus on a canserver (or any v5 server).
+//
+//   RemoteBusOptions opts;
+//   opts.channel = "rig1:54701";
+//   opts.filters = {{.can_id = 0x100, .can_mask = 0x7FF}};
+//   auto bus = RemoteBus::Connect(opts);            // handshake; error carries the server's text
+//   (*bus)->Send(CanFrame::Classic(0x123, {1, 2}));
+//   auto frame = (*bus)->Recv(absl::Seconds(1));    // frame, nullopt on timeout, or error
+//
+// Errors: the server's RemoteException text (as an Unavailable status), "connection closed
+// unexpectedly", or "handshake error: …". TransmitFail events are counted (transmit_failures()).
+//
+// Thread-safety: one thread may Send while another Recvs; calls of the same kind must not overlap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/filter.h"
+#include "core/frame.h"
+#include "core/v5_codec.h"
+#include "io/unique_fd.h"
+
+namespace canserver {
+
+struct RemoteBusOptions {
+  std::string channel = "localhost";  // host[:port], port 54701 by default
+  int32_t bitrate = 500000;
+  std::vector<CanFilter> filters;
+  absl::Duration connect_timeout = absl::Seconds(5);
+};
+
+class RemoteBus;
+
+// A periodic transmission run by the server. Stop() and Modify() send to the server; the task
+// must not outlive its bus.
+class PeriodicTask {
+ public:
+  absl::Status Stop();
+  // New data (same id) and, optionally, a new period; restarts the job if its duration had ended.
+  absl::Status Modify(const CanFrame& frame);
+  const CanFrame& frame() const { return frame_; }
+
+ private:
+  friend class RemoteBus;
+  PeriodicTask(RemoteBus* bus, CanFrame frame, absl::Duration period, absl::Duration duration)
+      : bus_(bus), frame_(frame), period_(period), duration_(duration) {}
+  RemoteBus* bus_;
+  CanFrame frame_;
+  absl::Duration period_;
+  absl::Duration duration_;
+};
+
+class RemoteBus {
+ public:
+  static absl::StatusOr<std::unique_ptr<RemoteBus>> Connect(const RemoteBusOptions& options);
+  ~RemoteBus();
+
+  absl::Status Send(const CanFrame& frame);
+  // Waits up to `timeout` (total, not per read) for a frame. nullopt on timeout.
+  absl::StatusOr<std::optional<CanFrame>> Recv(absl::Duration timeout);
+  // Starts a server-side periodic job: every `period`, for `duration` (zero: until stopped).
+  absl::StatusOr<std::unique_ptr<PeriodicTask>> SendPeriodic(const CanFrame& frame,
+                                                             absl::Duration period,
+                                                             absl::Duration duration = absl::ZeroDuration());
+  // Replaces the filters on the server.
+  absl::Status SetFilters(const std::vector<CanFilter>& filters);
+  // Closes the connection. Idempotent.
+  void Shutdown();
+
+  // "<server channel_info> on host:port".
+  const std::string& channel_info() const { return channel_info_; }
+  uint64_t transmit_failures() const { return transmit_failures_.load(); }
+  int fileno() const { return fd_.get(); }
+
+ private:
+  friend class PeriodicTask;
+  RemoteBus(UniqueFd fd) : fd_(std::move(fd)) {}
+  absl::Status SendEvent(const v5::Event& event);
+  // Reads until an event is decoded or the deadline passes (nullopt).
+  absl::StatusOr<std::optional<v5::Event>> ReadEvent(absl::Time deadline);
+
+  UniqueFd fd_;
+  std::mutex send_mu_;
+  v5::StreamDecoder decoder_;
+  std::string channel_info_;
+  std::atomic<uint64_t> transmit_failures_{0};
+  absl::Status closed_;  // sticky error once the connection is gone
+};
+
+}  // namespace canserver

@@ -1,0 +1,34 @@
+// Settings of a RemoteServer. Every limit is here, with the default canserver's flags show.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+#include "core/v5_codec.h"
+
+namespace canserver {
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";
+  uint16_t port = v5::kDefaultPort;  // 0: any free port (tests)
+  int io_threads = 2;
+  int32_t forced_bitrate = 0;  // > 0: wins over the bitrate a client asks for
+
+  // Limits. Memory per session is about ring_frames * 80 B + output_buffer_bytes.
+  size_t ring_frames = 8192;               // frames waiting for one client
+  size_t output_buffer_bytes = 256 << 10;  // encoded bytes waiting for one client's socket
+  size_t max_clients = 256;
+  size_t tx_queue_frames = 8192;  // frames waiting for the bus, all clients together
+  size_t max_periodic_jobs = 64;  // per session
+  size_t write_budget_bytes = 64 << 10;  // bytes one session may write per wakeup (fairness)
+
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // A client whose ring keeps overflowing this long is disconnected; zero: never, only drop.
+  absl::Duration slow_client_timeout = absl::Seconds(10);
+  absl::Duration stats_interval = absl::ZeroDuration();  // periodic summary log; zero: none
+  absl::Duration shutdown_grace = absl::Seconds(2);      // flushing to clients on shutdown
+};
+
+}  // namespace canserver

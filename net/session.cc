@@ -1,0 +1,281 @@
+#include "net/session.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "core/log.h"
+
+namespace canserver {
+namespace {
+constexpr size_t kReadChunk = 64 << 10;
+constexpr size_t kReadsPerWakeup = 4;  // fairness: other sessions get their turn
+constexpr size_t kPopBatch = 256;
+}  // namespace
+
+Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
+                 CanChannel* channel, EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup)
+    : id_(id),
+      fd_(std::move(fd)),
+      peer_(std::move(peer)),
+      options_(options),
+      channel_(channel),
+      loop_(loop),
+      io_wakeup_(std::move(io_wakeup)),
+      connected_at_(absl::Now()) {}
+
+Session::~Session() {
+  if (!closed_) Close("server stopped", "");
+}
+
+void Session::OnReadable() {
+  if (closed_ || read_paused_) return;
+  uint8_t buf[kReadChunk];
+  for (size_t i = 0; i < kReadsPerWakeup; ++i) {
+    // One read can carry kReadChunk / 23 frames; take it only if the tx queue can hold them all,
+    // so a client faster than the bus is slowed by TCP rather than answered with TransmitFail.
+    if (protocol_.is_open() && channel_->tx_room() <= kReadChunk / v5::kCanMessageSize) {
+      read_paused_ = true;
+      UpdateInterest();
+      return;
+    }
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) {
+      const absl::Status eof = protocol_.OnEof();
+      Close(eof.ok() ? "client closed the connection" : eof.message(), "");
+      return;
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      Close(absl::StrFormat("recv: %s", std::strerror(errno)), "");
+      return;
+    }
+    counters().bytes_from_client.Add(static_cast<uint64_t>(n));
+    std::string reply;
+    const absl::Status status =
+        protocol_.OnBytes(absl::MakeConstSpan(buf, static_cast<size_t>(n)), &reply);
+    if (!reply.empty()) AppendReply(reply);
+    if (!status.ok()) {
+      // The reply already carries the RemoteException naming the problem.
+      Close(status.message(), "");
+      return;
+    }
+    if (static_cast<size_t>(n) < sizeof buf) break;
+  }
+}
+
+bool Session::ResumeReading() {
+  if (!read_paused_ || closed_) return false;
+  if (channel_->tx_room() <= kReadChunk / v5::kCanMessageSize) return true;
+  read_paused_ = false;
+  UpdateInterest();
+  OnReadable();
+  return read_paused_;
+}
+
+void Session::OnWritable() {
+  if (closed_) return;
+  Flush(options_.write_budget_bytes);
+}
+
+void Session::AppendReply(absl::string_view bytes) {
+  // Control replies (BusResponse, TransmitFail, RemoteException) are small and rare; they may
+  // exceed the output cap by their own size so they are never lost.
+  out_.append(bytes.data(), bytes.size());
+}
+
+bool Session::Pump() {
+  if (closed_ || !subscriber_) return false;
+  Subscriber& sub = *subscriber_;
+  size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
+  CanFrame frames[kPopBatch];
+  while (budget_frames > 0 && pending_bytes() + v5::kCanMessageSize <= options_.output_buffer_bytes) {
+    const size_t room = (options_.output_buffer_bytes - pending_bytes()) / v5::kCanMessageSize;
+    const size_t n = sub.ring.PopBulk(frames, std::min({kPopBatch, room, budget_frames}));
+    if (n == 0) break;
+    budget_frames -= n;
+    if (out_head_ > 0 && out_head_ == out_.size()) {
+      out_.clear();
+      out_head_ = 0;
+    }
+    size_t pos = out_.size();
+    out_.resize(pos + n * v5::kCanMessageSize);
+    size_t encoded = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (v5::EncodeCanMessage(frames[i], reinterpret_cast<uint8_t*>(&out_[pos]))) {
+        pos += v5::kCanMessageSize;
+        ++encoded;
+      } else {
+        sub.counters.drops_unsupported.Add();
+      }
+    }
+    out_.resize(pos);
+    sub.counters.frames_to_client.Add(encoded);
+  }
+  if (const uint32_t failed = sub.TakeTxFailed(); failed > 0) {
+    out_.append(failed, static_cast<char>(v5::EventId::kTransmitFail));
+  }
+  Flush(options_.write_budget_bytes);
+  if (closed_) return false;
+  // Work remains if the budget ran out while frames wait and the socket still takes data.
+  return budget_frames == 0 && !want_write_ && !sub.ring.empty();
+}
+
+bool Session::PrepareSleep() {
+  if (closed_ || !subscriber_) return true;
+  // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
+  if (want_write_ || pending_bytes() + v5::kCanMessageSize > options_.output_buffer_bytes) {
+    return true;
+  }
+  subscriber_->gate.Arm();
+  if (subscriber_->HasWork()) {
+    subscriber_->gate.Disarm();
+    return false;
+  }
+  return true;
+}
+
+void Session::Flush(size_t budget) {
+  size_t written = 0;
+  while (pending_bytes() > 0 && written < budget) {
+    const size_t len = std::min(pending_bytes(), budget - written);
+    const ssize_t n = ::send(fd_.get(), out_.data() + out_head_, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      Close(absl::StrFormat("send: %s", std::strerror(errno)), "");
+      return;
+    }
+    out_head_ += static_cast<size_t>(n);
+    written += static_cast<size_t>(n);
+    counters().bytes_to_client.Add(static_cast<uint64_t>(n));
+  }
+  if (out_head_ == out_.size()) {
+    out_.clear();
+    out_head_ = 0;
+  } else if (out_head_ > out_.size() / 2) {
+    out_.erase(0, out_head_);  // keeps the buffer within its cap without growing
+    out_head_ = 0;
+  }
+  want_write_ = pending_bytes() > 0;
+  UpdateInterest();
+}
+
+void Session::UpdateInterest() {
+  const uint32_t events = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (want_write_ ? uint32_t{EPOLLOUT} : 0u);
+  if (events == interest_) return;
+  interest_ = events;
+  (void)loop_->Modify(fd_.get(), events);
+}
+
+void Session::Tick(absl::Time now) {
+  if (closed_) return;
+  if (!protocol_.is_open()) {
+    if (now - connected_at_ > options_.handshake_timeout) {
+      Close("handshake timeout",
+            absl::StrFormat("handshake timeout: no BusRequest and FilterConfig within %s",
+                            absl::FormatDuration(options_.handshake_timeout)));
+    }
+    return;
+  }
+  const uint64_t drops = subscriber_->counters.drops_ring_full.Get();
+  if (drops == drops_seen_) {
+    lagging_since_ = absl::InfiniteFuture();
+    return;
+  }
+  drops_seen_ = drops;
+  if (lagging_since_ == absl::InfiniteFuture()) lagging_since_ = now;
+  if (options_.slow_client_timeout > absl::ZeroDuration() &&
+      now - lagging_since_ >= options_.slow_client_timeout) {
+    Close("client too slow",
+          absl::StrFormat("client too slow: its queue overflowed for %s (%d frames dropped); "
+                          "disconnected",
+                          absl::FormatDuration(now - lagging_since_), drops));
+  }
+}
+
+void Session::AppendException(absl::string_view text) {
+  std::string bytes;
+  (void)v5::Encode(v5::RemoteException{std::string(text)}, &bytes);
+  AppendReply(bytes);
+}
+
+bool Session::FlushAll() {
+  if (closed_) return true;
+  Flush(SIZE_MAX);
+  return closed_ || pending_bytes() == 0;
+}
+
+void Session::Close(absl::string_view reason, absl::string_view remote_exception) {
+  if (closed_) return;
+  if (!remote_exception.empty()) AppendException(remote_exception);
+  // One last non-blocking attempt to deliver what is pending (a RemoteException above all).
+  if (pending_bytes() > 0) {
+    const ssize_t n =
+        ::send(fd_.get(), out_.data() + out_head_, pending_bytes(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) counters().bytes_to_client.Add(static_cast<uint64_t>(n));
+  }
+  closed_ = true;
+  if (subscriber_) channel_->Unsubscribe(id_);
+  periodic_.reset();
+  loop_->Remove(fd_.get());
+  ::shutdown(fd_.get(), SHUT_RDWR);
+  fd_.Reset();
+  CS_LOG(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
+}
+
+absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters) {
+  const int32_t effective = options_.forced_bitrate > 0 ? options_.forced_bitrate : bitrate;
+  absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs = channel_->backend().CreatePeriodicJobs(loop_);
+  if (!jobs.ok()) {
+    return absl::UnavailableError(
+        absl::StrFormat("could not open the bus: %s", jobs.status().message()));
+  }
+  periodic_ = *std::move(jobs);
+  subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_);
+  // Carry over what was counted during the handshake.
+  subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
+  subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
+  out_.reserve(options_.output_buffer_bytes + 1024);
+  CS_LOG(kInfo, "session %d (%s) opened %s, %d bit/s, %d filters", id_, peer_,
+         channel_->channel_info(), effective, filters.filters().size());
+  channel_->Subscribe(subscriber_, std::move(filters));
+  return absl::StrFormat("%s, %d bit/s", channel_->channel_info(), effective);
+}
+
+void Session::SetFilters(FilterSet filters) { channel_->SetFilters(id_, std::move(filters)); }
+
+void Session::Transmit(const CanFrame& frame) {
+  subscriber_->counters.frames_from_client.Add();
+  if (!channel_->Transmit(id_, frame)) {
+    subscriber_->counters.tx_queue_full.Add();
+    AppendReply(std::string(1, static_cast<char>(v5::EventId::kTransmitFail)));
+  }
+}
+
+absl::Status Session::StartPeriodic(const v5::PeriodicMessageStart& start) {
+  // Modifying an existing job is always allowed; only new ones count against the limit.
+  if (periodic_->size() >= options_.max_periodic_jobs && !periodic_->Contains(start.frame.id)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "too many periodic jobs: at most %d per session", options_.max_periodic_jobs));
+  }
+  absl::Status s = periodic_->Start(start.frame, absl::Milliseconds(start.period_ms),
+                                    absl::Milliseconds(start.duration_ms));
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
+  return absl::OkStatus();
+}
+
+absl::Status Session::StopPeriodic(uint32_t arbitration_id) {
+  // Stopping a job that already ended (or never existed) is harmless, as in python-can.
+  if (absl::Status s = periodic_->Stop(arbitration_id); !s.ok() && !absl::IsNotFound(s)) {
+    return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace canserver

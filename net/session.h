@@ -1,0 +1,104 @@
+// Session: one TCP client of the server, owned by one io thread.
+//
+// It reads the client's bytes into the protocol logic (V5ServerSession), which calls back into
+// the SessionActions this class implements: subscribing to the channel, queueing frames for the
+// bus, periodic jobs. Outgoing events collect in a bounded output buffer; frames from the ring are
+// encoded into it only while it has room, so a client that stops reading makes its ring fill and
+// overflow (counted), never the server's memory grow.
+//
+// Owning io thread only, for every method.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/v5_server_session.h"
+#include "io/can_backend.h"
+#include "io/can_channel.h"
+#include "io/event_loop.h"
+#include "io/subscriber.h"
+#include "io/unique_fd.h"
+#include "net/server_options.h"
+
+namespace canserver {
+
+class Session final : public SessionActions {
+ public:
+  Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
+          CanChannel* channel, EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup);
+  ~Session() override;
+
+  uint64_t id() const { return id_; }
+  int fd() const { return fd_.get(); }
+  const std::string& peer() const { return peer_; }
+  bool closed() const { return closed_; }
+  bool is_open() const { return protocol_.is_open(); }
+  absl::Time connected_at() const { return connected_at_; }
+  const Subscriber* subscriber() const { return subscriber_.get(); }
+
+  // The socket is readable: read, decode, act.
+  void OnReadable();
+  // Reading was paused because the tx queue was full; resumes once it has room again.
+  // Returns true while still paused.
+  bool ResumeReading();
+  // The socket is writable again after a short write.
+  void OnWritable();
+  // Moves frames and TransmitFails owed to the client into the output buffer and writes.
+  // Returns true if work remains (budget spent while frames wait), so the loop must come back.
+  bool Pump();
+  // Before the io thread sleeps: arms the wakeup gate unless work is waiting. Returns false if
+  // work is waiting (the thread must not sleep).
+  bool PrepareSleep();
+  // Housekeeping tick: handshake timeout and slow-client policy.
+  void Tick(absl::Time now);
+  // Queues a RemoteException for the client (shutdown notices).
+  void AppendException(absl::string_view text);
+  // Writes everything pending that the socket takes now; true when nothing is left (or closed).
+  bool FlushAll();
+  // Sends RemoteException(reason) (if non-empty), flushes what it can and closes.
+  void Close(absl::string_view reason, absl::string_view remote_exception);
+
+  // SessionActions: called by protocol_ from OnReadable.
+  absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) override;
+  void SetFilters(FilterSet filters) override;
+  void Transmit(const CanFrame& frame) override;
+  absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) override;
+  absl::Status StopPeriodic(uint32_t arbitration_id) override;
+
+ private:
+  size_t pending_bytes() const { return out_.size() - out_head_; }
+  void AppendReply(absl::string_view bytes);
+  // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
+  void Flush(size_t budget);
+  void UpdateInterest();
+
+  const uint64_t id_;
+  UniqueFd fd_;
+  const std::string peer_;
+  const ServerOptions& options_;
+  CanChannel* const channel_;
+  EventLoop* const loop_;
+  std::shared_ptr<const Wakeup> io_wakeup_;
+  V5ServerSession protocol_{this};
+  std::shared_ptr<Subscriber> subscriber_;
+  std::unique_ptr<PeriodicJobs> periodic_;
+  SessionCounters local_counters_;  // before the bus is open, and for sessions never opened
+
+  std::string out_;
+  size_t out_head_ = 0;
+  bool want_write_ = false;
+  bool read_paused_ = false;
+  uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_  // tx queue full: TCP flow control slows the client instead of loss
+  bool closed_ = false;
+  absl::Time connected_at_;
+  uint64_t drops_seen_ = 0;
+  absl::Time lagging_since_ = absl::InfiniteFuture();
+
+  SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }
+};
+
+}  // namespace canserver

@@ -1,0 +1,37 @@
+// TCP helpers for the server and the client library. Errors name the call and the address,
+// e.g. "bind(0.0.0.0:54701): Address already in use".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "io/unique_fd.h"
+
+namespace canserver {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const;
+};
+
+// "host", "host:port", "[v6addr]:port" or ":port". A missing port is `default_port`.
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, uint16_t default_port);
+
+// A non-blocking listening socket bound to host:port (port 0: any free port).
+absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog = 512);
+// The local port of a bound socket.
+uint16_t LocalPort(int fd);
+// "1.2.3.4:5678" for the peer of a connected socket.
+std::string PeerName(int fd);
+
+// A blocking TCP connection with TCP_NODELAY set, or an error naming the address.
+absl::StatusOr<UniqueFd> ConnectTcp(const HostPort& address, absl::Duration timeout);
+
+absl::Status SetNonBlocking(int fd);
+absl::Status SetNoDelay(int fd);
+
+}  // namespace canserver

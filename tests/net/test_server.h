@@ -1,0 +1,130 @@
+// A canserver on the virtual bus and loopback TCP, for tests: started in SetUp, shut down in
+// TearDown, with helpers for library clients and raw-socket clients.
+#pragma once
+
+#include <sys/socket.h>
+#include <poll.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/v5_codec.h"
+#include "gtest/gtest.h"
+#include "io/virtual_bus.h"
+#include "net/remote_bus.h"
+#include "net/remote_server.h"
+#include "net/socket_util.h"
+
+namespace canserver::testing {
+
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions options = {}, bool error_frames = false) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    bus_ = *VirtualBus::Create("test", 1 << 20);
+    auto server = RemoteServer::Create(options, bus_, error_frames);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
+  }
+  ~TestServer() { Stop(); }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    server_->Shutdown();
+    thread_.join();
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
+  RemoteServer& server() { return *server_; }
+  VirtualBus& bus() { return *bus_; }
+
+  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 500000) {
+    RemoteBusOptions opts;
+    opts.channel = address();
+    opts.filters = std::move(filters);
+    opts.bitrate = bitrate;
+    auto bus = RemoteBus::Connect(opts);
+    EXPECT_TRUE(bus.ok()) << bus.status();
+    if (!bus.ok()) return nullptr;
+    WaitUntil([&] { return server_->channel().subscriber_count() >= subscribed_ + 1; });
+    ++subscribed_;
+    return *std::move(bus);
+  }
+
+  // A plain TCP connection that has sent nothing yet.
+  UniqueFd ConnectRaw() {
+    auto fd = ConnectTcp(HostPort{"127.0.0.1", server_->port()}, absl::Seconds(5));
+    EXPECT_TRUE(fd.ok()) << fd.status();
+    return fd.ok() ? *std::move(fd) : UniqueFd();
+  }
+
+  template <typename Pred>
+  static bool WaitUntil(Pred pred, absl::Duration timeout = absl::Seconds(10)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!pred()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    return true;
+  }
+
+  // Forget subscribers that went away (for Connect's wait).
+  void Forget(size_t n) { subscribed_ -= n; }
+
+ private:
+  std::shared_ptr<VirtualBus> bus_;
+  std::unique_ptr<RemoteServer> server_;
+  std::thread thread_;
+  size_t subscribed_ = 0;
+};
+
+inline void SendAll(int fd, const std::string& bytes) {
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+}
+
+// Reads until EOF (or 10 s) and decodes every event.
+inline std::vector<v5::Event> ReadEventsUntilClosed(int fd) {
+  v5::StreamDecoder dec;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    dec.Append(absl::string_view(buf, static_cast<size_t>(n)));
+  }
+  std::vector<v5::Event> events;
+  while (true) {
+    auto next = dec.Next();
+    if (!next.ok() || !next->has_value()) break;
+    events.push_back(**next);
+  }
+  return events;
+}
+
+inline std::string Encode(std::initializer_list<v5::Event> events) {
+  std::string out;
+  for (const v5::Event& e : events) EXPECT_TRUE(v5::Encode(e, &out).ok());
+  return out;
+}
+
+// A frame whose payload carries a 32-bit sequence number.
+inline CanFrame SeqFrame(uint32_t id, uint32_t seq, bool extended = false) {
+  return CanFrame::Classic(id,
+                           {static_cast<uint8_t>(seq >> 24), static_cast<uint8_t>(seq >> 16),
+                            static_cast<uint8_t>(seq >> 8), static_cast<uint8_t>(seq)},
+                           extended);
+}
+inline uint32_t SeqOf(const CanFrame& f) {
+  return (uint32_t{f.data[0]} << 24) | (uint32_t{f.data[1]} << 16) | (uint32_t{f.data[2]} << 8) |
+         f.data[3];
+}
+
+}  // namespace canserver::testing
