@@ -1,0 +1,149 @@
+// canserver: shares one CAN channel with many TCP clients speaking the remote CAN protocol v5
+// (python-can's `remote` interface). See README.md and docs/.
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "core/log.h"
+#include "io/socketcan_backend.h"
+#include "io/virtual_bus.h"
+#include "net/remote_server.h"
+#include "tools/cli_args.h"
+
+namespace {
+int DefaultThreads() {
+  // io threads beside the CAN thread; more than 4 rarely helps one channel.
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+}
+}  // namespace
+
+ABSL_FLAG(std::string, interface, "socketcan",
+          "CAN backend: 'socketcan' (a Linux CAN interface) or 'virtual' (an in-process bus for "
+          "machines without CAN hardware)");
+ABSL_FLAG(std::string, channel, "can0", "CAN interface (socketcan) or bus name (virtual)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on ('::' for all IPv6 addresses)");
+ABSL_FLAG(int, port, 54701, "TCP port to listen on (0: any free port)");
+ABSL_FLAG(int, threads, DefaultThreads(),
+          "io threads serving clients (default: CPU count, at most 4)");
+ABSL_FLAG(int, bitrate, 0,
+          "force this bitrate in bit/s for every client, overriding what clients ask for "
+          "(0: use each client's)");
+ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
+ABSL_FLAG(int, ring_size, 8192,
+          "frames buffered per client before that client's frames are dropped (and counted); "
+          "each frame takes 80 bytes");
+ABSL_FLAG(int, output_buffer, 256 * 1024, "encoded bytes buffered per client socket");
+ABSL_FLAG(int, max_clients, 256, "clients served at once; the next gets 'server full'");
+ABSL_FLAG(int, tx_queue, 8192,
+          "frames from all clients waiting for the bus; a full queue answers TransmitFail");
+ABSL_FLAG(int, max_periodic_jobs, 64, "periodic transmit jobs per client");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
+          "close clients that do not complete the handshake within this time");
+ABSL_FLAG(absl::Duration, slow_client_timeout, absl::Seconds(10),
+          "disconnect a client whose buffer keeps overflowing this long (0: never, only drop)");
+ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
+          "with -v, log every client's counters at this interval");
+ABSL_FLAG(int, v, 0, "verbosity: -v logs periodic summaries, -vv per-event detail");
+
+int main(int argc, char** argv) {
+  using namespace canserver;
+  absl::SetProgramUsageMessage(
+      "shares a CAN channel with TCP clients (remote CAN protocol v5, python-can's 'remote').\n"
+      "  canserver --interface virtual            # no CAN hardware: an in-process bus\n"
+      "  canserver --channel can0 --threads 4     # a SocketCAN interface\n"
+      "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
+      "(--error-frames) and -v/-vv.");
+  std::vector<std::string> args = NormalizeArgs(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+
+  g_log_verbosity.store(absl::GetFlag(FLAGS_v));
+  auto fail = [](absl::string_view message) {
+    std::fprintf(stderr, "canserver: %.*s\n", static_cast<int>(message.size()), message.data());
+    return 1;
+  };
+  auto positive = [&](const char* name, int value) {
+    return value > 0 ? std::string() : absl::StrFormat("--%s must be positive (got %d)", name, value);
+  };
+  for (const std::string& err :
+       {positive("ring_size", absl::GetFlag(FLAGS_ring_size)),
+        positive("output_buffer", absl::GetFlag(FLAGS_output_buffer)),
+        positive("max_clients", absl::GetFlag(FLAGS_max_clients)),
+        positive("tx_queue", absl::GetFlag(FLAGS_tx_queue)),
+        positive("threads", absl::GetFlag(FLAGS_threads)),
+        positive("max_periodic_jobs", absl::GetFlag(FLAGS_max_periodic_jobs))}) {
+    if (!err.empty()) return fail(err);
+  }
+  const int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) return fail(absl::StrFormat("--port %d is not 0..65535", port));
+  if (absl::GetFlag(FLAGS_bitrate) < 0) return fail("--bitrate must not be negative");
+
+  ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = static_cast<uint16_t>(port);
+  options.io_threads = absl::GetFlag(FLAGS_threads);
+  options.forced_bitrate = absl::GetFlag(FLAGS_bitrate);
+  options.ring_frames = static_cast<size_t>(absl::GetFlag(FLAGS_ring_size));
+  options.output_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_output_buffer));
+  options.max_clients = static_cast<size_t>(absl::GetFlag(FLAGS_max_clients));
+  options.tx_queue_frames = static_cast<size_t>(absl::GetFlag(FLAGS_tx_queue));
+  options.max_periodic_jobs = static_cast<size_t>(absl::GetFlag(FLAGS_max_periodic_jobs));
+  options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
+  if (absl::GetFlag(FLAGS_v) > 0) options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
+
+  const std::string interface = absl::GetFlag(FLAGS_interface);
+  const std::string channel = absl::GetFlag(FLAGS_channel);
+  std::shared_ptr<CanBackend> backend;
+  if (interface == "virtual") {
+    auto bus = VirtualBus::Create(channel);
+    if (!bus.ok()) return fail(bus.status().message());
+    backend = *std::move(bus);
+  } else if (interface == "socketcan") {
+    auto can = SocketCanBackend::Open({channel, absl::GetFlag(FLAGS_error_frames)});
+    if (!can.ok()) return fail(can.status().message());
+    backend = *std::move(can);
+  } else {
+    return fail(absl::StrFormat("--interface '%s' is not 'socketcan' or 'virtual'", interface));
+  }
+
+  // Block SIGINT/SIGTERM in every thread; one thread waits for them and shuts the server down.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = RemoteServer::Create(options, backend, absl::GetFlag(FLAGS_error_frames));
+  if (!server.ok()) return fail(server.status().message());
+
+  std::jthread signal_waiter([&](std::stop_token stop) {
+    const timespec tick{0, 200'000'000};
+    while (!stop.stop_requested()) {
+      const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig > 0) {
+        CS_LOG(kInfo, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        (*server)->Shutdown();
+        return;
+      }
+    }
+  });
+  const absl::Status served = (*server)->ServeForever();
+  signal_waiter.request_stop();
+  signal_waiter.join();
+  (*server)->ServerClose();
+  if (!served.ok()) return fail(served.message());
+  return 0;
+}

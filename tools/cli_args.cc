@@ -1,0 +1,38 @@
+#include "tools/cli_args.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace canserver {
+
+std::vector<std::string> NormalizeArgs(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool rest_positional = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i == 0 || rest_positional) {
+      out.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      rest_positional = true;
+      out.push_back(arg);
+      continue;
+    }
+    if (arg.size() >= 2 && arg[0] == '-' && arg[1] == 'v' &&
+        arg.find_first_not_of('v', 1) == std::string::npos) {
+      out.push_back(absl::StrCat("--v=", arg.size() - 1));  // -v, -vv, -vvv
+      continue;
+    }
+    if (absl::StartsWith(arg, "--")) {
+      const size_t eq = arg.find('=');
+      std::replace(arg.begin() + 2, eq == std::string::npos ? arg.end() : arg.begin() + static_cast<long>(eq), '-', '_');
+    }
+    out.push_back(arg);
+  }
+  return out;
+}
+
+}  // namespace canserver
