@@ -107,7 +107,9 @@ TEST(ServerLoadTest, AStalledClientCostsOthersNothingAndMemoryStaysBounded) {
       << "the stalled client's drops must be counted";
   // The stalled session holds at most its ring (4096 * 80 B) and output buffer (256 KiB); allow
   // generous slack for allocator noise, far below the 9 MB that went past it.
-  if (kRssMeaningful) EXPECT_LT(rss_growth, 4 << 20) << "RSS grew by " << rss_growth << " bytes";
+  if (kRssMeaningful) {
+    EXPECT_LT(rss_growth, 4 << 20) << "RSS grew by " << rss_growth << " bytes";
+  }
   // The stalled client, reading at last, gets the oldest frames in order, then a gap.
   auto first = stalled->Recv(absl::Seconds(5));
   ASSERT_TRUE(first.ok() && first->has_value());
