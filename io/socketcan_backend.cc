@@ -18,6 +18,7 @@
 #include <map>
 
 #include "absl/strings/str_format.h"
+#include "core/log.h"
 #include "core/status_macros.h"
 
 namespace canserver {
@@ -193,6 +194,8 @@ absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return ErrnoStatus("bind(CAN_RAW) to " + options.interface);
   }
+  CS_LOG(kInfo, "%s: CAN_RAW socket, receive buffer %d bytes (asked %d)", options.interface, got,
+         want);
   return std::unique_ptr<SocketCanBackend>(new SocketCanBackend(
       options.interface, static_cast<int>(ifindex), std::move(sock), got));
 }
@@ -212,7 +215,12 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
     msgs[i].msg_hdr.msg_controllen = sizeof control[i];
   }
   const int got = ::recvmmsg(fd_.get(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-  if (got <= 0) return 0;  // EAGAIN, or ENETDOWN reported once when the interface goes down
+  if (got < 0 && errno == ENETDOWN) {
+    // Reported once per down transition; the socket stays bound and receives again once it is up.
+    CS_LOG(kWarning, "%s: interface went down; writes fail with TransmitFail until it is up",
+           interface_);
+  }
+  if (got <= 0) return 0;
   size_t count = 0;
   for (int i = 0; i < got; ++i) {
     const size_t bytes = msgs[i].msg_len;

@@ -40,6 +40,8 @@ ABSL_FLAG(int, bitrate, 0,
           "force this bitrate in bit/s for every client, overriding what clients ask for "
           "(0: use each client's)");
 ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
+ABSL_FLAG(int, rcvbuf, 4 << 20,
+          "receive buffer of the CAN socket in bytes (socketcan; forced past rmem_max when root)");
 ABSL_FLAG(int, ring_size, 8192,
           "frames buffered per client before that client's frames are dropped (and counted); "
           "each frame takes 80 bytes");
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
         positive("max_clients", absl::GetFlag(FLAGS_max_clients)),
         positive("tx_queue", absl::GetFlag(FLAGS_tx_queue)),
         positive("threads", absl::GetFlag(FLAGS_threads)),
+        positive("rcvbuf", absl::GetFlag(FLAGS_rcvbuf)),
         positive("max_periodic_jobs", absl::GetFlag(FLAGS_max_periodic_jobs))}) {
     if (!err.empty()) return fail(err);
   }
@@ -112,7 +115,8 @@ int main(int argc, char** argv) {
     if (!bus.ok()) return fail(bus.status().message());
     backend = *std::move(bus);
   } else if (interface == "socketcan") {
-    auto can = SocketCanBackend::Open({channel, absl::GetFlag(FLAGS_error_frames)});
+    auto can = SocketCanBackend::Open(
+        {channel, absl::GetFlag(FLAGS_error_frames), absl::GetFlag(FLAGS_rcvbuf)});
     if (!can.ok()) return fail(can.status().message());
     backend = *std::move(can);
   } else {

@@ -23,11 +23,16 @@ namespace canserver::testing {
 
 class TestServer {
  public:
-  explicit TestServer(ServerOptions options = {}, bool error_frames = false) {
+  // On a virtual bus named "test", or on `backend` when given.
+  explicit TestServer(ServerOptions options = {}, bool error_frames = false,
+                      std::shared_ptr<CanBackend> backend = nullptr) {
     options.host = "127.0.0.1";
     options.port = 0;
-    bus_ = *VirtualBus::Create("test", 1 << 20);
-    auto server = RemoteServer::Create(options, bus_, error_frames);
+    if (backend == nullptr) {
+      bus_ = *VirtualBus::Create("test", 1 << 20);
+      backend = bus_;
+    }
+    auto server = RemoteServer::Create(options, backend, error_frames);
     EXPECT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
@@ -42,7 +47,7 @@ class TestServer {
 
   std::string address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
   RemoteServer& server() { return *server_; }
-  VirtualBus& bus() { return *bus_; }
+  VirtualBus& bus() { return *bus_; }  // virtual backend only
 
   std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 500000) {
     RemoteBusOptions opts;

@@ -1,0 +1,374 @@
+// The socketcan backend against a real kernel's CAN stack (vcan0, vcan1), with raw sockets and
+// can-utils as independent oracles. Run through scripts/vcan-vm.sh (ctest label `vcan`), which
+// provides the interfaces natively or in a qemu VM; run directly, it skips without vcan0.
+#include <net/if.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "io/socketcan_backend.h"
+#include "net/test_server.h"
+#include "raw_can.h"
+
+namespace canserver {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RawCan;
+using testing::SeqFrame;
+using testing::SeqOf;
+using testing::TestServer;
+
+class VcanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::if_nametoindex("vcan0") == 0 || ::if_nametoindex("vcan1") == 0) {
+      GTEST_SKIP() << "no vcan0/vcan1 here: run through scripts/vcan-vm.sh (ctest -L vcan)";
+    }
+    (void)std::system("ip link set vcan0 up; ip link set vcan1 up");
+  }
+
+  static std::unique_ptr<TestServer> Serve(const std::string& ifname, bool error_frames = false,
+                                           ServerOptions options = {}) {
+    auto backend = SocketCanBackend::Open({ifname, error_frames});
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    if (!backend.ok()) return nullptr;
+    return std::make_unique<TestServer>(options, error_frames,
+                                        std::shared_ptr<CanBackend>(*std::move(backend)));
+  }
+
+  static std::optional<CanFrame> Recv(RemoteBus& bus, absl::Duration t = absl::Seconds(10)) {
+    auto got = bus.Recv(t);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? *got : std::nullopt;
+  }
+};
+
+// The directory of this test binary, to find the canserver binary beside it in the build tree.
+std::string BuildDir() {
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  std::string exe(path, n > 0 ? static_cast<size_t>(n) : 0);
+  return exe.substr(0, exe.rfind("/tests/"));
+}
+
+// Runs a shell command and returns its stdout (and stderr with 2>&1 in cmd).
+std::string Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// candump -L in the background for the duration of a scenario.
+class Candump {
+ public:
+  Candump(const std::string& ifname, int count) {
+    file_ = absl::StrCat("/tmp/candump-", ::getpid(), "-", ifname, ".log");
+    (void)std::system(absl::StrCat("timeout 30 candump -L -n ", count, " ", ifname, " > ", file_,
+                                   " 2>&1 &").c_str());
+    absl::SleepFor(absl::Seconds(1));  // candump must be listening before traffic starts
+  }
+  // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to 10 s for `count`.
+  std::vector<std::string> Lines(size_t count) {
+    std::vector<std::string> lines;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      lines.clear();
+      std::ifstream in(file_);
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+      if (lines.size() >= count) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return lines;
+  }
+  // The "ID#DATA" part of each line.
+  std::vector<std::string> Frames(size_t count) {
+    std::vector<std::string> out;
+    for (const std::string& l : Lines(count)) {
+      std::vector<std::string> parts = absl::StrSplit(l, ' ');
+      if (parts.size() == 3) out.push_back(parts[2]);
+    }
+    return out;
+  }
+
+ private:
+  std::string file_;
+};
+
+// 1. Frames generated on vcan0 reach every client, all of them, in order, with kernel timestamps.
+TEST_F(VcanTest, Scenario1_BusFramesReachOneAndFourClientsInOrder) {
+  for (int clients : {1, 4}) {
+    auto ts = Serve("vcan0");
+    std::vector<std::unique_ptr<RemoteBus>> buses;
+    for (int i = 0; i < clients; ++i) buses.push_back(ts->Connect());
+    RawCan writer("vcan0");
+    ASSERT_TRUE(writer.ok());
+    constexpr uint32_t kFrames = 5000;
+    const int64_t before = RealtimeNanos();
+    for (uint32_t i = 0; i < kFrames; ++i) ASSERT_TRUE(writer.Write(SeqFrame(0x100 + (i % 16), i)));
+    for (auto& bus : buses) {
+      int64_t last = 0;
+      for (uint32_t i = 0; i < kFrames; ++i) {
+        std::optional<CanFrame> f = Recv(*bus);
+        ASSERT_TRUE(f.has_value()) << clients << " clients: lost after " << i;
+        ASSERT_EQ(SeqOf(*f), i) << "order";
+        ASSERT_GE(f->timestamp_ns, before) << "not a kernel receive timestamp";
+        ASSERT_GE(f->timestamp_ns, last);
+        last = f->timestamp_ns;
+      }
+    }
+    EXPECT_EQ(ts->server().channel().counters().kernel_drops.Get(), 0u);
+    std::printf("scenario 1: %d client(s) received all %u frames in order\n", clients, kFrames);
+  }
+}
+
+// 2. Frames a client sends appear on vcan0 exactly; other clients get them; the sender does not.
+TEST_F(VcanTest, Scenario2_ClientFramesAppearOnTheBusExactly) {
+  auto ts = Serve("vcan0");
+  auto a = ts->Connect();
+  auto b = ts->Connect();
+  Candump dump("vcan0", 3);
+  ASSERT_TRUE(a->Send(CanFrame::Classic(0x123, {0xDE, 0xAD, 0xBE, 0xEF})).ok());
+  ASSERT_TRUE(a->Send(CanFrame::Classic(0x1ABCDEF0, {1, 2, 3, 4, 5, 6, 7, 8}, true)).ok());
+  ASSERT_TRUE(a->Send(CanFrame::Classic(0x7FF, {})).ok());
+  EXPECT_EQ(dump.Frames(3),
+            (std::vector<std::string>{"123#DEADBEEF", "1ABCDEF0#0102030405060708", "7FF#"}));
+  EXPECT_EQ(Recv(*b), CanFrame::Classic(0x123, {0xDE, 0xAD, 0xBE, 0xEF}));
+  EXPECT_EQ(Recv(*b), CanFrame::Classic(0x1ABCDEF0, {1, 2, 3, 4, 5, 6, 7, 8}, true));
+  EXPECT_EQ(Recv(*b), CanFrame::Classic(0x7FF, {}));
+  EXPECT_FALSE(Recv(*a, absl::Milliseconds(300)).has_value()) << "the sender got its own frame";
+}
+
+// 3. Extended ids, remote frames, dlc 0 and 8, both directions.
+TEST_F(VcanTest, Scenario3_ExtendedRemoteAndDlcEdgesBothWays) {
+  auto ts = Serve("vcan0");
+  auto client = ts->Connect();
+  RawCan raw("vcan0");
+  CanFrame rtr_ext = CanFrame::Classic(0x1FFFFFFF, {}, true);
+  rtr_ext.flags |= kCanFlagRemote;
+  rtr_ext.len = 8;
+  CanFrame rtr_std = CanFrame::Classic(0x001, {});
+  rtr_std.flags |= kCanFlagRemote;
+  rtr_std.len = 0;
+  const std::vector<CanFrame> frames = {CanFrame::Classic(0x000, {}),
+                                        CanFrame::Classic(0x7FF, {1, 2, 3, 4, 5, 6, 7, 8}),
+                                        CanFrame::Classic(0x0, {}, true),
+                                        CanFrame::Classic(0x1FFFFFFF, {9, 9, 9, 9, 9, 9, 9, 9}, true),
+                                        rtr_ext, rtr_std};
+  for (const CanFrame& f : frames) {  // bus → client
+    ASSERT_TRUE(raw.Write(f));
+    EXPECT_EQ(Recv(*client), f) << ToString(f);
+  }
+  for (const CanFrame& f : frames) {  // client → bus
+    ASSERT_TRUE(client->Send(f).ok());
+    std::optional<CanFrame> seen = raw.Read(absl::Seconds(5));
+    ASSERT_TRUE(seen.has_value()) << ToString(f);
+    EXPECT_EQ(*seen, f) << ToString(f) << " arrived as " << ToString(*seen);
+  }
+}
+
+// 4. Per-client filters on the real bus.
+TEST_F(VcanTest, Scenario4_PerClientFilters) {
+  auto ts = Serve("vcan0");
+  auto std_only = ts->Connect({{0x100, 0x7F0, false}});
+  auto ext_only = ts->Connect({{0x100, 0x1FFFFFFF, true}});
+  auto all = ts->Connect();
+  RawCan raw("vcan0");
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x105, {1})));
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x100, {2}, true)));
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x200, {3})));
+  auto data = [&](RemoteBus& bus) {
+    std::vector<int> seen;
+    while (auto f = Recv(bus, absl::Milliseconds(500))) seen.push_back(f->data[0]);
+    return seen;
+  };
+  EXPECT_EQ(data(*std_only), (std::vector<int>{1}));
+  EXPECT_EQ(data(*ext_only), (std::vector<int>{2}));
+  EXPECT_EQ(data(*all), (std::vector<int>{1, 2, 3}));
+}
+
+// Frames with `id` seen on the bus by a raw socket within `window`.
+std::vector<CanFrame> Watch(RawCan& raw, uint32_t id, absl::Duration window) {
+  std::vector<CanFrame> out;
+  const absl::Time end = absl::Now() + window;
+  while (absl::Now() < end) {
+    std::optional<CanFrame> f = raw.Read(end - absl::Now());
+    if (f && f->id == id) out.push_back(*f);
+  }
+  return out;
+}
+
+// Reads and discards what the socket already holds (frames sent before a job was stopped).
+void Drain(RawCan& raw) {
+  while (raw.Read(absl::Milliseconds(50)).has_value()) {
+  }
+}
+
+// 5. Periodic jobs through CAN_BCM: period, duration, modify, stop, session end.
+TEST_F(VcanTest, Scenario5_PeriodicJobsThroughTheBroadcastManager) {
+  auto ts = Serve("vcan0");
+  auto a = ts->Connect();
+  RawCan raw("vcan0");
+  auto forever = a->SendPeriodic(CanFrame::Classic(0x321, {1}), absl::Milliseconds(20));
+  ASSERT_TRUE(forever.ok()) << forever.status();
+  std::vector<CanFrame> seen = Watch(raw, 0x321, absl::Seconds(1));
+  std::printf("scenario 5: 20 ms job sent %zu frames in 1 s\n", seen.size());
+  EXPECT_GE(seen.size(), 40u);
+  EXPECT_LE(seen.size(), 55u);
+
+  ASSERT_TRUE((*forever)->Modify(CanFrame::Classic(0x321, {2})).ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  seen = Watch(raw, 0x321, absl::Milliseconds(300));
+  ASSERT_FALSE(seen.empty());
+  for (const CanFrame& f : seen) EXPECT_EQ(f.data[0], 2);
+
+  ASSERT_TRUE((*forever)->Stop().ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  Drain(raw);
+  EXPECT_TRUE(Watch(raw, 0x321, absl::Milliseconds(300)).empty()) << "still sending after Stop";
+
+  auto limited = a->SendPeriodic(CanFrame::Classic(0x322, {3}), absl::Milliseconds(10),
+                                 absl::Milliseconds(200));
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(Watch(raw, 0x322, absl::Milliseconds(800)).size(), 20u) << "duration 200 ms at 10 ms";
+
+  auto orphan = a->SendPeriodic(CanFrame::Classic(0x323, {4}), absl::Milliseconds(10));
+  ASSERT_TRUE(orphan.ok());
+  EXPECT_FALSE(Watch(raw, 0x323, absl::Milliseconds(200)).empty());
+  a->Shutdown();
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts->server().session_count() == 0; }));
+  absl::SleepFor(absl::Milliseconds(100));
+  Drain(raw);
+  EXPECT_TRUE(Watch(raw, 0x323, absl::Milliseconds(300)).empty()) << "jobs outlived the session";
+}
+
+// 6. A missing interface is a one-line error and a non-zero exit.
+TEST_F(VcanTest, Scenario6_MissingInterfaceIsAOneLineError) {
+  const std::string out =
+      Shell(BuildDir() + "/tools/canserver --interface socketcan --channel nosuch0 --port 0 2>&1; echo rc=$?");
+  EXPECT_THAT(out, HasSubstr("canserver: no CAN interface 'nosuch0'"));
+  EXPECT_THAT(out, HasSubstr("rc=1"));
+  size_t error_lines = 0;
+  for (absl::string_view line : absl::StrSplit(out, '\n')) error_lines += absl::StartsWith(line, "canserver:");
+  EXPECT_EQ(error_lines, 1u) << out;
+}
+
+// 7. The interface going down: TransmitFail while down, the server stays up and serves again.
+// Sessions survive a down/up cycle (the raw socket stays bound); clients need not reconnect.
+TEST_F(VcanTest, Scenario7_InterfaceDownGivesTransmitFailAndServiceResumes) {
+  auto ts = Serve("vcan0");
+  auto a = ts->Connect();
+  auto b = ts->Connect();
+  ASSERT_EQ(std::system("ip link set vcan0 down"), 0);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a->Send(CanFrame::Classic(0x10, {1})).ok());
+  EXPECT_FALSE(Recv(*a, absl::Milliseconds(500)).has_value());
+  EXPECT_EQ(a->transmit_failures(), 5u);
+  ASSERT_EQ(std::system("ip link set vcan0 up"), 0);
+  ASSERT_TRUE(a->Send(CanFrame::Classic(0x11, {2})).ok());
+  std::optional<CanFrame> f = Recv(*b);
+  ASSERT_TRUE(f.has_value()) << "no service after the interface came back";
+  EXPECT_EQ(f->id, 0x11u);
+  RawCan raw("vcan0");
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x12, {3})));
+  f = Recv(*a);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->id, 0x12u);
+  EXPECT_EQ(ts->server().channel().counters().bus_tx_failed.Get(), 5u);
+}
+
+// 8. Kernel-side drops (SO_RXQ_OVFL) are counted and reported when the CAN thread cannot keep up.
+TEST_F(VcanTest, Scenario8_KernelDropsAreCountedAndReported) {
+  const std::string log = absl::StrCat("/tmp/canserver-ovfl-", ::getpid(), ".log");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string bin = BuildDir() + "/tools/canserver";
+    ::freopen(log.c_str(), "w", stderr);
+    ::execl(bin.c_str(), bin.c_str(), "--interface", "socketcan", "--channel", "vcan0", "--port",
+            "0", "--rcvbuf", "4096", "-v", nullptr);
+    ::_exit(127);
+  }
+  absl::SleepFor(absl::Seconds(2));
+  ::kill(pid, SIGSTOP);  // the CAN thread cannot read: the kernel queue fills and overflows
+  RawCan raw("vcan0");
+  for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(raw.Write(SeqFrame(0x55, i)));
+  ::kill(pid, SIGCONT);
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_TRUE(raw.Write(SeqFrame(0x55, 2000)));  // carries the overflow count to the CAN thread
+  absl::SleepFor(absl::Seconds(1));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text, m, std::regex("kernel_drops=([0-9]+)"))) << text;
+  const long drops = std::stol(m[1]);
+  std::printf("scenario 8: kernel dropped %ld of 2001 frames; canserver reported it\n", drops);
+  EXPECT_GT(drops, 0) << text;
+  EXPECT_THAT(text, HasSubstr("(SO_RXQ_OVFL)"));
+}
+
+// 9. Two servers on vcan0 and vcan1 do not leak frames across.
+TEST_F(VcanTest, Scenario9_TwoServersDoNotLeakAcrossInterfaces) {
+  auto s0 = Serve("vcan0");
+  auto s1 = Serve("vcan1");
+  auto c0 = s0->Connect();
+  auto c1 = s1->Connect();
+  RawCan raw0("vcan0"), raw1("vcan1");
+  ASSERT_TRUE(raw0.Write(CanFrame::Classic(0x100, {0})));
+  ASSERT_TRUE(raw1.Write(CanFrame::Classic(0x101, {1})));
+  ASSERT_TRUE(c0->Send(CanFrame::Classic(0x200, {0})).ok());
+  ASSERT_TRUE(c1->Send(CanFrame::Classic(0x201, {1})).ok());
+  EXPECT_EQ(Recv(*c0)->id, 0x100u);
+  EXPECT_EQ(Recv(*c1)->id, 0x101u);
+  EXPECT_FALSE(Recv(*c0, absl::Milliseconds(300)).has_value());
+  EXPECT_FALSE(Recv(*c1, absl::Milliseconds(300)).has_value());
+  EXPECT_EQ(raw0.Read(absl::Seconds(2))->id, 0x200u);
+  EXPECT_EQ(raw1.Read(absl::Seconds(2))->id, 0x201u);
+  EXPECT_FALSE(raw0.Read(absl::Milliseconds(300)).has_value());
+}
+
+// 10. --error-frames: error frames on vcan0 reach clients with the error flag; otherwise not.
+TEST_F(VcanTest, Scenario10_ErrorFramesOnlyWithTheFlag) {
+  CanFrame err;
+  err.flags = kCanFlagError;
+  err.id = 0x004;  // CAN_ERR_CRTL
+  err.len = 8;
+  err.data[1] = 0x04;
+  for (bool flag : {false, true}) {
+    auto ts = Serve("vcan0", flag);
+    auto c = ts->Connect();
+    RawCan raw("vcan0");
+    ASSERT_TRUE(raw.Write(err));
+    ASSERT_TRUE(raw.Write(CanFrame::Classic(0x77, {})));
+    std::optional<CanFrame> first = Recv(*c);
+    ASSERT_TRUE(first.has_value());
+    if (flag) {
+      EXPECT_TRUE(first->error()) << ToString(*first);
+      EXPECT_EQ(first->id, 0x004u);
+      EXPECT_EQ(first->data[1], 0x04);
+    } else {
+      EXPECT_EQ(first->id, 0x77u) << "an error frame got through without --error-frames";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace canserver
