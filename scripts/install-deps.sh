@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the vcan scenarios: a real kernel under qemu, can-utils as the oracle
   qemu-system-x86 busybox-static cpio can-utils iproute2 kmod
+  # python-can through canserver
+  python3-can python3-pip python3-setuptools python3-wheel
 )
 
 missing=()

@@ -1,0 +1,143 @@
+"""Remote CAN protocol version 5: event encoding and an incremental decoder.
+
+Every event is one id byte and a payload whose length follows from the id; integers are
+big-endian. See docs/protocol.md in the canserver repository.
+"""
+import struct
+
+PROTOCOL_VERSION = 5
+DEFAULT_PORT = 54701
+
+BUS_REQUEST = 1
+BUS_RESPONSE = 2
+CAN_MESSAGE = 3
+TRANSMIT_SUCCESS = 4
+TRANSMIT_FAIL = 5
+REMOTE_EXCEPTION = 6
+PERIODIC_START = 7
+PERIODIC_STOP = 8
+FILTER_CONFIG = 10
+CONNECTION_CLOSED = 255
+
+FLAG_EXTENDED = 0x01
+FLAG_REMOTE = 0x02
+FLAG_ERROR = 0x04
+
+_CAN_MESSAGE = struct.Struct(">dIBB8s")  # after the id byte: 22 bytes
+_PERIODIC = struct.Struct(">iiIBB8s")
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not protocol v5."""
+
+
+def _string(event_id, text):
+    data = text.encode("utf-8")
+    if len(data) > 255:  # cut at a character boundary
+        data = data[:255].decode("utf-8", "ignore").encode("utf-8")
+    return bytes([event_id, len(data)]) + data
+
+
+def bus_request(bitrate):
+    return struct.pack(">BBi", BUS_REQUEST, PROTOCOL_VERSION, int(bitrate or 0))
+
+
+def filter_config(filters):
+    """python-can filter dicts {can_id, can_mask[, extended]} as a FilterConfig event."""
+    filters = list(filters or [])
+    if len(filters) > 255:
+        raise ValueError("protocol v5 allows at most 255 filters")
+    out = bytearray([FILTER_CONFIG, len(filters)])
+    for f in filters:
+        can_id = f["can_id"] & 0x1FFFFFFF
+        can_mask = f["can_mask"] & 0x1FFFFFFF
+        if "extended" in f:
+            can_mask |= 0x80000000
+            if f["extended"]:
+                can_id |= 0x80000000
+        out += struct.pack(">II", can_id, can_mask)
+    return bytes(out)
+
+
+def _check_id(arbitration_id, extended):
+    limit = 0x1FFFFFFF if extended else 0x7FF
+    if not 0 <= arbitration_id <= limit:
+        raise ValueError(
+            "arbitration id 0x%X does not fit a %s frame" % (arbitration_id, "29-bit" if extended else "11-bit")
+        )
+
+
+def can_message(msg):
+    if getattr(msg, "is_fd", False):
+        raise ValueError("protocol v5 cannot carry CAN FD frames")
+    _check_id(msg.arbitration_id, msg.is_extended_id)
+    if msg.dlc > 8:
+        raise ValueError("dlc %d is over 8" % msg.dlc)
+    flags = (FLAG_EXTENDED if msg.is_extended_id else 0) | (FLAG_REMOTE if msg.is_remote_frame else 0)
+    flags |= FLAG_ERROR if msg.is_error_frame else 0
+    data = b"" if msg.is_remote_frame else bytes(msg.data[: msg.dlc])
+    return bytes([CAN_MESSAGE]) + _CAN_MESSAGE.pack(
+        float(msg.timestamp or 0.0), msg.arbitration_id, msg.dlc, flags, data.ljust(8, b"\0")
+    )
+
+
+def periodic_start(msg, period, duration):
+    _check_id(msg.arbitration_id, msg.is_extended_id)
+    period_ms = int(round(period * 1000))
+    if period_ms < 1:
+        raise ValueError("period must be at least 1 ms")
+    duration_ms = int(round((duration or 0) * 1000))
+    data = bytes(msg.data[: msg.dlc]).ljust(8, b"\0")
+    return bytes([PERIODIC_START]) + _PERIODIC.pack(
+        period_ms, duration_ms, msg.arbitration_id, msg.dlc, 1 if msg.is_extended_id else 0, data
+    )
+
+
+def periodic_stop(arbitration_id):
+    return struct.pack(">BI", PERIODIC_STOP, arbitration_id)
+
+
+class Decoder:
+    """Incremental decoder: feed() bytes as they come, then next() events until it returns None."""
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    def feed(self, data):
+        self._buf += data
+
+    def buffered(self):
+        return len(self._buf)
+
+    def _size(self):
+        b = self._buf
+        eid = b[0]
+        if eid == BUS_REQUEST:
+            return 6
+        if eid in (BUS_RESPONSE, REMOTE_EXCEPTION, FILTER_CONFIG):
+            if len(b) < 2:
+                return None
+            return 2 + b[1] * (8 if eid == FILTER_CONFIG else 1)
+        if eid in (CAN_MESSAGE, PERIODIC_START):
+            return 23
+        if eid in (TRANSMIT_SUCCESS, TRANSMIT_FAIL, CONNECTION_CLOSED):
+            return 1
+        if eid == PERIODIC_STOP:
+            return 5
+        raise ProtocolError("unknown event id %d (0x%02x)" % (eid, eid))
+
+    def next(self):
+        """(event_id, value) for the next complete event, or None if more bytes are needed."""
+        if not self._buf:
+            return None
+        size = self._size()
+        if size is None or len(self._buf) < size:
+            return None
+        raw = bytes(self._buf[:size])
+        del self._buf[:size]
+        eid = raw[0]
+        if eid in (BUS_RESPONSE, REMOTE_EXCEPTION):
+            return eid, raw[2:].decode("utf-8", "replace")
+        if eid == CAN_MESSAGE:
+            return eid, _CAN_MESSAGE.unpack(raw[1:])
+        return eid, raw[1:]

@@ -1,0 +1,172 @@
+"""python-can (Debian's python3-can) through canserver, with the canserver_remote plugin.
+
+Run by ctest (label `integration`) with CANSERVER_BIN pointing at the build's canserver and the
+plugin installed on PYTHONPATH; see tests/CMakeLists.txt.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import can
+
+
+class Server:
+    """canserver on the virtual bus, on a free loopback port."""
+
+    def __init__(self, *flags):
+        self.log = tempfile.NamedTemporaryFile(prefix="canserver-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [os.environ["CANSERVER_BIN"], "--interface", "virtual", "--channel", "pytest",
+             "--host", "127.0.0.1", "--port", "0", *flags],
+            stderr=self.log, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with open(self.log.name) as f:
+                m = re.search(r"on 127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                self.port = int(m.group(1))
+                self.channel = "127.0.0.1:%d" % self.port
+                return
+            time.sleep(0.05)
+        with open(self.log.name) as f:
+            raise RuntimeError("canserver did not start: " + f.read())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+
+class PythonCanTest(unittest.TestCase):
+    def setUp(self):
+        self.server = Server()
+        self.buses = []
+
+    def tearDown(self):
+        for b in self.buses:
+            b.shutdown()
+        self.assertEqual(self.server.stop(), 0)
+
+    def bus(self, **kwargs):
+        b = can.Bus(self.server.channel, interface="remote", **kwargs)
+        self.buses.append(b)
+        time.sleep(0.05)  # let the server subscribe it before traffic starts
+        return b
+
+    def test_two_buses_exchange_frames_without_echo(self):
+        a, b = self.bus(bitrate=250000), self.bus()
+        self.assertEqual(b.recv(0.01), None)
+        self.assertEqual(a.channel_info,
+                         "virtual channel 'pytest', 250000 bit/s on %s" % self.server.channel)
+        a.send(can.Message(arbitration_id=0x123, data=[1, 2, 3], is_extended_id=False))
+        b.send(can.Message(arbitration_id=0x1ABCDEF0, data=b"\xff" * 8, is_extended_id=True))
+        got = b.recv(5)
+        self.assertEqual((got.arbitration_id, bytes(got.data), got.is_extended_id), (0x123, b"\x01\x02\x03", False))
+        self.assertGreater(got.timestamp, 1e9)
+        got = a.recv(5)
+        self.assertEqual((got.arbitration_id, got.dlc, got.is_extended_id), (0x1ABCDEF0, 8, True))
+        self.assertIsNone(a.recv(0.2))
+        self.assertIsNone(b.recv(0.2))
+
+    def test_remote_frames(self):
+        a, b = self.bus(), self.bus()
+        a.send(can.Message(arbitration_id=0x7FF, is_remote_frame=True, dlc=4, is_extended_id=False))
+        got = b.recv(5)
+        self.assertTrue(got.is_remote_frame)
+        self.assertEqual(got.dlc, 4)
+
+    def test_filters_are_applied_by_the_server(self):
+        a = self.bus()
+        b = self.bus(can_filters=[{"can_id": 0x11, "can_mask": 0xFF}])
+        c = self.bus(can_filters=[{"can_id": 0x11, "can_mask": 0x7FF, "extended": True}])
+        for arb, ext in ((0x11, False), (0x12, False), (0x111, False), (0x11, True)):
+            a.send(can.Message(arbitration_id=arb, is_extended_id=ext))
+        got = [(m.arbitration_id, m.is_extended_id) for m in iter(lambda: b.recv(0.3), None)]
+        self.assertEqual(got, [(0x11, False), (0x111, False), (0x11, True)])
+        got = [(m.arbitration_id, m.is_extended_id) for m in iter(lambda: c.recv(0.3), None)]
+        self.assertEqual(got, [(0x11, True)])
+        b.set_filters([{"can_id": 0x12, "can_mask": 0x7FF}])
+        time.sleep(0.1)
+        a.send(can.Message(arbitration_id=0x12, is_extended_id=False))
+        self.assertEqual(b.recv(5).arbitration_id, 0x12)
+
+    def test_periodic_runs_on_the_server(self):
+        a, b = self.bus(), self.bus()
+        task = a.send_periodic(can.Message(arbitration_id=0x200, data=[1], is_extended_id=False), 0.02, 0.2)
+        frames = [m for m in iter(lambda: b.recv(0.5), None) if m.arbitration_id == 0x200]
+        self.assertEqual(len(frames), 10)  # 200 ms at 20 ms
+        task.modify_data(can.Message(arbitration_id=0x200, data=[2], is_extended_id=False))  # restarts
+        frames = [m for m in iter(lambda: b.recv(0.5), None) if m.arbitration_id == 0x200]
+        self.assertEqual(len(frames), 10)
+        self.assertEqual(frames[-1].data[0], 2)
+        forever = a.send_periodic(can.Message(arbitration_id=0x201, is_extended_id=False), 0.01)
+        self.assertIsNotNone(b.recv(2))
+        forever.stop()
+        time.sleep(0.1)
+        while b.recv(0.05):
+            pass
+        self.assertIsNone(b.recv(0.3))
+
+    def test_handshake_error_carries_the_servers_text(self):
+        self.server.stop()
+        self.server = Server("--max_clients", "1")
+        self.bus()
+        with self.assertRaises(can.CanInitializationError) as ctx:
+            can.Bus(self.server.channel, interface="remote")
+        self.assertIn("server full", str(ctx.exception))
+
+    def test_server_shutdown_is_reported(self):
+        a = self.bus()
+        self.server.stop()
+        with self.assertRaises(can.CanOperationError) as ctx:
+            a.recv(5)
+        self.assertIn("server shutting down", str(ctx.exception))
+        self.server = Server()
+
+    def test_canrc_configures_the_default_bus(self):
+        with tempfile.TemporaryDirectory() as home:
+            with open(os.path.join(home, ".canrc"), "w") as f:
+                f.write("[default]\ninterface = remote\nchannel = %s\n" % self.server.channel)
+            code = ("import can; b = can.Bus(); print(b.channel_info); "
+                    "b.send(can.Message(arbitration_id=5, is_extended_id=False)); b.shutdown()")
+            listener = self.bus()
+            env = dict(os.environ, HOME=home)
+            env.pop("CAN_INTERFACE", None)
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("on " + self.server.channel, out.stdout)
+            self.assertEqual(listener.recv(5).arbitration_id, 5)
+
+    def test_logger_writes_a_file_and_player_replays_it(self):
+        a = self.bus()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "out.log")
+            logger = subprocess.Popen([sys.executable, "-m", "can.logger", "-i", "remote",
+                                       "-c", self.server.channel, "-f", path],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(2.0)  # interpreter start-up and connection
+            for i in range(20):
+                a.send(can.Message(arbitration_id=0x300 + i, data=[i], is_extended_id=False))
+            time.sleep(1.0)
+            logger.send_signal(signal.SIGINT)
+            logger.wait(10)
+            with open(path) as f:
+                text = f.read()
+            frames = [l for l in text.split("\n") if "#" in l]
+            self.assertEqual(len(frames), 20, text)
+            self.assertRegex(frames[0], r"^\(\d+\.\d+\) pytest 300#00( R)?$")
+            # can.player sends the log back onto the bus; a listener sees all of it.
+            player = subprocess.run([sys.executable, "-m", "can.player", "-i", "remote",
+                                     "-c", self.server.channel, "--ignore-timestamps", path],
+                                    capture_output=True, text=True, timeout=60)
+            self.assertEqual(player.returncode, 0, player.stderr)
+            got = [m.arbitration_id for m in iter(lambda: a.recv(1), None)]
+            self.assertEqual(got, [0x300 + i for i in range(20)])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
