@@ -1,0 +1,122 @@
+#include "core/text_format.h"
+
+#include <cstdint>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace canserver {
+namespace {
+
+bool ParseHex(absl::string_view text, uint32_t* out) {
+  if (text.empty() || text.size() > 8) return false;
+  for (char c : text) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return absl::SimpleHexAtoi(text, out);
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  return absl::ascii_tolower(static_cast<unsigned char>(c)) - 'a' + 10;
+}
+
+}  // namespace
+
+absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
+  const size_t hash = text.find('#');
+  if (hash == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("'%s': expected <can_id>#<data>, e.g. 123#DEADBEEF", text));
+  }
+  const absl::string_view id_text = text.substr(0, hash);
+  absl::string_view data = text.substr(hash + 1);
+  CanFrame frame;
+  uint32_t id = 0;
+  if ((id_text.size() != 3 && id_text.size() != 8) || !ParseHex(id_text, &id)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "'%s': the id must be 3 hex digits (standard) or 8 (extended)", text));
+  }
+  if (id_text.size() == 8) {
+    if (id > kCanExtIdMax) {
+      return absl::InvalidArgumentError(absl::StrFormat("'%s': id is wider than 29 bits", text));
+    }
+    frame.flags |= kCanFlagExtended;
+  } else if (id > kCanStdIdMax) {
+    return absl::InvalidArgumentError(absl::StrFormat("'%s': standard id is over 7FF", text));
+  }
+  frame.id = id;
+  if (!data.empty() && data[0] == '#') {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("'%s': CAN FD frames cannot travel over protocol v5", text));
+  }
+  if (!data.empty() && (data[0] == 'R' || data[0] == 'r')) {
+    frame.flags |= kCanFlagRemote;
+    if (data.size() == 2 && data[1] >= '0' && data[1] <= '8') {
+      frame.len = static_cast<uint8_t>(data[1] - '0');
+    } else if (data.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrFormat("'%s': remote frame is #R or #R<dlc>", text));
+    }
+    return frame;
+  }
+  std::string digits;
+  for (char c : data) {
+    if (c == '.') continue;
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(absl::StrFormat("'%s': '%c' is not a hex digit", text, c));
+    }
+    digits.push_back(c);
+  }
+  if (digits.size() % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("'%s': odd number of data digits", text));
+  }
+  if (digits.size() > 16) {
+    return absl::InvalidArgumentError(absl::StrFormat("'%s': more than 8 data bytes", text));
+  }
+  for (size_t i = 0; i < digits.size(); i += 2) {
+    frame.data[frame.len++] = static_cast<uint8_t>(HexValue(digits[i]) * 16 + HexValue(digits[i + 1]));
+  }
+  return frame;
+}
+
+std::string FormatCansend(const CanFrame& frame) {
+  std::string out;
+  if (frame.error()) {
+    out = absl::StrFormat("%08X#", frame.id | 0x20000000u);  // CAN_ERR_FLAG, as candump prints it
+  } else if (frame.extended()) {
+    out = absl::StrFormat("%08X#", frame.id);
+  } else {
+    out = absl::StrFormat("%03X#", frame.id);
+  }
+  if (frame.remote()) {
+    out += 'R';
+    if (frame.len > 0) absl::StrAppend(&out, frame.len);
+    return out;
+  }
+  for (uint8_t i = 0; i < frame.len && i < kCanFdMaxLen; ++i) absl::StrAppendFormat(&out, "%02X", frame.data[i]);
+  return out;
+}
+
+std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname) {
+  const int64_t secs = frame.timestamp_ns / 1'000'000'000;
+  const int64_t micros = (frame.timestamp_ns % 1'000'000'000) / 1000;
+  return absl::StrFormat("(%d.%06d) %s %s", secs, micros, ifname, FormatCansend(frame));
+}
+
+absl::StatusOr<CanFilter> ParseFilter(absl::string_view text) {
+  const size_t colon = text.find(':');
+  uint32_t id = 0;
+  uint32_t mask = 0;
+  if (colon == absl::string_view::npos || !ParseHex(text.substr(0, colon), &id) ||
+      !ParseHex(text.substr(colon + 1), &mask)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("filter '%s': expected <can_id>:<can_mask> in hex, e.g. 123:7FF", text));
+  }
+  CanFilter filter{id & kCanExtIdMax, mask & kCanExtIdMax, std::nullopt};
+  if (mask & 0x80000000u) filter.extended = (id & 0x80000000u) != 0;
+  return filter;
+}
+
+}  // namespace canserver

@@ -1,0 +1,32 @@
+// The text forms of frames and filters that can-utils users type and read:
+//   cansend syntax     "123#DEADBEEF", "1ABCDEF0#11.22", "123#R", "123#R8"
+//   candump -L lines   "(1700000000.123456) can0 123#DEADBEEF"
+//   candump filters    "123:7FF" (either id type), "80000123:9FFFFFFF" (bit 31: extended only)
+// Pure functions; any thread.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/filter.h"
+#include "core/frame.h"
+
+namespace canserver {
+
+// Parses cansend's "<id>#<data>" for classic frames: 3 hex digits = standard id, 8 = extended;
+// data is up to 8 hex bytes, optionally separated by '.'; "#R" (optionally with a dlc digit) is
+// a remote frame. CAN FD ("##") is refused: protocol v5 cannot carry it.
+absl::StatusOr<CanFrame> ParseCansend(absl::string_view text);
+
+// "123#DEADBEEF" as candump -L and cansend write it (error frames: id with bit 29 set, 8 digits).
+std::string FormatCansend(const CanFrame& frame);
+
+// "(seconds.micros) ifname frame" — candump -L / canplayer / python-can's log reader format.
+std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname);
+
+// candump's "<can_id>:<can_mask>" in hex. Bit 31 set in the mask makes the id type matter, and
+// bit 31 of the id then selects extended (as CAN_EFF_FLAG does for candump).
+absl::StatusOr<CanFilter> ParseFilter(absl::string_view text);
+
+}  // namespace canserver

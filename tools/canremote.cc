@@ -1,0 +1,280 @@
+// canremote: can-utils style tools for a bus on a canserver.
+//
+//   canremote dump [-c host:port] [-t a|d|z] [-L] [-n count] [FILTER ...]   candump-like live view
+//   canremote send [-c host:port] FRAME ...                                  cansend syntax
+//   canremote log  [-c host:port] -f FILE [-n count] [-T seconds]            candump -L log file
+//
+// The bus comes from -c/-i/-b, else CAN_CHANNEL/CAN_INTERFACE/CAN_BITRATE, else the [default]
+// section of ./can.ini, ~/can.ini or ~/.canrc (as python-can reads them).
+#include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "core/text_format.h"
+#include "net/client_config.h"
+#include "net/remote_bus.h"
+
+namespace canserver {
+namespace {
+
+volatile sig_atomic_t g_stop = 0;  // set by SIGINT/SIGTERM; this tool is single-threaded
+
+constexpr char kUsage[] =
+    "usage: canremote dump|send|log [options] [args]\n"
+    "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, ~/.canrc)\n"
+    "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
+    "           -b, --bitrate BPS           bitrate to ask for (default 500000)\n"
+    "  dump [FILTER ...]  print frames as they arrive; FILTER is candump's <id>:<mask> in hex\n"
+    "           -t a|d|z   timestamps: absolute, delta, zero-based (default: none)\n"
+    "           -L         log-line format: (seconds) ifname frame, as candump -L writes\n"
+    "           -n COUNT   exit after COUNT frames\n"
+    "  send FRAME ...      send frames in cansend syntax: 123#DEADBEEF, 1ABCDEF0#11.22, 123#R\n"
+    "  log -f FILE         write the bus to FILE in candump -L format (canplayer, log2asc and\n"
+    "                      python-can read it); a progress line on stderr, a summary at the end\n"
+    "           -n COUNT   stop after COUNT frames;  -T SECONDS  stop after SECONDS\n";
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "canremote: %s\n", message.c_str());
+  return 1;
+}
+
+struct Options {
+  ClientConfigOverrides config;
+  char timestamps = 0;
+  bool log_format = false;
+  std::optional<uint64_t> count;
+  std::optional<double> seconds;
+  std::string file;
+  std::vector<std::string> args;
+};
+
+std::optional<Options> Parse(int argc, char** argv, std::string* error) {
+  Options o;
+  static const option kLong[] = {{"channel", required_argument, nullptr, 'c'},
+                                 {"interface", required_argument, nullptr, 'i'},
+                                 {"bitrate", required_argument, nullptr, 'b'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+c:i:b:t:Ln:f:T:h", kLong, nullptr)) != -1) {
+    switch (c) {
+      case 'c': o.config.channel = optarg; break;
+      case 'i': o.config.interface = optarg; break;
+      case 'b': {
+        int32_t b;
+        if (!absl::SimpleAtoi(optarg, &b) || b <= 0) {
+          *error = absl::StrFormat("-b %s: not a positive bitrate", optarg);
+          return std::nullopt;
+        }
+        o.config.bitrate = b;
+        break;
+      }
+      case 't':
+        if (std::string(optarg).size() != 1 || std::string("adz").find(optarg[0]) == std::string::npos) {
+          *error = absl::StrFormat("-t %s: use a (absolute), d (delta) or z (zero-based)", optarg);
+          return std::nullopt;
+        }
+        o.timestamps = optarg[0];
+        break;
+      case 'L': o.log_format = true; break;
+      case 'n': {
+        uint64_t n;
+        if (!absl::SimpleAtoi(optarg, &n) || n == 0) {
+          *error = absl::StrFormat("-n %s: not a positive count", optarg);
+          return std::nullopt;
+        }
+        o.count = n;
+        break;
+      }
+      case 'T': {
+        double s;
+        if (!absl::SimpleAtod(optarg, &s) || s <= 0) {
+          *error = absl::StrFormat("-T %s: not a positive number of seconds", optarg);
+          return std::nullopt;
+        }
+        o.seconds = s;
+        break;
+      }
+      case 'f': o.file = optarg; break;
+      case 'h': *error = ""; return std::nullopt;
+      default:
+        *error = absl::StrFormat("unknown or incomplete option '%s'", argv[optind - 1]);
+        return std::nullopt;
+    }
+  }
+  for (int i = optind; i < argc; ++i) o.args.push_back(argv[i]);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<CanFilter> filters) {
+  absl::StatusOr<ClientConfig> config = LoadClientConfig(o.config);
+  if (!config.ok()) return config.status();
+  RemoteBusOptions opts;
+  opts.channel = config->channel;
+  opts.bitrate = config->bitrate;
+  opts.filters = std::move(filters);
+  return RemoteBus::Connect(opts);
+}
+
+// "can0" from "socketcan channel 'can0', 500000 bit/s on host:port", for log lines.
+std::string InterfaceName(const RemoteBus& bus) {
+  std::smatch m;
+  const std::string info = bus.channel_info();
+  if (std::regex_search(info, m, std::regex("channel '([^' ]+)'"))) return m[1];
+  return "can0";
+}
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = 1; };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int Dump(const Options& o) {
+  std::vector<CanFilter> filters;
+  for (const std::string& f : o.args) {
+    absl::StatusOr<CanFilter> filter = ParseFilter(f);
+    if (!filter.ok()) return Fail(std::string(filter.status().message()));
+    filters.push_back(*filter);
+  }
+  auto bus = Open(o, filters);
+  if (!bus.ok()) return Fail(std::string(bus.status().message()));
+  const std::string ifname = InterfaceName(**bus);
+  InstallSignalHandlers();
+  uint64_t seen = 0;
+  int64_t first_ns = 0;
+  int64_t last_ns = 0;
+  while (!g_stop && (!o.count || seen < *o.count)) {
+    auto got = (*bus)->Recv(absl::Milliseconds(200));
+    if (!got.ok()) return Fail(std::string(got.status().message()));
+    if (!got->has_value()) continue;
+    const CanFrame& f = **got;
+    ++seen;
+    if (o.log_format) {
+      std::printf("%s\n", FormatLogLine(f, ifname).c_str());
+    } else {
+      std::string line;
+      if (first_ns == 0) first_ns = last_ns = f.timestamp_ns;
+      const int64_t ref = o.timestamps == 'd' ? last_ns : o.timestamps == 'z' ? first_ns : 0;
+      if (o.timestamps != 0) {
+        const int64_t t = f.timestamp_ns - ref;
+        line = absl::StrFormat("(%d.%06d) ", t / 1'000'000'000, (t % 1'000'000'000) / 1000);
+      }
+      absl::StrAppendFormat(&line, " %s  %s   [%d] ", ifname,
+                            f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id),
+                            f.len);
+      if (f.remote()) {
+        line += " remote request";
+      } else {
+        for (uint8_t i = 0; i < f.len; ++i) absl::StrAppendFormat(&line, " %02X", f.data[i]);
+      }
+      if (f.error()) line += "  ERRORFRAME";
+      std::printf("%s\n", line.c_str());
+      last_ns = f.timestamp_ns;
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+int Send(const Options& o) {
+  if (o.args.empty()) return Fail("send: give at least one frame, e.g. 123#DEADBEEF");
+  std::vector<CanFrame> frames;
+  for (const std::string& text : o.args) {
+    absl::StatusOr<CanFrame> f = ParseCansend(text);
+    if (!f.ok()) return Fail(std::string(f.status().message()));
+    frames.push_back(*f);
+  }
+  auto bus = Open(o, {});
+  if (!bus.ok()) return Fail(std::string(bus.status().message()));
+  for (const CanFrame& f : frames) {
+    if (absl::Status s = (*bus)->Send(f); !s.ok()) return Fail(std::string(s.message()));
+  }
+  // A refused frame is reported right away by the server; wait briefly to tell the user.
+  auto got = (*bus)->Recv(absl::Milliseconds(100));
+  if (!got.ok()) return Fail(std::string(got.status().message()));
+  if ((*bus)->transmit_failures() > 0) {
+    return Fail(absl::StrFormat("the bus refused %d of %d frames (TransmitFail)",
+                                (*bus)->transmit_failures(), frames.size()));
+  }
+  return 0;
+}
+
+int Log(const Options& o) {
+  if (o.file.empty()) return Fail("log: give the output file with -f FILE");
+  std::ofstream out(o.file, std::ios::trunc);
+  if (!out) return Fail(absl::StrFormat("cannot write '%s'", o.file));
+  auto bus = Open(o, {});
+  if (!bus.ok()) return Fail(std::string(bus.status().message()));
+  const std::string ifname = InterfaceName(**bus);
+  InstallSignalHandlers();
+  const absl::Time start = absl::Now();
+  const absl::Time end = o.seconds ? start + absl::Seconds(*o.seconds) : absl::InfiniteFuture();
+  absl::Time next_progress = start + absl::Seconds(1);
+  uint64_t written = 0;
+  uint64_t at_last_progress = 0;
+  const bool tty = isatty(STDERR_FILENO);
+  std::string error;
+  while (!g_stop && absl::Now() < end && (!o.count || written < *o.count)) {
+    auto got = (*bus)->Recv(std::min(absl::Milliseconds(200), end - absl::Now()));
+    if (!got.ok()) {
+      error = std::string(got.status().message());
+      break;
+    }
+    if (got->has_value()) {
+      out << FormatLogLine(**got, ifname) << '\n';
+      ++written;
+    }
+    if (absl::Now() >= next_progress) {
+      std::fprintf(stderr, "%s", absl::StrFormat("%s%d frames, %d frames/s%s", tty ? "\r" : "",
+                                                 written, written - at_last_progress,
+                                                 tty ? "   " : "\n").c_str());
+      at_last_progress = written;
+      next_progress += absl::Seconds(1);
+    }
+  }
+  out.flush();
+  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  std::fprintf(stderr, "%s", absl::StrFormat("%slogged %d frames in %.1f s to %s\n",
+                                             tty ? "\r" : "", written, secs, o.file).c_str());
+  if (!error.empty()) return Fail(error);
+  return out ? 0 : Fail(absl::StrFormat("writing '%s' failed", o.file));
+}
+
+}  // namespace
+}  // namespace canserver
+
+int main(int argc, char** argv) {
+  using namespace canserver;
+  if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  std::string error;
+  std::optional<Options> options = Parse(argc - 1, argv + 1, &error);
+  if (!options) {
+    if (error.empty()) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    return Fail(error + " (see canremote --help)");
+  }
+  if (command == "dump") return Dump(*options);
+  if (command == "send") return Send(*options);
+  if (command == "log") return Log(*options);
+  return Fail(absl::StrFormat("unknown command '%s': use dump, send or log", command));
+}
