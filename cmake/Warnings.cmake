@@ -17,3 +17,13 @@ elseif(CANSERVER_SANITIZE STREQUAL "thread")
 elseif(NOT CANSERVER_SANITIZE STREQUAL "")
   message(FATAL_ERROR "CANSERVER_SANITIZE must be '', 'address' or 'thread'")
 endif()
+
+if(CANSERVER_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CANSERVER_FUZZ needs clang (-DCMAKE_CXX_COMPILER=clang++)")
+  endif()
+  # Coverage instrumentation everywhere; the fuzz targets add libFuzzer's main themselves.
+  target_compile_options(canserver_options INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(canserver_options INTERFACE -fsanitize=address,undefined)
+endif()

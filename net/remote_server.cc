@@ -96,6 +96,12 @@ void RemoteServer::Shutdown() {
 
 void RemoteServer::ServerClose() { listener_.Reset(); }
 
+void RemoteServer::Refuse(int fd, const std::string& reason) {
+  std::string bytes;
+  (void)v5::Encode(v5::RemoteException{reason}, &bytes);
+  (void)::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 void RemoteServer::AcceptAll() {
   while (true) {
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
@@ -106,12 +112,13 @@ void RemoteServer::AcceptAll() {
       return;
     }
     (void)SetNoDelay(fd.get());
+    if (!options_.allow.Allows(fd.get())) {
+      Refuse(fd.get(), "connection refused: address not allowed (--allow)");
+      CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()), options_.allow.ToString());
+      continue;
+    }
     if (session_count() >= options_.max_clients) {
-      std::string bytes;
-      (void)v5::Encode(
-          v5::RemoteException{absl::StrFormat("server full (%d clients)", options_.max_clients)},
-          &bytes);
-      (void)::send(fd.get(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      Refuse(fd.get(), absl::StrFormat("server full (%d clients)", options_.max_clients));
       CS_LOG(kWarning, "refused %s: server full (%d clients)", PeerName(fd.get()),
              options_.max_clients);
       continue;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,6 +54,8 @@ class RemoteServer {
   RemoteServer(ServerOptions options, UniqueFd listener, std::unique_ptr<CanChannel> channel,
                Wakeup wakeup);
   void AcceptAll();
+  // Tells a connection we will not serve why (best effort), before it is closed.
+  static void Refuse(int fd, const std::string& reason);
 
   const ServerOptions options_;
   UniqueFd listener_;

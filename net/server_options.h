@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "core/v5_codec.h"
+#include "net/access_list.h"
 
 namespace canserver {
 
@@ -15,6 +16,7 @@ struct ServerOptions {
   uint16_t port = v5::kDefaultPort;  // 0: any free port (tests)
   int io_threads = 2;
   int32_t forced_bitrate = 0;  // > 0: wins over the bitrate a client asks for
+  AccessList allow;            // empty: anyone may connect
 
   // Limits. Memory per session is about ring_frames * 80 B + output_buffer_bytes.
   size_t ring_frames = 8192;               // frames waiting for one client

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/marshalling.h"
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -56,6 +58,9 @@ ABSL_FLAG(absl::Duration, slow_client_timeout, absl::Seconds(10),
           "disconnect a client whose buffer keeps overflowing this long (0: never, only drop)");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
           "with -v, log every client's counters at this interval");
+ABSL_FLAG(std::vector<std::string>, allow, {},
+          "comma-separated addresses or CIDR blocks allowed to connect, e.g. "
+          "10.1.0.0/16,192.168.1.5,::1 (default: everyone); others are refused and logged");
 ABSL_FLAG(int, v, 0, "verbosity: -v logs periodic summaries, -vv per-event detail");
 
 int main(int argc, char** argv) {
@@ -106,6 +111,10 @@ int main(int argc, char** argv) {
   options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
   if (absl::GetFlag(FLAGS_v) > 0) options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
+
+  absl::StatusOr<AccessList> allow = AccessList::Parse(absl::GetFlag(FLAGS_allow));
+  if (!allow.ok()) return fail(allow.status().message());
+  options.allow = *std::move(allow);
 
   const std::string interface = absl::GetFlag(FLAGS_interface);
   const std::string channel = absl::GetFlag(FLAGS_channel);

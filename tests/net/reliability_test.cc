@@ -1,0 +1,220 @@
+// Hostile and faulty conditions: who may connect, connection churn without fd or memory growth,
+// a thousand sessions at once, clients that reset mid-stream, a client stalled for 10 s.
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "net/test_server.h"
+
+namespace canserver {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Encode;
+using testing::ReadEventsUntilClosed;
+using testing::SendAll;
+using testing::SeqFrame;
+using testing::SeqOf;
+using testing::TestServer;
+
+size_t OpenFds() {
+  size_t n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  while (::readdir(d) != nullptr) ++n;
+  ::closedir(d);
+  return n;
+}
+
+int64_t RssBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      int64_t kb;
+      status >> kb;
+      return kb * 1024;
+    }
+  }
+  return -1;
+}
+
+TEST(ReliabilityTest, OnlyAllowedAddressesAreServed) {
+  ServerOptions options;
+  options.allow = *AccessList::Parse({"10.0.0.0/8"});
+  TestServer ts(options);
+  RemoteBusOptions opts;
+  opts.channel = ts.address();
+  auto refused = RemoteBus::Connect(opts);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("address not allowed"));
+
+  ServerOptions local;
+  local.allow = *AccessList::Parse({"127.0.0.0/8"});
+  TestServer ok(local);
+  EXPECT_NE(ok.Connect(), nullptr);
+}
+
+TEST(ReliabilityTest, TenThousandConnectionCyclesLeakNoFdsOrMemory) {
+  TestServer ts;
+  const std::string hello = Encode({v5::BusRequest{5, 500000}, v5::FilterConfig{}});
+  auto cycle = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      UniqueFd fd = ts.ConnectRaw();
+      SendAll(fd.get(), hello);
+      char buf[64];
+      ASSERT_GT(::recv(fd.get(), buf, sizeof buf, 0), 0) << "cycle " << i;  // the BusResponse
+    }
+    ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().session_count() == 0; }));
+  };
+  cycle(500);  // warm up allocator caches and thread-local state
+  const size_t fds = OpenFds();
+  const int64_t rss = RssBytes();
+  const absl::Time start = absl::Now();
+  cycle(10000);
+  std::printf("10000 connect/handshake/close cycles in %s; fds %zu -> %zu; RSS %+lld KiB\n",
+              absl::FormatDuration(absl::Now() - start).c_str(), fds, OpenFds(),
+              static_cast<long long>((RssBytes() - rss) / 1024));
+  EXPECT_EQ(OpenFds(), fds);
+  EXPECT_LT(RssBytes() - rss, 8 << 20);
+}
+
+TEST(ReliabilityTest, AThousandSessionsAtOnce) {
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_max < 2200) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " < 2200";
+  lim.rlim_cur = std::max<rlim_t>(lim.rlim_cur, 2200);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lim), 0);
+
+  ServerOptions options;
+  options.max_clients = 1000;
+  options.ring_frames = 1024;
+  options.io_threads = 4;
+  TestServer ts(options);
+  RemoteBusOptions opts;
+  opts.channel = ts.address();
+  // One connection first: the resolver opens what it keeps open before we count.
+  (void)RemoteBus::Connect(opts);
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().session_count() == 0; }));
+  const size_t fds = OpenFds();
+  std::vector<std::unique_ptr<RemoteBus>> clients;
+  for (int i = 0; i < 1000; ++i) {
+    auto bus = RemoteBus::Connect(opts);
+    ASSERT_TRUE(bus.ok()) << "client " << i << ": " << bus.status();
+    clients.push_back(*std::move(bus));
+  }
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1000; }));
+  // The 1001st is told the server is full.
+  auto extra = RemoteBus::Connect(opts);
+  ASSERT_FALSE(extra.ok());
+  EXPECT_THAT(std::string(extra.status().message()), HasSubstr("server full"));
+  ASSERT_TRUE(ts.bus().Inject(CanFrame::Classic(0x42, {7})));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    auto got = clients[i]->Recv(absl::Seconds(10));
+    ASSERT_TRUE(got.ok() && got->has_value()) << "client " << i;
+    EXPECT_EQ((*got)->id, 0x42u);
+  }
+  clients.clear();
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().session_count() == 0; }));
+  EXPECT_EQ(OpenFds(), fds) << "file descriptors leaked";
+}
+
+TEST(ReliabilityTest, ClientsThatResetMidStreamHarmNobody) {
+  TestServer ts;
+  auto good = ts.Connect();
+  for (int round = 0; round < 20; ++round) {
+    UniqueFd fd = ts.ConnectRaw();
+    // Half a CanMessage after the handshake, then a reset (SO_LINGER 0 sends RST).
+    std::string bytes = Encode({v5::BusRequest{5, 500000}, v5::FilterConfig{},
+                                v5::CanMessage{CanFrame::Classic(1, {1})}});
+    bytes.resize(bytes.size() - 10);
+    SendAll(fd.get(), bytes);
+    // Traffic in flight towards the resetting client; 200 a round stays within the good
+    // client's ring, which it drains only at the end.
+    for (int i = 0; i < 200; ++i) (void)ts.bus().Inject(SeqFrame(0x100, static_cast<uint32_t>(i)));
+    const linger hard{1, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    fd.Reset();
+  }
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().session_count() == 1; }));
+  ASSERT_TRUE(ts.bus().Inject(CanFrame::Classic(0x7, {})));
+  uint32_t frames = 0;
+  while (true) {
+    auto got = good->Recv(absl::Seconds(5));
+    ASSERT_TRUE(got.ok() && got->has_value());
+    if ((*got)->id == 0x7) break;
+    ++frames;
+  }
+  EXPECT_EQ(frames, 20u * 200u) << "the well-behaved client lost frames";
+}
+
+TEST(ReliabilityTest, AClientStalledForTenSecondsCostsOthersNothing) {
+  ServerOptions options;
+  options.ring_frames = 4096;
+  options.slow_client_timeout = absl::ZeroDuration();  // policy: drop and count, keep the client
+  TestServer ts(options);
+  auto stalled = ts.Connect();
+  std::vector<std::unique_ptr<RemoteBus>> readers;
+  for (int i = 0; i < 4; ++i) readers.push_back(ts.Connect());
+  std::atomic<bool> stop{false};
+  std::atomic<uint32_t> injected{0};
+  std::vector<std::atomic<uint32_t>> received(4);
+  std::atomic<bool> lost{false};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r) {
+    threads.emplace_back([&, r] {
+      uint32_t expect = 0;
+      absl::Time last_frame = absl::Now();
+      while (!stop || expect < injected) {
+        auto got = readers[r]->Recv(absl::Milliseconds(100));
+        if (got.ok() && !got->has_value()) {
+          if (absl::Now() - last_frame > absl::Seconds(5)) break;  // counted as lost below
+          continue;
+        }
+        if (!got.ok() || SeqOf(**got) != expect) break;
+        last_frame = absl::Now();
+        received[r] = ++expect;
+      }
+      if (expect != injected) lost = true;
+    });
+  }
+  const int64_t rss_before = RssBytes();
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  // About 20,000 frames/s, twice a saturated 1 Mbit/s bus, for 10 s.
+  while (absl::Now() < end && !lost) {
+    for (int i = 0; i < 200; ++i) {
+      while (!ts.bus().Inject(SeqFrame(0x200, injected))) absl::SleepFor(absl::Microseconds(100));
+      ++injected;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  ASSERT_FALSE(lost) << "a reading client lost or reordered frames";
+  const uint64_t drops = ts.server().channel().counters().ring_drops.Get();
+  std::printf("stalled 10 s: %u frames sent, each reader got all; stalled client's drops %llu; "
+              "RSS %+lld KiB\n",
+              injected.load(), static_cast<unsigned long long>(drops),
+              static_cast<long long>((RssBytes() - rss_before) / 1024));
+  EXPECT_GT(drops, 0u);
+  // The stalled client resumes: first the oldest frames it still had, in order.
+  uint32_t last = 0;
+  bool first = true;
+  for (int i = 0; i < 1000; ++i) {
+    auto got = stalled->Recv(absl::Seconds(5));
+    ASSERT_TRUE(got.ok() && got->has_value());
+    if (!first) {
+      EXPECT_GT(SeqOf(**got), last);
+    }
+    last = SeqOf(**got);
+    first = false;
+  }
+}
+
+}  // namespace
+}  // namespace canserver
