@@ -79,7 +79,14 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose host /host
 mount -t 9p -o trans=virtio,version=9p2000.L results /results
 for d in proc sys dev; do mount --bind /$d /host/$d; done
+# A writable /tmp for the guest, keeping the host's /tmp/<dir> trees the command needs (a build
+# tree or checkout under /tmp) visible inside it.
+mkdir -p /orig_tmp
+mount --bind /host/tmp /orig_tmp
 mount -t tmpfs tmpfs /host/tmp
+for name in $(cat /results/tmp_binds); do
+  mkdir -p "/host/tmp/$name" && mount --bind "/orig_tmp/$name" "/host/tmp/$name"
+done
 mount -t tmpfs tmpfs /host/run 2>/dev/null
 mkdir -p /host/tmp/vcan-vm
 mount --bind /results /host/tmp/vcan-vm
@@ -121,6 +128,10 @@ trap 'rm -rf "$results"' EXIT
   printf '%q ' "$@"
   echo
 } > "$results/cmd.sh"
+# Top-level /tmp entries that the working directory or the command's paths live in.
+for p in "$PWD" "$@"; do
+  case "$p" in /tmp/?*) p=${p#/tmp/}; echo "${p%%/*}" ;; esac
+done | sort -u > "$results/tmp_binds"
 echo "vcan-vm: booting Debian kernel $(basename "$(ls -d "$cache"/kernel/lib/modules/*)") under qemu (TCG)" >&2
 start=$(date +%s)
 set +e
