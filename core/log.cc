@@ -8,6 +8,8 @@
 namespace canserver {
 
 void LogLine(LogLevel level, const std::string& text) {
+  // A negative verbosity (tools that print their own results) keeps only warnings and errors.
+  if (level == LogLevel::kInfo && g_log_verbosity.load(std::memory_order_relaxed) < 0) return;
   static constexpr char kLevels[] = {'I', 'W', 'E'};
   std::string line = absl::StrFormat(
       "%c %s %s\n", kLevels[static_cast<int>(level)],

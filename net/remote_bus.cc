@@ -56,6 +56,17 @@ void RemoteBus::Shutdown() {
 absl::Status RemoteBus::SendEvent(const v5::Event& event) {
   std::string bytes;
   RETURN_IF_ERROR(v5::Encode(event, &bytes));
+  return SendBytes(bytes);
+}
+
+absl::Status RemoteBus::SendMany(absl::Span<const CanFrame> frames) {
+  std::string bytes;
+  bytes.reserve(frames.size() * v5::kCanMessageSize);
+  for (const CanFrame& f : frames) RETURN_IF_ERROR(v5::Encode(v5::CanMessage{f}, &bytes));
+  return SendBytes(bytes);
+}
+
+absl::Status RemoteBus::SendBytes(const std::string& bytes) {
   std::lock_guard<std::mutex> lock(send_mu_);
   if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
   size_t done = 0;

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "core/filter.h"
 #include "core/frame.h"
 #include "core/v5_codec.h"
@@ -64,6 +65,8 @@ class RemoteBus {
   ~RemoteBus();
 
   absl::Status Send(const CanFrame& frame);
+  // Sends many frames with one write (load generators, replaying logs).
+  absl::Status SendMany(absl::Span<const CanFrame> frames);
   // Waits up to `timeout` (total, not per read) for a frame. nullopt on timeout.
   absl::StatusOr<std::optional<CanFrame>> Recv(absl::Duration timeout);
   // Starts a server-side periodic job: every `period`, for `duration` (zero: until stopped).
@@ -84,6 +87,7 @@ class RemoteBus {
   friend class PeriodicTask;
   RemoteBus(UniqueFd fd) : fd_(std::move(fd)) {}
   absl::Status SendEvent(const v5::Event& event);
+  absl::Status SendBytes(const std::string& bytes);
   // Reads until an event is decoded or the deadline passes (nullopt).
   absl::StatusOr<std::optional<v5::Event>> ReadEvent(absl::Time deadline);
 

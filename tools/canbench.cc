@@ -1,0 +1,402 @@
+// canbench: load and latency harness for canserver (or any protocol v5 server).
+//
+//   canbench --clients 4 --rate 10000 --duration 5          # in-process server, virtual bus
+//   canbench --backend socketcan --channel vcan0 --clients 4 # in-process server on vcan0
+//   canbench --server 127.0.0.1:54701 --channel vcan0        # an external server, load on vcan0
+//   canbench --sweep 1,2,4,8 --plot results/virtual          # throughput against clients, PNGs
+//
+// Frames carry a 32-bit sequence number in data[0..3]. Latency is the client's arrival time
+// (CLOCK_REALTIME when the CanMessage is decoded) minus the frame's bus time carried in that
+// CanMessage: the kernel's SO_TIMESTAMPNS on SocketCAN, the injection time on the virtual bus.
+// Both ends read the same clock of the same machine, so no clock offset enters the figure.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "core/log.h"
+#include "io/socketcan_backend.h"
+#include "io/virtual_bus.h"
+#include "net/remote_bus.h"
+#include "net/remote_server.h"
+#include "tools/cli_args.h"
+#include "tools/latency_histogram.h"
+#include "tools/raw_can_socket.h"
+
+ABSL_FLAG(std::string, server, "", "measure the server at host:port (default: start one in-process)");
+ABSL_FLAG(std::string, backend, "virtual", "in-process server's backend: virtual or socketcan");
+ABSL_FLAG(std::string, channel, "vcan0",
+          "CAN interface for socketcan load (raw writer and baseline reader), or virtual bus name");
+ABSL_FLAG(std::string, source, "bus",
+          "where frames come from: 'bus' (raw writer on the interface / injection into the virtual "
+          "bus) or 'client' (one extra client sends them; the others receive)");
+ABSL_FLAG(int, clients, 1, "receiving clients");
+ABSL_FLAG(std::string, sweep, "", "comma-separated client counts, one run each (e.g. 1,2,4,8)");
+ABSL_FLAG(double, rate, 0, "frames/s offered (0: as fast as possible)");
+ABSL_FLAG(double, duration, 5, "seconds of load");
+ABSL_FLAG(int64_t, count, 0, "frames to send (overrides --duration)");
+ABSL_FLAG(std::string, mix, "std", "ids: std, ext or mixed");
+ABSL_FLAG(int, dlc, 8, "data length 4..8 (the first 4 bytes carry the sequence number)");
+ABSL_FLAG(int, threads, 2, "in-process server's io threads");
+ABSL_FLAG(std::string, json, "", "write results as JSON to this file");
+ABSL_FLAG(std::string, csv, "", "write the latency histogram (µs, count) as CSV to this file");
+ABSL_FLAG(std::string, plot, "", "write PREFIX-latency.png (and PREFIX-throughput.png with --sweep) with gnuplot");
+ABSL_FLAG(bool, progress, true, "a live progress line on stderr");
+
+namespace canserver {
+namespace {
+
+struct ClientResult {
+  uint64_t received = 0;
+  uint64_t reordered = 0;
+  uint64_t last_seq = 0;
+  bool any = false;
+  LatencyHistogram latency;
+  absl::Time first, last;
+};
+
+struct RunResult {
+  int clients = 0;
+  uint64_t sent = 0;
+  double offered_fps = 0;
+  double seconds = 0;
+  std::vector<ClientResult> per_client;
+  ClientResult baseline;  // raw reader on the interface (socketcan only)
+  bool have_baseline = false;
+  uint64_t server_drops = 0;
+};
+
+CanFrame MakeFrame(uint32_t seq, const std::string& mix, int dlc) {
+  const bool ext = mix == "ext" || (mix == "mixed" && (seq & 1));
+  CanFrame f = CanFrame::Classic(ext ? 0x1000000 + (seq & 0xFF) : 0x100 + (seq & 0xFF), {}, ext);
+  f.len = static_cast<uint8_t>(dlc);
+  f.data[0] = static_cast<uint8_t>(seq >> 24);
+  f.data[1] = static_cast<uint8_t>(seq >> 16);
+  f.data[2] = static_cast<uint8_t>(seq >> 8);
+  f.data[3] = static_cast<uint8_t>(seq);
+  return f;
+}
+
+uint32_t SeqOf(const CanFrame& f) {
+  return (uint32_t{f.data[0]} << 24) | (uint32_t{f.data[1]} << 16) | (uint32_t{f.data[2]} << 8) | f.data[3];
+}
+
+void Account(ClientResult& r, const CanFrame& f) {
+  const int64_t now = RealtimeNanos();
+  const uint32_t seq = SeqOf(f);
+  if (r.any && seq < r.last_seq) ++r.reordered;
+  r.last_seq = seq;
+  if (!r.any) r.first = absl::Now();
+  r.any = true;
+  r.last = absl::Now();
+  ++r.received;
+  r.latency.Add(now - f.timestamp_ns);
+}
+
+double Fps(const ClientResult& r) {
+  const double s = absl::ToDoubleSeconds(r.last - r.first);
+  return s > 0 ? static_cast<double>(r.received) / s : 0;
+}
+
+absl::StatusOr<RunResult> RunOnce(int clients) {
+  const std::string server_flag = absl::GetFlag(FLAGS_server);
+  const std::string backend_name = absl::GetFlag(FLAGS_backend);
+  const std::string channel = absl::GetFlag(FLAGS_channel);
+  const std::string source = absl::GetFlag(FLAGS_source);
+  const std::string mix = absl::GetFlag(FLAGS_mix);
+  const int dlc = absl::GetFlag(FLAGS_dlc);
+  const double rate = absl::GetFlag(FLAGS_rate);
+
+  // The server: external, or in-process on the chosen backend.
+  std::shared_ptr<VirtualBus> vbus;
+  std::unique_ptr<RemoteServer> server;
+  std::thread serve;
+  std::string address = server_flag;
+  const bool socketcan = !server_flag.empty() || backend_name == "socketcan";
+  if (server_flag.empty()) {
+    std::shared_ptr<CanBackend> backend;
+    if (backend_name == "virtual") {
+      auto b = VirtualBus::Create(channel, 1 << 20);
+      if (!b.ok()) return b.status();
+      vbus = *b;
+      backend = vbus;
+    } else {
+      auto b = SocketCanBackend::Open({channel});
+      if (!b.ok()) return b.status();
+      backend = std::shared_ptr<CanBackend>(*std::move(b));
+    }
+    ServerOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.io_threads = absl::GetFlag(FLAGS_threads);
+    options.ring_frames = 65536;
+    auto s = RemoteServer::Create(options, backend);
+    if (!s.ok()) return s.status();
+    server = *std::move(s);
+    address = absl::StrFormat("127.0.0.1:%d", server->port());
+    serve = std::thread([&] { (void)server->ServeForever(); });
+  }
+
+  RunResult result;
+  result.clients = clients;
+  result.per_client.resize(static_cast<size_t>(clients));
+  std::vector<std::unique_ptr<RemoteBus>> buses;
+  RemoteBusOptions opts;
+  opts.channel = address;
+  for (int i = 0; i < clients + (source == "client" ? 1 : 0); ++i) {
+    auto bus = RemoteBus::Connect(opts);
+    if (!bus.ok()) return bus.status();
+    buses.push_back(*std::move(bus));
+  }
+  std::unique_ptr<RemoteBus> sender;
+  if (source == "client") {
+    sender = std::move(buses.back());
+    buses.pop_back();
+  }
+  std::unique_ptr<RawCanSocket> raw_writer, raw_reader;
+  if (socketcan && source == "bus") {
+    auto w = RawCanSocket::Open(channel);
+    if (!w.ok()) return w.status();
+    raw_writer = *std::move(w);
+  }
+  if (socketcan) {
+    auto r = RawCanSocket::Open(channel);
+    if (!r.ok()) return r.status();
+    raw_reader = *std::move(r);
+    result.have_baseline = true;
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
+
+  std::atomic<bool> sending_done{false};
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> progress_received{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < clients; ++i) {
+    readers.emplace_back([&, i] {
+      ClientResult& r = result.per_client[static_cast<size_t>(i)];
+      absl::Time idle_since = absl::Now();
+      while (true) {
+        auto got = buses[static_cast<size_t>(i)]->Recv(absl::Milliseconds(100));
+        if (!got.ok()) break;
+        if (got->has_value()) {
+          Account(r, **got);
+          idle_since = absl::Now();
+          if (i == 0) progress_received.store(r.received, std::memory_order_relaxed);
+          continue;
+        }
+        // Done when everything sent arrived, or nothing came for a second after sending ended.
+        if (sending_done && (r.received >= sent || absl::Now() - idle_since > absl::Seconds(1))) break;
+      }
+    });
+  }
+  std::thread baseline;
+  if (raw_reader) {
+    baseline = std::thread([&] {
+      absl::Time idle_since = absl::Now();
+      while (true) {
+        std::optional<CanFrame> f = raw_reader->Read(absl::Milliseconds(100));
+        if (f.has_value()) {
+          if (f->len >= 4) Account(result.baseline, *f);
+          idle_since = absl::Now();
+          continue;
+        }
+        if (sending_done && (result.baseline.received >= sent || absl::Now() - idle_since > absl::Seconds(1))) break;
+      }
+    });
+  }
+
+  // The load: paced in 1 ms slices, or as fast as the path takes it.
+  const int64_t count = absl::GetFlag(FLAGS_count);
+  const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
+  const absl::Time start = absl::Now();
+  absl::Time next_progress = start + absl::Seconds(1);
+  uint64_t seq = 0;
+  std::vector<CanFrame> batch;
+  const bool progress = absl::GetFlag(FLAGS_progress);
+  while (count > 0 ? seq < static_cast<uint64_t>(count) : absl::Now() - start < duration) {
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+    uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed * rate) + 1 : seq + 256;
+    if (count > 0) due = std::min<uint64_t>(due, static_cast<uint64_t>(count));
+    batch.clear();
+    for (; seq < due; ++seq) batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc));
+    for (const CanFrame& f : batch) {
+      if (vbus && !sender) {
+        while (!vbus->Inject(f)) std::this_thread::yield();  // backpressure, not loss
+      } else if (raw_writer && !sender) {
+        if (!raw_writer->Write(f)) return absl::UnavailableError("raw write to the interface failed");
+      }
+    }
+    if (sender && !batch.empty()) {
+      if (absl::Status s = sender->SendMany(batch); !s.ok()) return s;
+    }
+    sent.store(seq, std::memory_order_relaxed);
+    if (rate > 0) absl::SleepFor(absl::Milliseconds(1));
+    if (progress && absl::Now() >= next_progress) {
+      next_progress += absl::Seconds(1);
+      std::fprintf(stderr, "\r%s", absl::StrFormat("  %.0f s: sent %d, client 0 received %d   ",
+                                                   absl::ToDoubleSeconds(absl::Now() - start), seq,
+                                                   progress_received.load()).c_str());
+    }
+  }
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.sent = seq;
+  result.offered_fps = static_cast<double>(seq) / result.seconds;
+  sending_done = true;
+  for (auto& t : readers) t.join();
+  if (baseline.joinable()) baseline.join();
+  if (progress) std::fprintf(stderr, "\r%80s\r", "");
+  if (server) {
+    result.server_drops = server->channel().counters().ring_drops.Get() +
+                          server->channel().counters().kernel_drops.Get();
+    server->Shutdown();
+    serve.join();
+  }
+  return result;
+}
+
+std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
+  return absl::StrFormat("%-10s %10d %10d %8d %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f", name, r.received,
+                         sent - std::min(sent, r.received), r.reordered, Fps(r),
+                         r.latency.PercentileUs(0.5), r.latency.PercentileUs(0.9),
+                         r.latency.PercentileUs(0.99), r.latency.PercentileUs(0.999), r.latency.MaxUs());
+}
+
+void Print(const RunResult& r) {
+  std::printf("%s", absl::StrFormat("\n%d client(s): offered %d frames in %.2f s (%.0f frames/s)\n",
+                                    r.clients, r.sent, r.seconds, r.offered_fps).c_str());
+  std::printf("%-10s %10s %10s %8s %11s %8s %8s %8s %8s %9s\n", "reader", "received", "lost",
+              "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
+  if (r.have_baseline) std::printf("%s\n", Row("raw", r.baseline, r.sent).c_str());
+  ClientResult all;
+  for (size_t i = 0; i < r.per_client.size(); ++i) {
+    std::printf("%s\n", Row(absl::StrFormat("client %d", i), r.per_client[i], r.sent).c_str());
+    all.latency.Merge(r.per_client[i].latency);
+  }
+  if (r.have_baseline && r.baseline.received > 0) {
+    double min_ratio = 1e9;
+    for (const ClientResult& c : r.per_client) min_ratio = std::min(min_ratio, Fps(c) / Fps(r.baseline));
+    std::printf("delivered rate per client vs raw reader: at least %.1f%%\n", 100 * min_ratio);
+  }
+  std::printf("%s", absl::StrFormat("server-side drops (ring + kernel): %d\n", r.server_drops).c_str());
+}
+
+std::string Json(const std::vector<RunResult>& runs) {
+  std::vector<std::string> items;
+  auto client_json = [](const ClientResult& c, uint64_t sent) {
+    return absl::StrFormat(
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f})",
+        c.received, sent - std::min(sent, c.received), c.reordered, Fps(c), c.latency.PercentileUs(0.5),
+        c.latency.PercentileUs(0.9), c.latency.PercentileUs(0.99), c.latency.PercentileUs(0.999),
+        c.latency.MaxUs(), c.latency.MeanUs());
+  };
+  for (const RunResult& r : runs) {
+    std::vector<std::string> cs;
+    for (const ClientResult& c : r.per_client) cs.push_back(client_json(c, r.sent));
+    items.push_back(absl::StrFormat(
+        R"({"clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"raw":%s,"per_client":[%s]})",
+        r.clients, r.sent, r.seconds, r.offered_fps, r.server_drops,
+        r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ",")));
+  }
+  return absl::StrFormat(
+      R"({"tool":"canbench","clock":"CLOCK_REALTIME, bus timestamp to client decode, same host","backend":"%s","server":"%s","source":"%s","rate":%.1f,"mix":"%s","dlc":%d,"runs":[%s]})",
+      absl::GetFlag(FLAGS_server).empty() ? absl::GetFlag(FLAGS_backend) : "external",
+      absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_rate),
+      absl::GetFlag(FLAGS_mix), absl::GetFlag(FLAGS_dlc), absl::StrJoin(items, ","));
+}
+
+void Plot(const std::vector<RunResult>& runs, const std::string& prefix, const std::string& csv) {
+  const std::string script = prefix + ".gnuplot";
+  std::ofstream g(script);
+  g << "set terminal png size 900,500\nset grid\n";
+  g << "set output '" << prefix << "-latency.png'\nset title 'canbench: latency, bus time to client'\n"
+    << "set xlabel 'latency (µs)'\nset ylabel 'frames'\nset logscale y\n"
+    << "plot '" << csv << "' using 1:2 with impulses title 'last run, all clients'\n";
+  if (runs.size() > 1) {
+    const std::string data = prefix + "-throughput.dat";
+    std::ofstream d(data);
+    for (const RunResult& r : runs) {
+      double total = 0;
+      double min_fps = 1e18;
+      for (const ClientResult& c : r.per_client) {
+        total += Fps(c);
+        min_fps = std::min(min_fps, Fps(c));
+      }
+      d << r.clients << " " << total << " " << min_fps << "\n";
+    }
+    g << "unset logscale y\nset output '" << prefix << "-throughput.png'\n"
+      << "set title 'canbench: delivered frames/s against clients'\nset xlabel 'clients'\n"
+      << "set ylabel 'frames/s'\nplot '" << data << "' using 1:2 with linespoints title 'total', '"
+      << data << "' using 1:3 with linespoints title 'slowest client'\n";
+  }
+  g.close();
+  if (std::system(("gnuplot " + script).c_str()) != 0) {
+    std::fprintf(stderr, "canbench: gnuplot failed (apt-get install gnuplot-nox)\n");
+  }
+}
+
+}  // namespace
+}  // namespace canserver
+
+int main(int argc, char** argv) {
+  using namespace canserver;
+  absl::SetProgramUsageMessage("load and latency harness for canserver; see docs/benchmarks.md");
+  std::vector<std::string> args = NormalizeArgs(argc, argv);
+  std::vector<char*> ptrs;
+  for (std::string& a : args) ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(ptrs.size()), ptrs.data());
+  g_log_verbosity = -1;
+  if (absl::GetFlag(FLAGS_dlc) < 4 || absl::GetFlag(FLAGS_dlc) > 8) {
+    std::fprintf(stderr, "canbench: --dlc must be 4..8 (the sequence number takes 4 bytes)\n");
+    return 1;
+  }
+  std::vector<int> counts = {absl::GetFlag(FLAGS_clients)};
+  if (!absl::GetFlag(FLAGS_sweep).empty()) {
+    counts.clear();
+    for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sweep), ',')) {
+      int n;
+      if (!absl::SimpleAtoi(s, &n) || n < 1) {
+        std::fprintf(stderr, "canbench: --sweep wants positive client counts, e.g. 1,2,4\n");
+        return 1;
+      }
+      counts.push_back(n);
+    }
+  }
+  std::vector<RunResult> runs;
+  for (int n : counts) {
+    absl::StatusOr<RunResult> r = RunOnce(n);
+    if (!r.ok()) {
+      std::fprintf(stderr, "canbench: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    Print(*r);
+    runs.push_back(*std::move(r));
+  }
+  if (!absl::GetFlag(FLAGS_json).empty()) std::ofstream(absl::GetFlag(FLAGS_json)) << Json(runs) << "\n";
+  std::string csv = absl::GetFlag(FLAGS_csv);
+  if (csv.empty() && !absl::GetFlag(FLAGS_plot).empty()) csv = absl::GetFlag(FLAGS_plot) + "-latency.csv";
+  if (!csv.empty()) {
+    LatencyHistogram all;
+    for (const ClientResult& c : runs.back().per_client) all.Merge(c.latency);
+    std::ofstream out(csv);
+    out << "# latency_us count\n";
+    for (size_t i = 0; i < all.counts().size(); ++i) {
+      if (all.counts()[i] != 0) out << (i + 1) << " " << all.counts()[i] << "\n";
+    }
+  }
+  if (!absl::GetFlag(FLAGS_plot).empty()) Plot(runs, absl::GetFlag(FLAGS_plot), csv);
+  return 0;
+}

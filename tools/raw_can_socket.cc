@@ -1,0 +1,75 @@
+#include "tools/raw_can_socket.h"
+
+#include <linux/can.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/status_macros.h"
+
+namespace canserver {
+
+absl::StatusOr<std::unique_ptr<RawCanSocket>> RawCanSocket::Open(const std::string& ifname) {
+  UniqueFd fd(::socket(PF_CAN, SOCK_RAW | SOCK_CLOEXEC, CAN_RAW));
+  if (!fd.valid()) return ErrnoStatus("socket(PF_CAN, SOCK_RAW) for " + ifname);
+  const int on = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  const int rcvbuf = 8 << 20;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
+  sockaddr_can addr{};
+  addr.can_family = AF_CAN;
+  addr.can_ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
+  if (addr.can_ifindex == 0) return absl::NotFoundError("no CAN interface '" + ifname + "'");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoStatus("bind(CAN_RAW) to " + ifname);
+  }
+  return std::unique_ptr<RawCanSocket>(new RawCanSocket(std::move(fd)));
+}
+
+bool RawCanSocket::Write(const CanFrame& f) {
+  can_frame k{};
+  k.can_id = f.id | (f.extended() ? CAN_EFF_FLAG : 0) | (f.remote() ? CAN_RTR_FLAG : 0);
+  k.can_dlc = f.len;
+  std::memcpy(k.data, f.data, 8);
+  while (true) {
+    if (::write(fd_.get(), &k, sizeof k) == static_cast<ssize_t>(sizeof k)) return true;
+    if (errno != ENOBUFS) return false;
+    pollfd p{fd_.get(), POLLOUT, 0};
+    ::poll(&p, 1, 1);
+  }
+}
+
+std::optional<CanFrame> RawCanSocket::Read(absl::Duration timeout) {
+  pollfd p{fd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return std::nullopt;
+  can_frame k{};
+  iovec iov{&k, sizeof k};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (::recvmsg(fd_.get(), &msg, 0) != static_cast<ssize_t>(sizeof k)) return std::nullopt;
+  CanFrame f;
+  f.id = k.can_id & (k.can_id & CAN_EFF_FLAG ? CAN_EFF_MASK : CAN_SFF_MASK);
+  f.flags = static_cast<uint8_t>(k.can_id & CAN_EFF_FLAG ? kCanFlagExtended : 0);
+  f.len = k.can_dlc;
+  std::memcpy(f.data, k.data, 8);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+      timespec ts;
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      f.timestamp_ns = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    }
+  }
+  return f;
+}
+
+}  // namespace canserver
