@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -130,10 +129,13 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
 
 // "can0" from "socketcan channel 'can0', 500000 bit/s on host:port", for log lines.
 std::string InterfaceName(const RemoteBus& bus) {
-  std::smatch m;
-  const std::string info = bus.channel_info();
-  if (std::regex_search(info, m, std::regex("channel '([^' ]+)'"))) return m[1];
-  return "can0";
+  const std::string& info = bus.channel_info();
+  const size_t start = info.find("channel '");
+  if (start == std::string::npos) return "can0";
+  const size_t name = start + 9;
+  const size_t end = info.find('\'', name);
+  if (end == std::string::npos || end == name) return "can0";
+  return info.substr(name, end - name);
 }
 
 void InstallSignalHandlers() {

@@ -81,7 +81,9 @@ TEST(ReliabilityTest, TenThousandConnectionCyclesLeakNoFdsOrMemory) {
               absl::FormatDuration(absl::Now() - start).c_str(), fds, OpenFds(),
               static_cast<long long>((RssBytes() - rss) / 1024));
   EXPECT_EQ(OpenFds(), fds);
-  EXPECT_LT(RssBytes() - rss, 8 << 20);
+  if (testing::kRssMeaningful) {
+    EXPECT_LT(RssBytes() - rss, 8 << 20);
+  }
 }
 
 TEST(ReliabilityTest, AThousandSessionsAtOnce) {
@@ -201,19 +203,24 @@ TEST(ReliabilityTest, AClientStalledForTenSecondsCostsOthersNothing) {
               "RSS %+lld KiB\n",
               injected.load(), static_cast<unsigned long long>(drops),
               static_cast<long long>((RssBytes() - rss_before) / 1024));
-  EXPECT_GT(drops, 0u);
-  // The stalled client resumes: first the oldest frames it still had, in order.
+  // The stalled client resumes: it gets what the server and the sockets held for it, in order,
+  // and every frame it did not get is counted as its drop — nothing is lost silently.
+  uint64_t got_frames = 0;
   uint32_t last = 0;
-  bool first = true;
-  for (int i = 0; i < 1000; ++i) {
-    auto got = stalled->Recv(absl::Seconds(5));
-    ASSERT_TRUE(got.ok() && got->has_value());
-    if (!first) {
-      EXPECT_GT(SeqOf(**got), last);
+  while (true) {
+    auto got = stalled->Recv(absl::Seconds(2));
+    ASSERT_TRUE(got.ok()) << got.status();
+    if (!got->has_value()) break;
+    if (got_frames > 0) {
+      ASSERT_GT(SeqOf(**got), last) << "out of order";
     }
     last = SeqOf(**got);
-    first = false;
+    ++got_frames;
   }
+  std::printf("stalled client after resuming: received %llu + dropped %llu = %u sent\n",
+              static_cast<unsigned long long>(got_frames), static_cast<unsigned long long>(drops),
+              injected.load());
+  EXPECT_EQ(got_frames + drops, injected.load());
 }
 
 }  // namespace

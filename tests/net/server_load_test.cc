@@ -11,19 +11,6 @@
 namespace canserver {
 namespace {
 
-// TSan's shadow memory and history grow with every access, so RSS says nothing under it.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kRssMeaningful = false;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kRssMeaningful = false;
-#else
-constexpr bool kRssMeaningful = true;
-#endif
-#else
-constexpr bool kRssMeaningful = true;
-#endif
-
 using testing::SeqFrame;
 using testing::SeqOf;
 using testing::TestServer;
@@ -107,7 +94,7 @@ TEST(ServerLoadTest, AStalledClientCostsOthersNothingAndMemoryStaysBounded) {
       << "the stalled client's drops must be counted";
   // The stalled session holds at most its ring (4096 * 80 B) and output buffer (256 KiB); allow
   // generous slack for allocator noise, far below the 9 MB that went past it.
-  if (kRssMeaningful) {
+  if (testing::kRssMeaningful) {
     EXPECT_LT(rss_growth, 4 << 20) << "RSS grew by " << rss_growth << " bytes";
   }
   // The stalled client, reading at last, gets the oldest frames in order, then a gap.

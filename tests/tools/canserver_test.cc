@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -49,11 +48,12 @@ class Child {
       ::_exit(127);
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    std::smatch m;
     while (absl::Now() < deadline) {
       const std::string text = Log();
-      if (std::regex_search(text, m, std::regex("on 127\\.0\\.0\\.1:([0-9]+)"))) {
-        address_ = "127.0.0.1:" + m[1].str();
+      const size_t at = text.find("on 127.0.0.1:");
+      const size_t end = at == std::string::npos ? at : text.find(' ', at + 13);
+      if (end != std::string::npos) {
+        address_ = text.substr(at + 3, end - at - 3);
         return;
       }
       absl::SleepFor(absl::Milliseconds(20));

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# canbench end to end at a modest rate: every frame offered reaches every client, in order.
+# (A functional check of the harness and the server; the figures themselves are in docs/.)
+set -euo pipefail
+bench="$1"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$bench" --clients 2 --rate 5000 --duration 1 --progress=false --json "$out" >/dev/null
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for run in r["runs"]:
+    assert run["sent"] > 0, run
+    for c in run["per_client"]:
+        assert c["received"] == run["sent"] and c["lost"] == 0 and c["reordered"] == 0, (run["sent"], c)
+print("canbench smoke: %d frames to %d clients, none lost" % (r["runs"][0]["sent"], r["runs"][0]["clients"]))
+PY
