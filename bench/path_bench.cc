@@ -56,7 +56,8 @@ void BM_RingPushPopBulk(benchmark::State& state) {
     benchmark::DoNotOptimize(ring.PopBulk(out.data(), batch));
   }
   state.SetItemsProcessed(state.iterations() * state.range(0));
-  state.SetBytesProcessed(state.iterations() * state.range(0) * static_cast<int64_t>(sizeof(CanFrame)));
+  state.SetBytesProcessed(state.iterations() * state.range(0) *
+                          static_cast<int64_t>(sizeof(CanFrame)));
 }
 BENCHMARK(BM_RingPushPopBulk)->Arg(64)->Arg(256);
 
@@ -109,7 +110,8 @@ void BM_OutputBatching(benchmark::State& state) {
   }
   ::close(fd);
   state.SetItemsProcessed(state.iterations() * state.range(0));
-  state.SetBytesProcessed(state.iterations() * state.range(0) * static_cast<int64_t>(v5::kCanMessageSize));
+  state.SetBytesProcessed(state.iterations() * state.range(0) *
+                          static_cast<int64_t>(v5::kCanMessageSize));
 }
 BENCHMARK(BM_OutputBatching)->Arg(1)->Arg(16)->Arg(256);
 

@@ -14,9 +14,9 @@ std::string SessionCounters::Summary() const {
 }
 
 std::string ChannelCounters::Summary() const {
-  return absl::StrFormat(
-      "bus_rx=%d bus_tx=%d bus_tx_failed=%d kernel_drops=%d ring_drops=%d", bus_rx.Get(),
-      bus_tx.Get(), bus_tx_failed.Get(), kernel_drops.Get(), ring_drops.Get());
+  return absl::StrFormat("bus_rx=%d bus_tx=%d bus_tx_failed=%d kernel_drops=%d ring_drops=%d",
+                         bus_rx.Get(), bus_tx.Get(), bus_tx_failed.Get(), kernel_drops.Get(),
+                         ring_drops.Get());
 }
 
 }  // namespace canserver

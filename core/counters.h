@@ -34,12 +34,12 @@ struct SessionCounters {
 
 // One CAN channel.
 struct ChannelCounters {
-  Counter bus_rx;           // CAN thread: frames received from the bus
-  Counter bus_tx;           // CAN thread: frames written to the bus
-  Counter bus_tx_failed;    // CAN thread: writes the bus refused
-  Counter kernel_drops;     // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
-  Counter ring_drops;       // CAN thread: frames dropped for some client (sum over clients)
-  Counter filtered_out;     // CAN thread: (frame, client) pairs rejected by the client's filters
+  Counter bus_rx;         // CAN thread: frames received from the bus
+  Counter bus_tx;         // CAN thread: frames written to the bus
+  Counter bus_tx_failed;  // CAN thread: writes the bus refused
+  Counter kernel_drops;   // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
+  Counter ring_drops;     // CAN thread: frames dropped for some client (sum over clients)
+  Counter filtered_out;   // CAN thread: (frame, client) pairs rejected by the client's filters
 
   std::string Summary() const;
 };

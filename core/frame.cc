@@ -5,8 +5,8 @@
 namespace canserver {
 
 std::string ToString(const CanFrame& frame) {
-  std::string out = frame.extended() ? absl::StrFormat("%08X#", frame.id)
-                                     : absl::StrFormat("%03X#", frame.id);
+  std::string out =
+      frame.extended() ? absl::StrFormat("%08X#", frame.id) : absl::StrFormat("%03X#", frame.id);
   if (frame.error()) out.insert(0, "ERR:");
   if (frame.remote()) {
     absl::StrAppendFormat(&out, "R%u", frame.len);

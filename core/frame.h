@@ -43,7 +43,8 @@ struct CanFrame {
   bool fd() const { return (flags & kCanFlagFd) != 0; }
 
   // A classic data frame with the given payload (at most 8 bytes are used).
-  static CanFrame Classic(uint32_t id, std::initializer_list<uint8_t> bytes, bool extended = false) {
+  static CanFrame Classic(uint32_t id, std::initializer_list<uint8_t> bytes,
+                          bool extended = false) {
     CanFrame f;
     f.id = id;
     f.flags = extended ? kCanFlagExtended : 0;

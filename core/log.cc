@@ -1,8 +1,7 @@
 #include "core/log.h"
 
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 namespace canserver {
 
@@ -16,9 +15,9 @@ void LogLine(LogLevel level, const std::string& text) {
   ::clock_gettime(CLOCK_REALTIME, &now);
   tm local;
   ::localtime_r(&now.tv_sec, &local);
-  std::string line = absl::StrFormat("%c %02d:%02d:%02d.%03d %s\n", kLevels[static_cast<int>(level)],
-                                     local.tm_hour, local.tm_min, local.tm_sec,
-                                     static_cast<int>(now.tv_nsec / 1'000'000), text);
+  std::string line = absl::StrFormat("%c %02d:%02d:%02d.%03d %s\n",
+                                     kLevels[static_cast<int>(level)], local.tm_hour, local.tm_min,
+                                     local.tm_sec, static_cast<int>(now.tv_nsec / 1'000'000), text);
   // One write per line so lines from different threads do not interleave.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
 }

@@ -8,11 +8,11 @@
 // capacity checked on push. Blocks are recycled, so a queue in steady state does not allocate.
 #pragma once
 
-#include <atomic>
-#include <cstddef>
-
 #include <concurrentqueue/concurrentqueue.h>
 #include <readerwriterqueue/readerwriterqueue.h>
+
+#include <atomic>
+#include <cstddef>
 
 #include "core/frame.h"
 

@@ -36,8 +36,8 @@ absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
   CanFrame frame;
   uint32_t id = 0;
   if ((id_text.size() != 3 && id_text.size() != 8) || !ParseHex(id_text, &id)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "'%s': the id must be 3 hex digits (standard) or 8 (extended)", text));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("'%s': the id must be 3 hex digits (standard) or 8 (extended)", text));
   }
   if (id_text.size() == 8) {
     if (id > kCanExtIdMax) {
@@ -57,7 +57,8 @@ absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
     if (data.size() == 2 && data[1] >= '0' && data[1] <= '8') {
       frame.len = static_cast<uint8_t>(data[1] - '0');
     } else if (data.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrFormat("'%s': remote frame is #R or #R<dlc>", text));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("'%s': remote frame is #R or #R<dlc>", text));
     }
     return frame;
   }
@@ -76,7 +77,8 @@ absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrFormat("'%s': more than 8 data bytes", text));
   }
   for (size_t i = 0; i < digits.size(); i += 2) {
-    frame.data[frame.len++] = static_cast<uint8_t>(HexValue(digits[i]) * 16 + HexValue(digits[i + 1]));
+    frame.data[frame.len++] =
+        static_cast<uint8_t>(HexValue(digits[i]) * 16 + HexValue(digits[i + 1]));
   }
   return frame;
 }
@@ -95,7 +97,8 @@ std::string FormatCansend(const CanFrame& frame) {
     if (frame.len > 0) absl::StrAppend(&out, frame.len);
     return out;
   }
-  for (uint8_t i = 0; i < frame.len && i < kCanFdMaxLen; ++i) absl::StrAppendFormat(&out, "%02X", frame.data[i]);
+  for (uint8_t i = 0; i < frame.len && i < kCanFdMaxLen; ++i)
+    absl::StrAppendFormat(&out, "%02X", frame.data[i]);
   return out;
 }
 

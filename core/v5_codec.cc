@@ -181,26 +181,36 @@ absl::Status DecodeFrameFields(const uint8_t* p, bool extended, CanFrame* frame)
 
 absl::string_view EventName(EventId id) {
   switch (id) {
-    case EventId::kBusRequest: return "BusRequest";
-    case EventId::kBusResponse: return "BusResponse";
-    case EventId::kCanMessage: return "CanMessage";
-    case EventId::kTransmitSuccess: return "TransmitSuccess";
-    case EventId::kTransmitFail: return "TransmitFail";
-    case EventId::kRemoteException: return "RemoteException";
-    case EventId::kPeriodicMessageStart: return "PeriodicMessageStart";
-    case EventId::kPeriodicMessageStop: return "PeriodicMessageStop";
-    case EventId::kFilterConfig: return "FilterConfig";
-    case EventId::kConnectionClosed: return "ConnectionClosed";
+    case EventId::kBusRequest:
+      return "BusRequest";
+    case EventId::kBusResponse:
+      return "BusResponse";
+    case EventId::kCanMessage:
+      return "CanMessage";
+    case EventId::kTransmitSuccess:
+      return "TransmitSuccess";
+    case EventId::kTransmitFail:
+      return "TransmitFail";
+    case EventId::kRemoteException:
+      return "RemoteException";
+    case EventId::kPeriodicMessageStart:
+      return "PeriodicMessageStart";
+    case EventId::kPeriodicMessageStop:
+      return "PeriodicMessageStop";
+    case EventId::kFilterConfig:
+      return "FilterConfig";
+    case EventId::kConnectionClosed:
+      return "ConnectionClosed";
   }
   return "unknown event";
 }
 
 absl::string_view EventName(const Event& event) {
-  static constexpr EventId kIds[] = {
-      EventId::kBusRequest,      EventId::kBusResponse,          EventId::kCanMessage,
-      EventId::kTransmitSuccess, EventId::kTransmitFail,         EventId::kRemoteException,
-      EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop, EventId::kFilterConfig,
-      EventId::kConnectionClosed};
+  static constexpr EventId kIds[] = {EventId::kBusRequest,           EventId::kBusResponse,
+                                     EventId::kCanMessage,           EventId::kTransmitSuccess,
+                                     EventId::kTransmitFail,         EventId::kRemoteException,
+                                     EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop,
+                                     EventId::kFilterConfig,         EventId::kConnectionClosed};
   static_assert(std::size(kIds) == std::variant_size_v<Event>);
   return EventName(kIds[event.index()]);
 }
@@ -253,7 +263,8 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
     case EventId::kBusRequest: {
       const auto bitrate = static_cast<int32_t>(GetU32(p + 2));
       if (bitrate < 0) {
-        return absl::InvalidArgumentError(absl::StrFormat("BusRequest bitrate %d is negative", bitrate));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("BusRequest bitrate %d is negative", bitrate));
       }
       *out = BusRequest{p[1], bitrate};
       break;
@@ -355,8 +366,7 @@ void StreamDecoder::Append(absl::Span<const uint8_t> bytes) {
 absl::StatusOr<std::optional<Event>> StreamDecoder::Next() {
   if (!error_.ok()) return error_;
   Event event;
-  absl::StatusOr<size_t> used =
-      DecodeEvent(absl::MakeConstSpan(buffer_).subspan(head_), &event);
+  absl::StatusOr<size_t> used = DecodeEvent(absl::MakeConstSpan(buffer_).subspan(head_), &event);
   if (!used.ok()) {
     error_ = used.status();
     return error_;

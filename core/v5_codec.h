@@ -20,12 +20,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/filter.h"
 #include "core/frame.h"
@@ -103,8 +103,8 @@ struct ConnectionClosed {
 };
 
 using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess, TransmitFail,
-                           RemoteException, PeriodicMessageStart, PeriodicMessageStop,
-                           FilterConfig, ConnectionClosed>;
+                           RemoteException, PeriodicMessageStart, PeriodicMessageStop, FilterConfig,
+                           ConnectionClosed>;
 
 // "CanMessage", "BusRequest", ... for error messages.
 absl::string_view EventName(EventId id);

@@ -11,8 +11,9 @@ absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::stri
   while (true) {
     absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
     if (!next.ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("protocol error: ", next.status().message())),
-                  reply);
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("protocol error: ", next.status().message())),
+          reply);
     }
     if (!next->has_value()) return absl::OkStatus();
     if (absl::Status s = Handle(**next, reply); !s.ok()) {
@@ -48,8 +49,8 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
     case State::kAwaitBusRequest: {
       const auto* request = std::get_if<v5::BusRequest>(&event);
       if (request == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "handshake error: expected BusRequest, got ", v5::EventName(event)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("handshake error: expected BusRequest, got ", v5::EventName(event)));
       }
       if (request->version != v5::kProtocolVersion) {
         return absl::InvalidArgumentError(absl::StrFormat(

@@ -8,7 +8,8 @@
 //
 // Memory ordering: Arm() and ShouldNotify() each put a seq_cst fence between their own write and
 // the following read of the other side's data (Dekker). Either the consumer sees the new work in
-// HasWork(), or the producer sees the armed flag and notifies; a wakeup may be spurious, never lost.
+// HasWork(), or the producer sees the armed flag and notifies; a wakeup may be spurious, never
+// lost.
 #pragma once
 
 #include <atomic>

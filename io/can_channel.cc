@@ -117,7 +117,8 @@ void CanChannel::ApplyCommands() {
                            [&](const Entry& e) { return e.subscriber->id == c.id; });
     switch (c.kind) {
       case Command::Kind::kSubscribe:
-        if (it == entries_.end()) entries_.push_back({std::move(c.subscriber), std::move(c.filters)});
+        if (it == entries_.end())
+          entries_.push_back({std::move(c.subscriber), std::move(c.filters)});
         break;
       case Command::Kind::kSetFilters:
         if (it != entries_.end()) it->filters = std::move(c.filters);

@@ -48,7 +48,7 @@ void FromKernel(const canfd_frame& in, size_t bytes, CanFrame* out) {
   if (in.can_id & CAN_EFF_FLAG) out->flags |= kCanFlagExtended;
   if (in.can_id & CAN_RTR_FLAG) out->flags |= kCanFlagRemote;
   if (in.can_id & CAN_ERR_FLAG) out->flags |= kCanFlagError;
-  out->id = in.can_id & ((in.can_id & CAN_ERR_FLAG) ? CAN_ERR_MASK
+  out->id = in.can_id & ((in.can_id & CAN_ERR_FLAG)   ? CAN_ERR_MASK
                          : (in.can_id & CAN_EFF_FLAG) ? CAN_EFF_MASK
                                                       : CAN_SFF_MASK);
   // The byte count the kernel returned tells classic from FD frames.
@@ -72,8 +72,8 @@ class BcmPeriodicJobs final : public PeriodicJobs {
                      absl::Duration duration) override {
     const absl::Time now = absl::Now();
     auto it = jobs_.find(frame.id);
-    const bool running = it != jobs_.end() && (it->second.end == absl::InfiniteFuture() ||
-                                               now < it->second.end);
+    const bool running =
+        it != jobs_.end() && (it->second.end == absl::InfiniteFuture() || now < it->second.end);
     const bool data_only = running && it->second.period == period &&
                            it->second.duration == duration &&
                            it->second.extended == frame.extended();
@@ -105,9 +105,9 @@ class BcmPeriodicJobs final : public PeriodicJobs {
       return ErrnoStatus(absl::StrFormat("write(CAN_BCM TX_SETUP 0x%X)", frame.id));
     }
     if (!data_only) {
-      jobs_[frame.id] = Job{period, duration, frame.extended(),
-                            duration > absl::ZeroDuration() ? now + duration
-                                                            : absl::InfiniteFuture()};
+      jobs_[frame.id] =
+          Job{period, duration, frame.extended(),
+              duration > absl::ZeroDuration() ? now + duration : absl::InfiniteFuture()};
     }
     return absl::OkStatus();
   }
@@ -196,8 +196,8 @@ absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
   }
   CS_LOG(kInfo, "%s: CAN_RAW socket, receive buffer %d bytes (asked %d)", options.interface, got,
          want);
-  return std::unique_ptr<SocketCanBackend>(new SocketCanBackend(
-      options.interface, static_cast<int>(ifindex), std::move(sock), got));
+  return std::unique_ptr<SocketCanBackend>(
+      new SocketCanBackend(options.interface, static_cast<int>(ifindex), std::move(sock), got));
 }
 
 size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept {
@@ -205,7 +205,8 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
   canfd_frame frames[kBatch];
   iovec iov[kBatch];
   mmsghdr msgs[kBatch];
-  alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t))];
+  alignas(
+      cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t))];
   for (size_t i = 0; i < n; ++i) {
     iov[i] = {&frames[i], sizeof frames[i]};
     msgs[i] = {};
@@ -238,8 +239,10 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
       } else if (c->cmsg_type == SO_RXQ_OVFL) {
         uint32_t total;
         std::memcpy(&total, CMSG_DATA(c), sizeof total);
-        if (have_overflow_) *kernel_drops += total - last_overflow_;
-        else *kernel_drops += total;
+        if (have_overflow_)
+          *kernel_drops += total - last_overflow_;
+        else
+          *kernel_drops += total;
         last_overflow_ = total;
         have_overflow_ = true;
       }

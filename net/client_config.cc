@@ -71,7 +71,8 @@ absl::StatusOr<ClientConfig> LoadClientConfig(const ClientConfigOverrides& overr
     }
   }
   const std::optional<std::string> bitrate_arg =
-      overrides.bitrate ? std::optional<std::string>(absl::StrCat(*overrides.bitrate)) : std::nullopt;
+      overrides.bitrate ? std::optional<std::string>(absl::StrCat(*overrides.bitrate))
+                        : std::nullopt;
   if (auto v = lookup(bitrate_arg, "-b", "CAN_BITRATE", "bitrate", nullptr)) {
     if (!absl::SimpleAtoi(v->text, &config.bitrate) || config.bitrate <= 0) {
       return absl::InvalidArgumentError(

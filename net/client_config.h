@@ -19,9 +19,9 @@ namespace canserver {
 
 struct ClientConfig {
   std::string interface = "remote";
-  std::string channel;      // host[:port]
+  std::string channel;  // host[:port]
   int32_t bitrate = 500000;
-  std::string source;       // where the channel came from, for messages
+  std::string source;  // where the channel came from, for messages
 };
 
 struct ClientConfigOverrides {
@@ -39,7 +39,8 @@ struct ConfigSources {
 
 // Fails when no channel is configured anywhere, when the interface is not 'remote', or when a
 // bitrate is not a positive number — saying which source held the bad value.
-absl::StatusOr<ClientConfig> LoadClientConfig(const ClientConfigOverrides& overrides,
-                                              const ConfigSources& sources = ConfigSources::Default());
+absl::StatusOr<ClientConfig> LoadClientConfig(
+    const ClientConfigOverrides& overrides,
+    const ConfigSources& sources = ConfigSources::Default());
 
 }  // namespace canserver

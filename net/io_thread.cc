@@ -117,7 +117,8 @@ void IoThread::TakeAdopted() {
 void IoThread::Housekeeping() {
   const absl::Time now = absl::Now();
   for (auto& [id, session] : sessions_) session->Tick(now);
-  if (options_.stats_interval > absl::ZeroDuration() && now - last_stats_ >= options_.stats_interval) {
+  if (options_.stats_interval > absl::ZeroDuration() &&
+      now - last_stats_ >= options_.stats_interval) {
     last_stats_ = now;
     for (auto& [id, session] : sessions_) {
       if (session->subscriber() != nullptr) {

@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::Connect(const RemoteBusOpt
   }
   auto* response = std::get_if<v5::BusResponse>(&*reply);
   if (response == nullptr) {
-    return absl::InternalError(absl::StrCat("handshake error: expected BusResponse, got ",
-                                            v5::EventName(*reply)));
+    return absl::InternalError(
+        absl::StrCat("handshake error: expected BusResponse, got ", v5::EventName(*reply)));
   }
   bus->channel_info_ = absl::StrCat(response->channel_info, " on ", address.ToString());
   return bus;
@@ -98,7 +98,8 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(absl::Time deadlin
     const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
     pollfd p{fd_.get(), POLLIN, 0};
     const int rc = ::poll(
-        &p, 1, static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)))));
+        &p, 1,
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)))));
     if (rc < 0 && errno != EINTR) return ErrnoStatus("poll");
     if (rc == 0 && left == absl::ZeroDuration()) return std::nullopt;
     if (rc <= 0) continue;
@@ -152,9 +153,7 @@ absl::Status RemoteBus::SetFilters(const std::vector<CanFilter>& filters) {
   return SendEvent(v5::FilterConfig{filters});
 }
 
-absl::Status PeriodicTask::Stop() {
-  return bus_->SendEvent(v5::PeriodicMessageStop{frame_.id});
-}
+absl::Status PeriodicTask::Stop() { return bus_->SendEvent(v5::PeriodicMessageStop{frame_.id}); }
 
 absl::Status PeriodicTask::Modify(const CanFrame& frame) {
   if (frame.id != frame_.id) {

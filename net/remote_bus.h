@@ -70,9 +70,8 @@ class RemoteBus {
   // Waits up to `timeout` (total, not per read) for a frame. nullopt on timeout.
   absl::StatusOr<std::optional<CanFrame>> Recv(absl::Duration timeout);
   // Starts a server-side periodic job: every `period`, for `duration` (zero: until stopped).
-  absl::StatusOr<std::unique_ptr<PeriodicTask>> SendPeriodic(const CanFrame& frame,
-                                                             absl::Duration period,
-                                                             absl::Duration duration = absl::ZeroDuration());
+  absl::StatusOr<std::unique_ptr<PeriodicTask>> SendPeriodic(
+      const CanFrame& frame, absl::Duration period, absl::Duration duration = absl::ZeroDuration());
   // Replaces the filters on the server.
   absl::Status SetFilters(const std::vector<CanFilter>& filters);
   // Closes the connection. Idempotent.

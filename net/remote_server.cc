@@ -27,12 +27,10 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
   }
   ASSIGN_OR_RETURN(UniqueFd listener, ListenTcp(HostPort{options.host, options.port}));
   ASSIGN_OR_RETURN(std::unique_ptr<CanChannel> channel,
-                   CanChannel::Create(std::move(backend),
-                                      {options.tx_queue_frames, error_frames}));
+                   CanChannel::Create(std::move(backend), {options.tx_queue_frames, error_frames}));
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
-  auto server = std::unique_ptr<RemoteServer>(
-      new RemoteServer(std::move(options), std::move(listener), std::move(channel),
-                       std::move(wakeup)));
+  auto server = std::unique_ptr<RemoteServer>(new RemoteServer(
+      std::move(options), std::move(listener), std::move(channel), std::move(wakeup)));
   for (int i = 0; i < server->options_.io_threads; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<IoThread> t,
                      IoThread::Create(i, server->options_, server->channel_.get()));
@@ -68,7 +66,8 @@ absl::Status RemoteServer::ServeForever() {
   for (auto& t : io_threads_) t->Start();
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
   RETURN_IF_ERROR(loop->Add(listener_.get(), EPOLLIN, [this](uint32_t) { AcceptAll(); }));
-  RETURN_IF_ERROR(loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
+  RETURN_IF_ERROR(
+      loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
   CS_LOG(kInfo, "serving %s on %s:%d with %d io threads", channel_->channel_info(), options_.host,
          port_, options_.io_threads);
   absl::Status result;
@@ -114,7 +113,8 @@ void RemoteServer::AcceptAll() {
     (void)SetNoDelay(fd.get());
     if (!options_.allow.Allows(fd.get())) {
       Refuse(fd.get(), "connection refused: address not allowed (--allow)");
-      CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()), options_.allow.ToString());
+      CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),
+             options_.allow.ToString());
       continue;
     }
     if (session_count() >= options_.max_clients) {

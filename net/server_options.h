@@ -22,8 +22,8 @@ struct ServerOptions {
   size_t ring_frames = 8192;               // frames waiting for one client
   size_t output_buffer_bytes = 256 << 10;  // encoded bytes waiting for one client's socket
   size_t max_clients = 256;
-  size_t tx_queue_frames = 8192;  // frames waiting for the bus, all clients together
-  size_t max_periodic_jobs = 64;  // per session
+  size_t tx_queue_frames = 8192;         // frames waiting for the bus, all clients together
+  size_t max_periodic_jobs = 64;         // per session
   size_t write_budget_bytes = 64 << 10;  // bytes one session may write per wakeup (fairness)
 
   absl::Duration handshake_timeout = absl::Seconds(10);

@@ -94,7 +94,8 @@ bool Session::Pump() {
   Subscriber& sub = *subscriber_;
   size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
   CanFrame frames[kPopBatch];
-  while (budget_frames > 0 && pending_bytes() + v5::kCanMessageSize <= options_.output_buffer_bytes) {
+  while (budget_frames > 0 &&
+         pending_bytes() + v5::kCanMessageSize <= options_.output_buffer_bytes) {
     const size_t room = (options_.output_buffer_bytes - pending_bytes()) / v5::kCanMessageSize;
     const size_t n = sub.ring.PopBulk(frames, std::min({kPopBatch, room, budget_frames}));
     if (n == 0) break;
@@ -167,7 +168,8 @@ void Session::Flush(size_t budget) {
 }
 
 void Session::UpdateInterest() {
-  const uint32_t events = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (want_write_ ? uint32_t{EPOLLOUT} : 0u);
+  const uint32_t events =
+      (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (want_write_ ? uint32_t{EPOLLOUT} : 0u);
   if (events == interest_) return;
   interest_ = events;
   (void)loop_->Modify(fd_.get(), events);
@@ -231,7 +233,8 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
 
 absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters) {
   const int32_t effective = options_.forced_bitrate > 0 ? options_.forced_bitrate : bitrate;
-  absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs = channel_->backend().CreatePeriodicJobs(loop_);
+  absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs =
+      channel_->backend().CreatePeriodicJobs(loop_);
   if (!jobs.ok()) {
     return absl::UnavailableError(
         absl::StrFormat("could not open the bus: %s", jobs.status().message()));

@@ -92,7 +92,8 @@ class Session final : public SessionActions {
   size_t out_head_ = 0;
   bool want_write_ = false;
   bool read_paused_ = false;
-  uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_  // tx queue full: TCP flow control slows the client instead of loss
+  uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_  // tx queue full: TCP flow
+                                 // control slows the client instead of loss
   bool closed_ = false;
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;

@@ -37,7 +37,8 @@
 #include "tools/latency_histogram.h"
 #include "tools/raw_can_socket.h"
 
-ABSL_FLAG(std::string, server, "", "measure the server at host:port (default: start one in-process)");
+ABSL_FLAG(std::string, server, "",
+          "measure the server at host:port (default: start one in-process)");
 ABSL_FLAG(std::string, backend, "virtual", "in-process server's backend: virtual or socketcan");
 ABSL_FLAG(std::string, channel, "vcan0",
           "CAN interface for socketcan load (raw writer and baseline reader), or virtual bus name");
@@ -54,7 +55,8 @@ ABSL_FLAG(int, dlc, 8, "data length 4..8 (the first 4 bytes carry the sequence n
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(std::string, json, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, csv, "", "write the latency histogram (µs, count) as CSV to this file");
-ABSL_FLAG(std::string, plot, "", "write PREFIX-latency.png (and PREFIX-throughput.png with --sweep) with gnuplot");
+ABSL_FLAG(std::string, plot, "",
+          "write PREFIX-latency.png (and PREFIX-throughput.png with --sweep) with gnuplot");
 ABSL_FLAG(bool, progress, true, "a live progress line on stderr");
 
 namespace canserver {
@@ -92,7 +94,8 @@ CanFrame MakeFrame(uint32_t seq, const std::string& mix, int dlc) {
 }
 
 uint32_t SeqOf(const CanFrame& f) {
-  return (uint32_t{f.data[0]} << 24) | (uint32_t{f.data[1]} << 16) | (uint32_t{f.data[2]} << 8) | f.data[3];
+  return (uint32_t{f.data[0]} << 24) | (uint32_t{f.data[1]} << 16) | (uint32_t{f.data[2]} << 8) |
+         f.data[3];
 }
 
 void Account(ClientResult& r, const CanFrame& f) {
@@ -199,7 +202,8 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
           continue;
         }
         // Done when everything sent arrived, or nothing came for a second after sending ended.
-        if (sending_done && (r.received >= sent || absl::Now() - idle_since > absl::Seconds(1))) break;
+        if (sending_done && (r.received >= sent || absl::Now() - idle_since > absl::Seconds(1)))
+          break;
       }
     });
   }
@@ -214,7 +218,9 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
           idle_since = absl::Now();
           continue;
         }
-        if (sending_done && (result.baseline.received >= sent || absl::Now() - idle_since > absl::Seconds(1))) break;
+        if (sending_done &&
+            (result.baseline.received >= sent || absl::Now() - idle_since > absl::Seconds(1)))
+          break;
       }
     });
   }
@@ -237,7 +243,8 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
       if (vbus && !sender) {
         while (!vbus->Inject(f)) std::this_thread::yield();  // backpressure, not loss
       } else if (raw_writer && !sender) {
-        if (!raw_writer->Write(f)) return absl::UnavailableError("raw write to the interface failed");
+        if (!raw_writer->Write(f))
+          return absl::UnavailableError("raw write to the interface failed");
       }
     }
     if (sender && !batch.empty()) {
@@ -247,9 +254,11 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
     if (rate > 0) absl::SleepFor(absl::Milliseconds(1));
     if (progress && absl::Now() >= next_progress) {
       next_progress += absl::Seconds(1);
-      std::fprintf(stderr, "\r%s", absl::StrFormat("  %.0f s: sent %d, client 0 received %d   ",
-                                                   absl::ToDoubleSeconds(absl::Now() - start), seq,
-                                                   progress_received.load()).c_str());
+      std::fprintf(
+          stderr, "\r%s",
+          absl::StrFormat("  %.0f s: sent %d, client 0 received %d   ",
+                          absl::ToDoubleSeconds(absl::Now() - start), seq, progress_received.load())
+              .c_str());
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -269,15 +278,17 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
 }
 
 std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
-  return absl::StrFormat("%-10s %10d %10d %8d %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f", name, r.received,
-                         sent - std::min(sent, r.received), r.reordered, Fps(r),
+  return absl::StrFormat("%-10s %10d %10d %8d %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f", name,
+                         r.received, sent - std::min(sent, r.received), r.reordered, Fps(r),
                          r.latency.PercentileUs(0.5), r.latency.PercentileUs(0.9),
-                         r.latency.PercentileUs(0.99), r.latency.PercentileUs(0.999), r.latency.MaxUs());
+                         r.latency.PercentileUs(0.99), r.latency.PercentileUs(0.999),
+                         r.latency.MaxUs());
 }
 
 void Print(const RunResult& r) {
   std::printf("%s", absl::StrFormat("\n%d client(s): offered %d frames in %.2f s (%.0f frames/s)\n",
-                                    r.clients, r.sent, r.seconds, r.offered_fps).c_str());
+                                    r.clients, r.sent, r.seconds, r.offered_fps)
+                        .c_str());
   std::printf("%-10s %10s %10s %8s %11s %8s %8s %8s %8s %9s\n", "reader", "received", "lost",
               "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
   if (r.have_baseline) std::printf("%s\n", Row("raw", r.baseline, r.sent).c_str());
@@ -288,10 +299,12 @@ void Print(const RunResult& r) {
   }
   if (r.have_baseline && r.baseline.received > 0) {
     double min_ratio = 1e9;
-    for (const ClientResult& c : r.per_client) min_ratio = std::min(min_ratio, Fps(c) / Fps(r.baseline));
+    for (const ClientResult& c : r.per_client)
+      min_ratio = std::min(min_ratio, Fps(c) / Fps(r.baseline));
     std::printf("delivered rate per client vs raw reader: at least %.1f%%\n", 100 * min_ratio);
   }
-  std::printf("%s", absl::StrFormat("server-side drops (ring + kernel): %d\n", r.server_drops).c_str());
+  std::printf("%s",
+              absl::StrFormat("server-side drops (ring + kernel): %d\n", r.server_drops).c_str());
 }
 
 std::string Json(const std::vector<RunResult>& runs) {
@@ -299,9 +312,9 @@ std::string Json(const std::vector<RunResult>& runs) {
   auto client_json = [](const ClientResult& c, uint64_t sent) {
     return absl::StrFormat(
         R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f})",
-        c.received, sent - std::min(sent, c.received), c.reordered, Fps(c), c.latency.PercentileUs(0.5),
-        c.latency.PercentileUs(0.9), c.latency.PercentileUs(0.99), c.latency.PercentileUs(0.999),
-        c.latency.MaxUs(), c.latency.MeanUs());
+        c.received, sent - std::min(sent, c.received), c.reordered, Fps(c),
+        c.latency.PercentileUs(0.5), c.latency.PercentileUs(0.9), c.latency.PercentileUs(0.99),
+        c.latency.PercentileUs(0.999), c.latency.MaxUs(), c.latency.MeanUs());
   };
   for (const RunResult& r : runs) {
     std::vector<std::string> cs;
@@ -322,7 +335,8 @@ void Plot(const std::vector<RunResult>& runs, const std::string& prefix, const s
   const std::string script = prefix + ".gnuplot";
   std::ofstream g(script);
   g << "set terminal png size 900,500\nset grid\n";
-  g << "set output '" << prefix << "-latency.png'\nset title 'canbench: latency, bus time to client'\n"
+  g << "set output '" << prefix
+    << "-latency.png'\nset title 'canbench: latency, bus time to client'\n"
     << "set xlabel 'latency (µs)'\nset ylabel 'frames'\nset logscale y\n"
     << "plot '" << csv << "' using 1:2 with impulses title 'last run, all clients'\n";
   if (runs.size() > 1) {
@@ -385,9 +399,11 @@ int main(int argc, char** argv) {
     Print(*r);
     runs.push_back(*std::move(r));
   }
-  if (!absl::GetFlag(FLAGS_json).empty()) std::ofstream(absl::GetFlag(FLAGS_json)) << Json(runs) << "\n";
+  if (!absl::GetFlag(FLAGS_json).empty())
+    std::ofstream(absl::GetFlag(FLAGS_json)) << Json(runs) << "\n";
   std::string csv = absl::GetFlag(FLAGS_csv);
-  if (csv.empty() && !absl::GetFlag(FLAGS_plot).empty()) csv = absl::GetFlag(FLAGS_plot) + "-latency.csv";
+  if (csv.empty() && !absl::GetFlag(FLAGS_plot).empty())
+    csv = absl::GetFlag(FLAGS_plot) + "-latency.csv";
   if (!csv.empty()) {
     LatencyHistogram all;
     for (const ClientResult& c : runs.back().per_client) all.Merge(c.latency);

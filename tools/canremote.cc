@@ -30,7 +30,8 @@ volatile sig_atomic_t g_stop = 0;  // set by SIGINT/SIGTERM; this tool is single
 
 constexpr char kUsage[] =
     "usage: canremote dump|send|log [options] [args]\n"
-    "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, ~/.canrc)\n"
+    "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, "
+    "~/.canrc)\n"
     "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
     "           -b, --bitrate BPS           bitrate to ask for (default 500000)\n"
     "  dump [FILTER ...]  print frames as they arrive; FILTER is candump's <id>:<mask> in hex\n"
@@ -69,8 +70,12 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   int c;
   while ((c = getopt_long(argc, argv, "+c:i:b:t:Ln:f:T:h", kLong, nullptr)) != -1) {
     switch (c) {
-      case 'c': o.config.channel = optarg; break;
-      case 'i': o.config.interface = optarg; break;
+      case 'c':
+        o.config.channel = optarg;
+        break;
+      case 'i':
+        o.config.interface = optarg;
+        break;
       case 'b': {
         int32_t b;
         if (!absl::SimpleAtoi(optarg, &b) || b <= 0) {
@@ -81,13 +86,16 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
         break;
       }
       case 't':
-        if (std::string(optarg).size() != 1 || std::string("adz").find(optarg[0]) == std::string::npos) {
+        if (std::string(optarg).size() != 1 ||
+            std::string("adz").find(optarg[0]) == std::string::npos) {
           *error = absl::StrFormat("-t %s: use a (absolute), d (delta) or z (zero-based)", optarg);
           return std::nullopt;
         }
         o.timestamps = optarg[0];
         break;
-      case 'L': o.log_format = true; break;
+      case 'L':
+        o.log_format = true;
+        break;
       case 'n': {
         uint64_t n;
         if (!absl::SimpleAtoi(optarg, &n) || n == 0) {
@@ -106,8 +114,12 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
         o.seconds = s;
         break;
       }
-      case 'f': o.file = optarg; break;
-      case 'h': *error = ""; return std::nullopt;
+      case 'f':
+        o.file = optarg;
+        break;
+      case 'h':
+        *error = "";
+        return std::nullopt;
       default:
         *error = absl::StrFormat("unknown or incomplete option '%s'", argv[optind - 1]);
         return std::nullopt;
@@ -175,9 +187,9 @@ int Dump(const Options& o) {
         const int64_t t = f.timestamp_ns - ref;
         line = absl::StrFormat("(%d.%06d) ", t / 1'000'000'000, (t % 1'000'000'000) / 1000);
       }
-      absl::StrAppendFormat(&line, " %s  %s   [%d] ", ifname,
-                            f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id),
-                            f.len);
+      absl::StrAppendFormat(
+          &line, " %s  %s   [%d] ", ifname,
+          f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id), f.len);
       if (f.remote()) {
         line += " remote request";
       } else {
@@ -241,17 +253,20 @@ int Log(const Options& o) {
       ++written;
     }
     if (absl::Now() >= next_progress) {
-      std::fprintf(stderr, "%s", absl::StrFormat("%s%d frames, %d frames/s%s", tty ? "\r" : "",
-                                                 written, written - at_last_progress,
-                                                 tty ? "   " : "\n").c_str());
+      std::fprintf(stderr, "%s",
+                   absl::StrFormat("%s%d frames, %d frames/s%s", tty ? "\r" : "", written,
+                                   written - at_last_progress, tty ? "   " : "\n")
+                       .c_str());
       at_last_progress = written;
       next_progress += absl::Seconds(1);
     }
   }
   out.flush();
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::fprintf(stderr, "%s", absl::StrFormat("%slogged %d frames in %.1f s to %s\n",
-                                             tty ? "\r" : "", written, secs, o.file).c_str());
+  std::fprintf(stderr, "%s",
+               absl::StrFormat("%slogged %d frames in %.1f s to %s\n", tty ? "\r" : "", written,
+                               secs, o.file)
+                   .c_str());
   if (!error.empty()) return Fail(error);
   return out ? 0 : Fail(absl::StrFormat("writing '%s' failed", o.file));
 }

@@ -10,9 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/flags/marshalling.h"
-
 #include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
@@ -82,7 +81,8 @@ int main(int argc, char** argv) {
     return 1;
   };
   auto positive = [&](const char* name, int value) {
-    return value > 0 ? std::string() : absl::StrFormat("--%s must be positive (got %d)", name, value);
+    return value > 0 ? std::string()
+                     : absl::StrFormat("--%s must be positive (got %d)", name, value);
   };
   for (const std::string& err :
        {positive("ring_size", absl::GetFlag(FLAGS_ring_size)),

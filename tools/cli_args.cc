@@ -28,7 +28,9 @@ std::vector<std::string> NormalizeArgs(int argc, char** argv) {
     }
     if (absl::StartsWith(arg, "--")) {
       const size_t eq = arg.find('=');
-      std::replace(arg.begin() + 2, eq == std::string::npos ? arg.end() : arg.begin() + static_cast<long>(eq), '-', '_');
+      std::replace(arg.begin() + 2,
+                   eq == std::string::npos ? arg.end() : arg.begin() + static_cast<long>(eq), '-',
+                   '_');
     }
     out.push_back(arg);
   }

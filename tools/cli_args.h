@@ -1,4 +1,5 @@
-// Command-line spelling our users type, mapped onto abseil flags (which only know --name_with_underscores):
+// Command-line spelling our users type, mapped onto abseil flags (which only know
+// --name_with_underscores):
 // "--error-frames" → "--error_frames", "-v" → "--v=1", "-vv" → "--v=2", "-v 3" stays a value.
 #pragma once
 

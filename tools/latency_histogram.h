@@ -36,11 +36,14 @@ class LatencyHistogram {
     uint64_t seen = 0;
     for (size_t i = 0; i < counts_.size(); ++i) {
       seen += counts_[i];
-      if (seen >= rank) return i == kBuckets ? static_cast<double>(max_ns_) / 1000 : static_cast<double>(i + 1);
+      if (seen >= rank)
+        return i == kBuckets ? static_cast<double>(max_ns_) / 1000 : static_cast<double>(i + 1);
     }
     return static_cast<double>(max_ns_) / 1000;
   }
-  double MeanUs() const { return total_ ? static_cast<double>(sum_ns_) / static_cast<double>(total_) / 1000 : 0; }
+  double MeanUs() const {
+    return total_ ? static_cast<double>(sum_ns_) / static_cast<double>(total_) / 1000 : 0;
+  }
   double MaxUs() const { return static_cast<double>(max_ns_) / 1000; }
   uint64_t total() const { return total_; }
   const std::vector<uint64_t>& counts() const { return counts_; }

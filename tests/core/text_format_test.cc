@@ -10,7 +10,8 @@ using ::testing::HasSubstr;
 
 TEST(ParseCansendTest, StandardExtendedRemoteAndSeparators) {
   EXPECT_EQ(*ParseCansend("123#DEADBEEF"), CanFrame::Classic(0x123, {0xDE, 0xAD, 0xBE, 0xEF}));
-  EXPECT_EQ(*ParseCansend("1ABCDEF0#11.22.33"), CanFrame::Classic(0x1ABCDEF0, {0x11, 0x22, 0x33}, true));
+  EXPECT_EQ(*ParseCansend("1ABCDEF0#11.22.33"),
+            CanFrame::Classic(0x1ABCDEF0, {0x11, 0x22, 0x33}, true));
   EXPECT_EQ(*ParseCansend("7FF#"), CanFrame::Classic(0x7FF, {}));
   CanFrame rtr = *ParseCansend("123#R");
   EXPECT_TRUE(rtr.remote());
@@ -25,8 +26,10 @@ TEST(ParseCansendTest, ErrorsSayWhatIsWrong) {
   EXPECT_THAT(std::string(ParseCansend("800#00").status().message()), HasSubstr("over 7FF"));
   EXPECT_THAT(std::string(ParseCansend("3FFFFFFF#00").status().message()), HasSubstr("29 bits"));
   EXPECT_THAT(std::string(ParseCansend("123#0").status().message()), HasSubstr("odd number"));
-  EXPECT_THAT(std::string(ParseCansend("123#0011223344556677889").status().message()), HasSubstr("odd"));
-  EXPECT_THAT(std::string(ParseCansend("123#001122334455667788").status().message()), HasSubstr("more than 8"));
+  EXPECT_THAT(std::string(ParseCansend("123#0011223344556677889").status().message()),
+              HasSubstr("odd"));
+  EXPECT_THAT(std::string(ParseCansend("123#001122334455667788").status().message()),
+              HasSubstr("more than 8"));
   EXPECT_THAT(std::string(ParseCansend("123#zz").status().message()), HasSubstr("not a hex digit"));
   EXPECT_THAT(std::string(ParseCansend("123##1AA").status().message()), HasSubstr("CAN FD"));
 }

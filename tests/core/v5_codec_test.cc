@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -55,8 +55,7 @@ const std::vector<Golden>& GoldenVectors() {
   static const auto* vectors = new std::vector<Golden>{
       {"BusRequest(5, 500000)", BusRequest{5, 500000}, "01 05 00 07 a1 20"},
       {"FilterConfig([])", FilterConfig{}, "0a 00"},
-      {"FilterConfig(ext 0x1FFFFFFF)",
-       FilterConfig{{CanFilter{0x1FFFFFFF, 0x1FFFFFFF, true}}},
+      {"FilterConfig(ext 0x1FFFFFFF)", FilterConfig{{CanFilter{0x1FFFFFFF, 0x1FFFFFFF, true}}},
        "0a 01 9f ff ff ff 9f ff ff ff"},
       {"FilterConfig(std 1/0xF)", FilterConfig{{CanFilter{1, 0xF, false}}},
        "0a 01 00 00 00 01 80 00 00 0f"},
@@ -79,8 +78,7 @@ const std::vector<Golden>& GoldenVectors() {
        "06 10 54 68 69 73 20 69 73 20 61 6e 20 65 72 72 6f 72"},
       {"PeriodicMessageStart std", Periodic(10, 10000, Frame(0x123, {1, 2, 3, 4, 5, 6, 7, 8})),
        "07 00 00 00 0a 00 00 27 10 00 00 01 23 08 00 01 02 03 04 05 06 07 08"},
-      {"PeriodicMessageStart ext",
-       Periodic(100, 0, Frame(0xabcdef, {1, 2, 3}, kCanFlagExtended)),
+      {"PeriodicMessageStart ext", Periodic(100, 0, Frame(0xabcdef, {1, 2, 3}, kCanFlagExtended)),
        "07 00 00 00 64 00 00 00 00 00 ab cd ef 03 01 01 02 03 00 00 00 00 00"},
       {"PeriodicMessageStop", PeriodicMessageStop{0x123}, "08 00 00 01 23"},
       {"ConnectionClosed", ConnectionClosed{}, "ff"},

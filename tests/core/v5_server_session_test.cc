@@ -47,8 +47,8 @@ std::string Bytes(std::initializer_list<v5::Event> events) {
 }
 
 absl::Status Feed(V5ServerSession& s, const std::string& bytes, std::string* reply) {
-  return s.OnBytes(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
-                   reply);
+  return s.OnBytes(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), reply);
 }
 
 // The single event in `reply`.
@@ -96,7 +96,8 @@ TEST(V5ServerSessionTest, WrongVersionIsExplained) {
   V5ServerSession s(&actions);
   std::string reply;
   EXPECT_FALSE(Feed(s, Bytes({v5::BusRequest{4, 500000}}), &reply).ok());
-  EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol version mismatch: client speaks version 4"));
+  EXPECT_THAT(ExceptionText(reply),
+              HasSubstr("protocol version mismatch: client speaks version 4"));
   EXPECT_EQ(actions.opened_bitrate, -1) << "the bus must not be opened";
 }
 
@@ -113,8 +114,10 @@ TEST(V5ServerSessionTest, MissingFilterConfigIsExplained) {
   V5ServerSession s(&actions);
   std::string reply;
   EXPECT_FALSE(
-      Feed(s, Bytes({v5::BusRequest{5, 1}, v5::CanMessage{CanFrame::Classic(1, {})}}), &reply).ok());
-  EXPECT_THAT(ExceptionText(reply), HasSubstr("expected FilterConfig after BusRequest, got CanMessage"));
+      Feed(s, Bytes({v5::BusRequest{5, 1}, v5::CanMessage{CanFrame::Classic(1, {})}}), &reply)
+          .ok());
+  EXPECT_THAT(ExceptionText(reply),
+              HasSubstr("expected FilterConfig after BusRequest, got CanMessage"));
 }
 
 TEST(V5ServerSessionTest, BusThatCannotOpenIsExplained) {

@@ -50,7 +50,8 @@ void CheckRoundTrip(const v5::Event& event) {
   if (!used.ok() || *used != bytes.size()) std::abort();
   if (std::holds_alternative<v5::CanMessage>(event)) {
     // Timestamps pass through nanoseconds; compare the frame itself.
-    if (!(std::get<v5::CanMessage>(again).frame == std::get<v5::CanMessage>(event).frame)) std::abort();
+    if (!(std::get<v5::CanMessage>(again).frame == std::get<v5::CanMessage>(event).frame))
+      std::abort();
   } else if (!(again == event)) {
     std::abort();
   }

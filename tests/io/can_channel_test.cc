@@ -30,7 +30,8 @@ class CanChannelTest : public ::testing::Test {
 
   void WaitForSubscribers(size_t n) {
     const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (channel_->subscriber_count() != n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    while (channel_->subscriber_count() != n && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(1));
     ASSERT_EQ(channel_->subscriber_count(), n);
   }
 
@@ -122,7 +123,8 @@ TEST_F(CanChannelTest, RefusedFramesAreReportedToTheirSender) {
   bus_->SetTxError(ENOBUFS);
   ASSERT_TRUE(channel_->Transmit(1, CanFrame::Classic(0x5, {})));
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (a->tx_failed_pending.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  while (a->tx_failed_pending.load() == 0 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(1));
   EXPECT_EQ(a->TakeTxFailed(), 1u);
   EXPECT_EQ(a->counters.tx_failed.Get(), 1u);
   EXPECT_EQ(channel_->counters().bus_tx_failed.Get(), 1u);

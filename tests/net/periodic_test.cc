@@ -45,8 +45,8 @@ TEST(PeriodicTest, TheStarterSeesItsJobLikeAnyBusFrame) {
   // every client, the one that started the job included.
   TestServer ts;
   auto a = ts.Connect();
-  auto task = a->SendPeriodic(CanFrame::Classic(0x55, {5}), absl::Milliseconds(10),
-                              absl::Milliseconds(50));
+  auto task =
+      a->SendPeriodic(CanFrame::Classic(0x55, {5}), absl::Milliseconds(10), absl::Milliseconds(50));
   ASSERT_TRUE(task.ok());
   EXPECT_EQ(Collect(*a, 0x55, absl::Milliseconds(400)).size(), 5u);
 }

@@ -15,8 +15,8 @@
 namespace canserver {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Encode;
+using ::testing::HasSubstr;
 using testing::ReadEventsUntilClosed;
 using testing::SendAll;
 using testing::SeqFrame;
@@ -110,7 +110,8 @@ TEST(ReliabilityTest, AThousandSessionsAtOnce) {
     ASSERT_TRUE(bus.ok()) << "client " << i << ": " << bus.status();
     clients.push_back(*std::move(bus));
   }
-  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1000; }));
+  ASSERT_TRUE(
+      TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1000; }));
   // The 1001st is told the server is full.
   auto extra = RemoteBus::Connect(opts);
   ASSERT_FALSE(extra.ok());
@@ -132,8 +133,8 @@ TEST(ReliabilityTest, ClientsThatResetMidStreamHarmNobody) {
   for (int round = 0; round < 20; ++round) {
     UniqueFd fd = ts.ConnectRaw();
     // Half a CanMessage after the handshake, then a reset (SO_LINGER 0 sends RST).
-    std::string bytes = Encode({v5::BusRequest{5, 500000}, v5::FilterConfig{},
-                                v5::CanMessage{CanFrame::Classic(1, {1})}});
+    std::string bytes = Encode(
+        {v5::BusRequest{5, 500000}, v5::FilterConfig{}, v5::CanMessage{CanFrame::Classic(1, {1})}});
     bytes.resize(bytes.size() - 10);
     SendAll(fd.get(), bytes);
     // Traffic in flight towards the resetting client; 200 a round stays within the good
@@ -199,10 +200,11 @@ TEST(ReliabilityTest, AClientStalledForTenSecondsCostsOthersNothing) {
   for (auto& t : threads) t.join();
   ASSERT_FALSE(lost) << "a reading client lost or reordered frames";
   const uint64_t drops = ts.server().channel().counters().ring_drops.Get();
-  std::printf("stalled 10 s: %u frames sent, each reader got all; stalled client's drops %llu; "
-              "RSS %+lld KiB\n",
-              injected.load(), static_cast<unsigned long long>(drops),
-              static_cast<long long>((RssBytes() - rss_before) / 1024));
+  std::printf(
+      "stalled 10 s: %u frames sent, each reader got all; stalled client's drops %llu; "
+      "RSS %+lld KiB\n",
+      injected.load(), static_cast<unsigned long long>(drops),
+      static_cast<long long>((RssBytes() - rss_before) / 1024));
   // The stalled client resumes: it gets what the server and the sockets held for it, in order,
   // and every frame it did not get is counted as its drop — nothing is lost silently.
   uint64_t got_frames = 0;

@@ -10,8 +10,8 @@
 namespace canserver {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Encode;
+using ::testing::HasSubstr;
 using testing::ReadEventsUntilClosed;
 using testing::SendAll;
 using testing::TestServer;
@@ -111,7 +111,8 @@ TEST(RemoteServerTest, FiltersCanBeReplacedDuringTheSession) {
 TEST(RemoteServerTest, ChannelInfoNamesInterfaceChannelAndBitrate) {
   TestServer ts;
   auto c = ts.Connect({}, 250000);
-  EXPECT_EQ(c->channel_info(), absl::StrCat("virtual channel 'test', 250000 bit/s on ", ts.address()));
+  EXPECT_EQ(c->channel_info(),
+            absl::StrCat("virtual channel 'test', 250000 bit/s on ", ts.address()));
 }
 
 TEST(RemoteServerTest, ForcedBitrateWinsOverTheClients) {
@@ -142,7 +143,8 @@ TEST(RemoteServerTest, GarbageEndsOnlyThatSession) {
   TestServer ts;
   auto good = ts.Connect();
   UniqueFd raw = ts.ConnectRaw();
-  SendAll(raw.get(), Encode({v5::BusRequest{5, 500000}, v5::FilterConfig{}}) + "\x09\x00\x00\x00\x00");
+  SendAll(raw.get(),
+          Encode({v5::BusRequest{5, 500000}, v5::FilterConfig{}}) + "\x09\x00\x00\x00\x00");
   std::vector<v5::Event> events = ReadEventsUntilClosed(raw.get());
   ASSERT_EQ(events.size(), 2u);
   EXPECT_TRUE(std::holds_alternative<v5::BusResponse>(events[0]));
@@ -273,7 +275,8 @@ TEST(RemoteServerTest, ClientLibraryReportsConnectionErrors) {
   ASSERT_FALSE(bus.ok());
   EXPECT_THAT(std::string(bus.status().message()), HasSubstr("connect(127.0.0.1:1)"));
   opts.channel = "127.0.0.1:notaport";
-  EXPECT_THAT(std::string(RemoteBus::Connect(opts).status().message()), HasSubstr("port 'notaport'"));
+  EXPECT_THAT(std::string(RemoteBus::Connect(opts).status().message()),
+              HasSubstr("port 'notaport'"));
 }
 
 }  // namespace

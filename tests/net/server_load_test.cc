@@ -78,14 +78,17 @@ TEST(ServerLoadTest, AStalledClientCostsOthersNothingAndMemoryStaysBounded) {
   }
   const int64_t rss_before = RssBytes();
   for (uint32_t b = 0; b < kBatches && !failed; ++b) {
-    for (uint32_t i = 0; i < kBatch; ++i) ASSERT_TRUE(ts.bus().Inject(SeqFrame(0x200, b * kBatch + i)));
+    for (uint32_t i = 0; i < kBatch; ++i)
+      ASSERT_TRUE(ts.bus().Inject(SeqFrame(0x200, b * kBatch + i)));
     // Pace by the fast readers so this measures the stalled client's effect, not theirs.
-    ASSERT_TRUE(TestServer::WaitUntil([&] {
-      for (auto& n : received) {
-        if (n.load() < (b + 1) * kBatch) return failed.load();
-      }
-      return true;
-    }, absl::Seconds(30)));
+    ASSERT_TRUE(TestServer::WaitUntil(
+        [&] {
+          for (auto& n : received) {
+            if (n.load() < (b + 1) * kBatch) return failed.load();
+          }
+          return true;
+        },
+        absl::Seconds(30)));
   }
   for (auto& t : threads) t.join();
   ASSERT_FALSE(failed) << "a reading client lost or reordered frames";

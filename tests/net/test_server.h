@@ -2,8 +2,8 @@
 // TearDown, with helpers for library clients and raw-socket clients.
 #pragma once
 
-#include <sys/socket.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <memory>
 #include <string>
@@ -62,7 +62,8 @@ class TestServer {
   RemoteServer& server() { return *server_; }
   VirtualBus& bus() { return *bus_; }  // virtual backend only
 
-  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 500000) {
+  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {},
+                                     int32_t bitrate = 500000) {
     RemoteBusOptions opts;
     opts.channel = address();
     opts.filters = std::move(filters);
@@ -103,7 +104,8 @@ class TestServer {
 };
 
 inline void SendAll(int fd, const std::string& bytes) {
-  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bytes.size()));
 }
 
 // Reads until EOF (or 10 s) and decodes every event.

@@ -42,8 +42,8 @@ std::vector<std::string> Lines(const std::string& text) {
 TEST(CanremoteTest, SendPutsCansendFramesOnTheBus) {
   TestServer ts;
   auto listener = ts.Connect();
-  auto [out, rc] = Shell(absl::StrCat(Canremote(), " send -c ", ts.address(),
-                                    " 123#DEADBEEF 1ABCDEF0#11.22 321#R8"));
+  auto [out, rc] = Shell(
+      absl::StrCat(Canremote(), " send -c ", ts.address(), " 123#DEADBEEF 1ABCDEF0#11.22 321#R8"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_EQ(*listener->Recv(absl::Seconds(5)), CanFrame::Classic(0x123, {0xDE, 0xAD, 0xBE, 0xEF}));
   EXPECT_EQ(*listener->Recv(absl::Seconds(5)), CanFrame::Classic(0x1ABCDEF0, {0x11, 0x22}, true));
@@ -82,7 +82,8 @@ TEST(CanremoteTest, DumpPrintsFilteredFramesInLogFormat) {
 TEST(CanremoteTest, DumpHumanFormatWithDeltaTimestamps) {
   TestServer ts;
   std::string out;
-  std::thread dump([&] { out = Shell(absl::StrCat(Canremote(), " dump -t d -n 2 -c ", ts.address())).first; });
+  std::thread dump(
+      [&] { out = Shell(absl::StrCat(Canremote(), " dump -t d -n 2 -c ", ts.address())).first; });
   ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
   ts.bus().Inject(CanFrame::Classic(0x123, {1, 2}));
   ts.bus().Inject(CanFrame::Classic(0x124, {}));
@@ -98,7 +99,8 @@ TEST(CanremoteTest, LogWritesAFileThatCanUtilsRead) {
   const std::string file = ::testing::TempDir() + "/canremote-log-test.log";
   std::string err;
   std::thread log([&] {
-    err = Shell(absl::StrCat("CAN_CHANNEL=", ts.address(), " ", Canremote(), " log -n 3 -f ", file)).first;
+    err = Shell(absl::StrCat("CAN_CHANNEL=", ts.address(), " ", Canremote(), " log -n 3 -f ", file))
+              .first;
   });
   ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
   for (uint8_t i = 0; i < 3; ++i) ts.bus().Inject(CanFrame::Classic(0x300 + i, {i}));

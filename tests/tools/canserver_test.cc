@@ -37,7 +37,8 @@ class Child {
  public:
   Child() {
     static int count = 0;
-    log_ = absl::StrCat(::testing::TempDir(), "/canserver-child-", ::getpid(), "-", ++count, ".log");
+    log_ =
+        absl::StrCat(::testing::TempDir(), "/canserver-child-", ::getpid(), "-", ++count, ".log");
     std::remove(log_.c_str());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -122,9 +123,10 @@ TEST(CanserverFlagsTest, BadFlagsAreOneLineErrors) {
 
 TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [out, rc] = Shell(Bin() + " --help");
-  for (const char* flag : {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate",
-                           "--error_frames", "--ring_size", "--output_buffer", "--max_clients",
-                           "--tx_queue", "--allow", "--handshake_timeout", "--slow_client_timeout"}) {
+  for (const char* flag :
+       {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate", "--error_frames",
+        "--ring_size", "--output_buffer", "--max_clients", "--tx_queue", "--allow",
+        "--handshake_timeout", "--slow_client_timeout"}) {
     EXPECT_THAT(out, HasSubstr(flag));
   }
   EXPECT_THAT(out, HasSubstr("default: 54701"));

@@ -56,7 +56,8 @@ class RawCan {
 
   std::optional<CanFrame> Read(absl::Duration timeout) {
     pollfd p{fd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return std::nullopt;
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0)
+      return std::nullopt;
     can_frame k{};
     if (::read(fd_.get(), &k, sizeof k) != static_cast<ssize_t>(sizeof k)) return std::nullopt;
     CanFrame f;

@@ -79,8 +79,9 @@ class Candump {
  public:
   Candump(const std::string& ifname, int count) {
     file_ = absl::StrCat("/tmp/candump-", ::getpid(), "-", ifname, ".log");
-    (void)std::system(absl::StrCat("timeout 30 candump -L -n ", count, " ", ifname, " > ", file_,
-                                   " 2>&1 &").c_str());
+    (void)std::system(
+        absl::StrCat("timeout 30 candump -L -n ", count, " ", ifname, " > ", file_, " 2>&1 &")
+            .c_str());
     absl::SleepFor(absl::Seconds(1));  // candump must be listening before traffic starts
   }
   // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to 10 s for `count`.
@@ -165,11 +166,13 @@ TEST_F(VcanTest, Scenario3_ExtendedRemoteAndDlcEdgesBothWays) {
   CanFrame rtr_std = CanFrame::Classic(0x001, {});
   rtr_std.flags |= kCanFlagRemote;
   rtr_std.len = 0;
-  const std::vector<CanFrame> frames = {CanFrame::Classic(0x000, {}),
-                                        CanFrame::Classic(0x7FF, {1, 2, 3, 4, 5, 6, 7, 8}),
-                                        CanFrame::Classic(0x0, {}, true),
-                                        CanFrame::Classic(0x1FFFFFFF, {9, 9, 9, 9, 9, 9, 9, 9}, true),
-                                        rtr_ext, rtr_std};
+  const std::vector<CanFrame> frames = {
+      CanFrame::Classic(0x000, {}),
+      CanFrame::Classic(0x7FF, {1, 2, 3, 4, 5, 6, 7, 8}),
+      CanFrame::Classic(0x0, {}, true),
+      CanFrame::Classic(0x1FFFFFFF, {9, 9, 9, 9, 9, 9, 9, 9}, true),
+      rtr_ext,
+      rtr_std};
   for (const CanFrame& f : frames) {  // bus → client
     ASSERT_TRUE(raw.Write(f));
     EXPECT_EQ(Recv(*client), f) << ToString(f);
@@ -260,11 +263,13 @@ TEST_F(VcanTest, Scenario5_PeriodicJobsThroughTheBroadcastManager) {
 // 6. A missing interface is a one-line error and a non-zero exit.
 TEST_F(VcanTest, Scenario6_MissingInterfaceIsAOneLineError) {
   const std::string out =
-      Shell(BuildDir() + "/tools/canserver --interface socketcan --channel nosuch0 --port 0 2>&1; echo rc=$?");
+      Shell(BuildDir() +
+            "/tools/canserver --interface socketcan --channel nosuch0 --port 0 2>&1; echo rc=$?");
   EXPECT_THAT(out, HasSubstr("canserver: no CAN interface 'nosuch0'"));
   EXPECT_THAT(out, HasSubstr("rc=1"));
   size_t error_lines = 0;
-  for (absl::string_view line : absl::StrSplit(out, '\n')) error_lines += absl::StartsWith(line, "canserver:");
+  for (absl::string_view line : absl::StrSplit(out, '\n'))
+    error_lines += absl::StartsWith(line, "canserver:");
   EXPECT_EQ(error_lines, 1u) << out;
 }
 
