@@ -27,8 +27,8 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::Connect(const RemoteBusOpt
       static_cast<ssize_t>(hello.size())) {
     return ErrnoStatus(absl::StrCat("send(handshake) to ", address.ToString()));
   }
-  ASSIGN_OR_RETURN(std::optional<v5::Event> reply,
-                   bus->ReadEvent(absl::Now() + options.connect_timeout));
+  Deadline deadline{options.connect_timeout, std::nullopt};
+  ASSIGN_OR_RETURN(std::optional<v5::Event> reply, bus->ReadEvent(deadline));
   if (!reply.has_value()) {
     return absl::DeadlineExceededError(
         absl::StrCat("handshake error: no BusResponse from ", address.ToString()));
@@ -84,7 +84,7 @@ absl::Status RemoteBus::SendBytes(const std::string& bytes) {
 
 absl::Status RemoteBus::Send(const CanFrame& frame) { return SendEvent(v5::CanMessage{frame}); }
 
-absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(absl::Time deadline) {
+absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(Deadline& deadline) {
   while (true) {
     if (!closed_.ok()) return closed_;
     absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
@@ -95,7 +95,7 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(absl::Time deadlin
     }
     if (next->has_value()) return next;
     // A deadline already passed still takes bytes that are here, without waiting.
-    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    const absl::Duration left = std::max(deadline.Get() - absl::Now(), absl::ZeroDuration());
     pollfd p{fd_.get(), POLLIN, 0};
     const int rc = ::poll(
         &p, 1,
@@ -115,7 +115,9 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(absl::Time deadlin
 
 absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) {
   if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
-  const absl::Time deadline = absl::Now() + timeout;
+  // The deadline is fixed when Recv first has to wait: events already buffered need neither a
+  // clock read nor a syscall.
+  Deadline deadline{timeout, std::nullopt};
   while (true) {
     ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
     if (!event.has_value()) return std::nullopt;

@@ -87,8 +87,17 @@ class RemoteBus {
   RemoteBus(UniqueFd fd) : fd_(std::move(fd)) {}
   absl::Status SendEvent(const v5::Event& event);
   absl::Status SendBytes(const std::string& bytes);
+  // A deadline `timeout` from the first moment it is asked for.
+  struct Deadline {
+    absl::Duration timeout;
+    std::optional<absl::Time> at;
+    absl::Time Get() {
+      if (!at) at = absl::Now() + timeout;
+      return *at;
+    }
+  };
   // Reads until an event is decoded or the deadline passes (nullopt).
-  absl::StatusOr<std::optional<v5::Event>> ReadEvent(absl::Time deadline);
+  absl::StatusOr<std::optional<v5::Event>> ReadEvent(Deadline& deadline);
 
   UniqueFd fd_;
   std::mutex send_mu_;
