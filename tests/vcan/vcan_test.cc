@@ -374,5 +374,46 @@ TEST_F(VcanTest, Scenario10_ErrorFramesOnlyWithTheFlag) {
   }
 }
 
+// 11. The tools users already have, through canserver on a real bus: canremote and python-can.
+TEST_F(VcanTest, Scenario11_CanremoteAndPythonCanOnVcan0) {
+  auto ts = Serve("vcan0");
+  RawCan raw("vcan0");
+  const std::string tools = BuildDir() + "/tools/canremote";
+  EXPECT_EQ(Shell(tools + " send -c " + ts->address() + " 123#11223344 2>&1"), "");
+  std::optional<CanFrame> seen = raw.Read(absl::Seconds(5));
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, CanFrame::Classic(0x123, {0x11, 0x22, 0x33, 0x44}));
+
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts->server().session_count() == 0; }));
+  std::string dumped;
+  std::thread dump(
+      [&] { dumped = Shell("timeout 60 " + tools + " dump -L -n 1 -c " + ts->address()); });
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts->server().channel().subscriber_count() == 1; },
+                                    absl::Seconds(30)));
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x321, {0xAA})));
+  dump.join();
+  EXPECT_THAT(dumped, HasSubstr(") vcan0 321#AA\n"));
+
+  // python-can's Message and BusABC with the plugin's bus class (the entry point that registers
+  // it as interface='remote' is tested natively in tests/python).
+  const std::string src = BuildDir().substr(0, BuildDir().rfind('/')) + "/python";
+  const std::string script = absl::StrCat(
+      "import sys, time; sys.path.insert(0, '", src, "'); import can; ",
+      "from canserver_remote import RemoteBus; b = RemoteBus('", ts->address(), "'); ",
+      "b.send(can.Message(arbitration_id=0x456, data=[1, 2], is_extended_id=False)); ",
+      "m = b.recv(10); print('got %X %s' % (m.arbitration_id, m.channel)); b.shutdown()");
+  std::thread python(
+      [&] { dumped = Shell("timeout 120 /usr/bin/python3 -c \"" + script + "\" 2>&1"); });
+  seen = raw.Read(absl::Seconds(100));  // the interpreter starts slowly under emulation
+  if (seen.has_value()) {
+    EXPECT_EQ(*seen, CanFrame::Classic(0x456, {1, 2}));
+    // The bus is subscribed once the frame was sent; answer it.
+    EXPECT_TRUE(raw.Write(CanFrame::Classic(0x654, {3})));
+  }
+  python.join();
+  ASSERT_TRUE(seen.has_value()) << dumped;
+  EXPECT_THAT(dumped, HasSubstr("got 654 vcan0"));
+}
+
 }  // namespace
 }  // namespace canserver
