@@ -11,9 +11,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/test_server.h"
+#include "process_util.h"
 
 namespace canserver {
 namespace {
+
+using testing::OpenFds;
+using testing::RssBytes;
 
 using testing::Encode;
 using ::testing::HasSubstr;
@@ -22,27 +26,6 @@ using testing::SendAll;
 using testing::SeqFrame;
 using testing::SeqOf;
 using testing::TestServer;
-
-size_t OpenFds() {
-  size_t n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  while (::readdir(d) != nullptr) ++n;
-  ::closedir(d);
-  return n;
-}
-
-int64_t RssBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      int64_t kb;
-      status >> kb;
-      return kb * 1024;
-    }
-  }
-  return -1;
-}
 
 TEST(ReliabilityTest, OnlyAllowedAddressesAreServed) {
   ServerOptions options;

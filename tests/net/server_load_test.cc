@@ -7,26 +7,16 @@
 
 #include "gtest/gtest.h"
 #include "net/test_server.h"
+#include "process_util.h"
 
 namespace canserver {
 namespace {
 
+using testing::RssBytes;
+
 using testing::SeqFrame;
 using testing::SeqOf;
 using testing::TestServer;
-
-int64_t RssBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      int64_t kb;
-      status >> kb;
-      return kb * 1024;
-    }
-  }
-  return -1;
-}
 
 TEST(ServerLoadTest, HundredThousandFramesThroughTheServerInOrderWithoutLoss) {
   constexpr uint32_t kFrames = 100000;

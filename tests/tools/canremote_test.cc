@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/test_server.h"
+#include "process_util.h"
 
 namespace canserver {
 namespace {
@@ -17,23 +18,8 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using testing::TestServer;
 
-std::string Canremote() {
-  char path[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  const std::string exe(path, n > 0 ? static_cast<size_t>(n) : 0);
-  return exe.substr(0, exe.rfind("/tests/")) + "/tools/canremote";
-}
-
-// Runs a command; returns stdout+stderr and the exit status.
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {out, WEXITSTATUS(status)};
-}
+std::string Canremote() { return testing::BuildDir() + "/tools/canremote"; }
+std::pair<std::string, int> Shell(const std::string& cmd) { return testing::RunShell(cmd); }
 
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());

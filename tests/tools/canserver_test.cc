@@ -10,27 +10,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/remote_bus.h"
+#include "process_util.h"
 
 namespace canserver {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string Bin() {
-  char path[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  const std::string exe(path, n > 0 ? static_cast<size_t>(n) : 0);
-  return exe.substr(0, exe.rfind("/tests/")) + "/tools/canserver";
-}
-
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  return {out, WEXITSTATUS(::pclose(p))};
-}
+std::string Bin() { return testing::BuildDir() + "/tools/canserver"; }
+std::pair<std::string, int> Shell(const std::string& cmd) { return testing::RunShell(cmd); }
 
 // canserver on the virtual bus as a child process, its stderr in a file.
 class Child {

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "io/socketcan_backend.h"
 #include "net/test_server.h"
+#include "process_util.h"
 #include "raw_can.h"
 
 namespace canserver {
@@ -54,25 +55,9 @@ class VcanTest : public ::testing::Test {
   }
 };
 
-// The directory of this test binary, to find the canserver binary beside it in the build tree.
-std::string BuildDir() {
-  char path[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  std::string exe(path, n > 0 ? static_cast<size_t>(n) : 0);
-  return exe.substr(0, exe.rfind("/tests/"));
-}
-
-// Runs a shell command and returns its stdout (and stderr with 2>&1 in cmd).
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
+using testing::BuildDir;
+// Runs a shell command and returns what it printed (stdout and stderr).
+std::string Shell(const std::string& cmd) { return testing::RunShell(cmd).first; }
 
 // candump -L in the background for the duration of a scenario.
 class Candump {
