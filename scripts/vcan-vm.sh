@@ -20,7 +20,7 @@ if [ "${1:-}" != "--" ] || [ $# -lt 2 ]; then
 fi
 shift
 
-cache="${CANSERVER_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canserver-vm}"
+cache="${CANSERVER_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/canserver-vm}"
 timeout_s="${CANSERVER_VM_TIMEOUT:-1200}"
 
 skip() {
