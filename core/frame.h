@@ -66,7 +66,8 @@ struct CanFrame {
 static_assert(std::is_trivially_copyable_v<CanFrame>);
 static_assert(sizeof(CanFrame) == 80, "ring memory is sized from this");
 
-// "123#0102" / "1ABCDEF0#R" style text for logs and test failure messages.
+// cansend-style text ("123#0102", "1ABCDEF0#R") for logs and test failure messages; see
+// core/text_format.h.
 std::string ToString(const CanFrame& frame);
 
 }  // namespace canserver

@@ -31,13 +31,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
+#include "io/raw_can_socket.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
 #include "net/remote_bus.h"
 #include "net/remote_server.h"
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
-#include "tools/raw_can_socket.h"
 
 ABSL_FLAG(std::string, server, "",
           "measure the server at host:port (default: start one in-process)");

@@ -1,6 +1,7 @@
-#include "tools/raw_can_socket.h"
+#include "io/raw_can_socket.h"
 
 #include <linux/can.h>
+#include <linux/can/raw.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,12 +11,20 @@
 #include <cstring>
 
 #include "core/status_macros.h"
+#include "io/kernel_frame.h"
 
 namespace canserver {
 
-absl::StatusOr<std::unique_ptr<RawCanSocket>> RawCanSocket::Open(const std::string& ifname) {
+absl::StatusOr<std::unique_ptr<RawCanSocket>> RawCanSocket::Open(const std::string& ifname,
+                                                                 bool error_frames) {
   UniqueFd fd(::socket(PF_CAN, SOCK_RAW | SOCK_CLOEXEC, CAN_RAW));
   if (!fd.valid()) return ErrnoStatus("socket(PF_CAN, SOCK_RAW) for " + ifname);
+  if (error_frames) {
+    const can_err_mask_t mask = CAN_ERR_MASK;
+    if (::setsockopt(fd.get(), SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask) != 0) {
+      return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + ifname);
+    }
+  }
   const int on = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
   const int rcvbuf = 8 << 20;
@@ -32,23 +41,23 @@ absl::StatusOr<std::unique_ptr<RawCanSocket>> RawCanSocket::Open(const std::stri
   return std::unique_ptr<RawCanSocket>(new RawCanSocket(std::move(fd)));
 }
 
-bool RawCanSocket::Write(const CanFrame& f) {
-  can_frame k{};
-  k.can_id = f.id | (f.extended() ? CAN_EFF_FLAG : 0) | (f.remote() ? CAN_RTR_FLAG : 0);
-  k.can_dlc = f.len;
-  std::memcpy(k.data, f.data, 8);
-  while (true) {
-    if (::write(fd_.get(), &k, sizeof k) == static_cast<ssize_t>(sizeof k)) return true;
+bool RawCanSocket::Write(const CanFrame& frame) {
+  canfd_frame k;
+  size_t mtu;
+  ToKernel(frame, &k, &mtu);
+  for (int tries = 0; tries < 10000; ++tries) {
+    if (::write(fd_.get(), &k, mtu) == static_cast<ssize_t>(mtu)) return true;
     if (errno != ENOBUFS) return false;
     pollfd p{fd_.get(), POLLOUT, 0};
     ::poll(&p, 1, 1);
   }
+  return false;
 }
 
 std::optional<CanFrame> RawCanSocket::Read(absl::Duration timeout) {
   pollfd p{fd_.get(), POLLIN, 0};
   if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return std::nullopt;
-  can_frame k{};
+  canfd_frame k{};
   iovec iov{&k, sizeof k};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
   msghdr msg{};
@@ -56,12 +65,10 @@ std::optional<CanFrame> RawCanSocket::Read(absl::Duration timeout) {
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  if (::recvmsg(fd_.get(), &msg, 0) != static_cast<ssize_t>(sizeof k)) return std::nullopt;
+  const ssize_t n = ::recvmsg(fd_.get(), &msg, 0);
+  if (n != CAN_MTU && n != CANFD_MTU) return std::nullopt;
   CanFrame f;
-  f.id = k.can_id & (k.can_id & CAN_EFF_FLAG ? CAN_EFF_MASK : CAN_SFF_MASK);
-  f.flags = static_cast<uint8_t>(k.can_id & CAN_EFF_FLAG ? kCanFlagExtended : 0);
-  f.len = k.can_dlc;
-  std::memcpy(f.data, k.data, 8);
+  FromKernel(k, static_cast<size_t>(n), &f);
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
       timespec ts;
