@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "core/frame.h"
 
@@ -28,26 +29,48 @@ class FrameRing {
   // Never allocates. Producer thread only.
   [[nodiscard]] bool TryPush(const CanFrame& frame) noexcept {
     // ReaderWriterQueue rounds its capacity up; we enforce the configured bound ourselves so the
-    // documented memory limit is the real one.
-    if (queue_.size_approx() >= capacity_) return false;
-    return queue_.try_enqueue(frame);
+    // documented memory limit is the real one. Its size_approx() walks every block (two shared
+    // cache lines per 512 frames), so the bound uses our own counts instead: the consumer's
+    // count is read only when the cached one says the ring is full.
+    const uint64_t pushed = pushed_.load(std::memory_order_relaxed);
+    if (pushed - popped_cache_ >= capacity_) {
+      popped_cache_ = popped_.load(std::memory_order_acquire);
+      if (pushed - popped_cache_ >= capacity_) return false;
+    }
+    if (!queue_.try_enqueue(frame)) return false;
+    pushed_.store(pushed + 1, std::memory_order_relaxed);
+    return true;
   }
 
   // Pops up to `max` frames into `out`; returns how many. Consumer thread only.
   size_t PopBulk(CanFrame* out, size_t max) noexcept {
     size_t n = 0;
     while (n < max && queue_.try_dequeue(out[n])) ++n;
+    // One shared write per batch; release so the producer reuses the slots only after we read
+    // them (the queue orders its own slots; this orders our count with them).
+    if (n > 0)
+      popped_.store(popped_.load(std::memory_order_relaxed) + n, std::memory_order_release);
     return n;
   }
 
   // True when no frame is visible to the consumer. Consumer thread only.
   bool empty() const noexcept { return queue_.peek() == nullptr; }
-  size_t size_approx() const noexcept { return queue_.size_approx(); }
+  // Frames in the ring, approximately (exact from the producer thread). Any thread.
+  size_t size_approx() const noexcept {
+    const uint64_t popped = popped_.load(std::memory_order_acquire);
+    const uint64_t pushed = pushed_.load(std::memory_order_acquire);
+    return pushed > popped ? static_cast<size_t>(pushed - popped) : 0;
+  }
   size_t capacity() const noexcept { return capacity_; }
 
  private:
   const size_t capacity_;
   moodycamel::ReaderWriterQueue<CanFrame> queue_;
+  // Producer side, and the consumer's count on a line of its own, so neither thread's writes
+  // invalidate the other's line.
+  alignas(64) std::atomic<uint64_t> pushed_{0};
+  uint64_t popped_cache_ = 0;
+  alignas(64) std::atomic<uint64_t> popped_{0};
 };
 
 template <typename T>

@@ -19,6 +19,23 @@ TEST(FrameRingTest, TryPushFailsWhenFull) {
   EXPECT_TRUE(ring.TryPush(CanFrame::Classic(4, {})));
 }
 
+TEST(FrameRingTest, BoundIsExactAcrossPartialPops) {
+  // The bound is the configured capacity, not the queue's rounded-up one, and slots freed by a
+  // partial pop are usable again exactly.
+  FrameRing ring(1000);
+  uint32_t pushed = 0;
+  while (ring.TryPush(CanFrame::Classic(pushed & 0x7FF, {}))) ++pushed;
+  EXPECT_EQ(pushed, 1000u);
+  EXPECT_EQ(ring.size_approx(), 1000u);
+  CanFrame out[7];
+  ASSERT_EQ(ring.PopBulk(out, 7), 7u);
+  EXPECT_EQ(out[0].id, 0u);
+  int again = 0;
+  while (ring.TryPush(CanFrame::Classic(0, {}))) ++again;
+  EXPECT_EQ(again, 7);
+  EXPECT_EQ(ring.size_approx(), 1000u);
+}
+
 TEST(FrameRingTest, OneProducerOneConsumerKeepOrder) {
   constexpr uint32_t kFrames = 200000;
   FrameRing ring(1024);
