@@ -5,10 +5,11 @@
 //   canbench --server 127.0.0.1:54701 --channel vcan0        # an external server, load on vcan0
 //   canbench --sweep 1,2,4,8 --plot results/virtual          # throughput against clients, PNGs
 //
-// Frames carry a 32-bit sequence number in data[0..3]. Latency is the client's arrival time
-// (CLOCK_REALTIME when the CanMessage is decoded) minus the frame's bus time carried in that
-// CanMessage: the kernel's SO_TIMESTAMPNS on SocketCAN, the injection time on the virtual bus.
-// Both ends read the same clock of the same machine, so no clock offset enters the figure.
+// Frames carry a sequence number (tools/bench_sequence.h: in the id and data, for any dlc). Latency
+// is the client's arrival time (CLOCK_REALTIME when the CanMessage is decoded) minus the frame's
+// bus time carried in that CanMessage: the kernel's SO_TIMESTAMPNS on SocketCAN, the injection time
+// on the virtual bus. Both ends read the same clock of the same machine, so no clock offset enters
+// the figure.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +38,7 @@
 #include "io/virtual_bus.h"
 #include "net/remote_bus.h"
 #include "net/remote_server.h"
+#include "tools/bench_sequence.h"
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
 
@@ -53,7 +56,8 @@ ABSL_FLAG(double, rate, 0, "frames/s offered (0: as fast as possible)");
 ABSL_FLAG(double, duration, 5, "seconds of load");
 ABSL_FLAG(int64_t, count, 0, "frames to send (overrides --duration)");
 ABSL_FLAG(std::string, mix, "std", "ids: std, ext or mixed");
-ABSL_FLAG(int, dlc, 8, "data length 4..8 (the first 4 bytes carry the sequence number)");
+ABSL_FLAG(std::string, dlc, "8",
+          "data length of the frames: N (0..8) or a range A-B, cycled frame by frame (0-8: all)");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share (0: one per client). Known "
@@ -73,6 +77,7 @@ struct ClientResult {
   uint64_t reordered = 0;
   uint64_t last_seq = 0;
   bool any = false;
+  SequenceTracker sequence;
   LatencyHistogram latency;
   int64_t first_ns = 0;  // arrival of the first and last frame (CLOCK_REALTIME)
   int64_t last_ns = 0;
@@ -89,26 +94,32 @@ struct RunResult {
   uint64_t server_drops = 0;
 };
 
-CanFrame MakeFrame(uint32_t seq, const std::string& mix, int dlc) {
-  const bool ext = mix == "ext" || (mix == "mixed" && (seq & 1));
-  CanFrame f = CanFrame::Classic(ext ? 0x1000000 + (seq & 0xFF) : 0x100 + (seq & 0xFF), {}, ext);
-  f.len = static_cast<uint8_t>(dlc);
-  f.data[0] = static_cast<uint8_t>(seq >> 24);
-  f.data[1] = static_cast<uint8_t>(seq >> 16);
-  f.data[2] = static_cast<uint8_t>(seq >> 8);
-  f.data[3] = static_cast<uint8_t>(seq);
-  return f;
+struct DlcRange {
+  int lo = 8;
+  int hi = 8;
+};
+
+// "N" or "A-B" with 0 <= A <= B <= 8.
+std::optional<DlcRange> ParseDlc(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '-');
+  DlcRange r;
+  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &r.lo)) return std::nullopt;
+  r.hi = r.lo;
+  if (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &r.hi)) return std::nullopt;
+  if (r.lo < 0 || r.hi > 8 || r.lo > r.hi) return std::nullopt;
+  return r;
 }
 
-uint32_t SeqOf(const CanFrame& f) {
-  return (uint32_t{f.data[0]} << 24) | (uint32_t{f.data[1]} << 16) | (uint32_t{f.data[2]} << 8) |
-         f.data[3];
+CanFrame MakeFrame(uint32_t seq, const std::string& mix, DlcRange dlc) {
+  const bool ext = mix == "ext" || (mix == "mixed" && (seq & 1));
+  const int len = dlc.lo + static_cast<int>(seq % static_cast<uint32_t>(dlc.hi - dlc.lo + 1));
+  return MakeSequencedFrame(seq, ext, len);
 }
 
 // One clock read per frame: under emulation (the vcan VM) a clock read can be a syscall.
 void Account(ClientResult& r, const CanFrame& f) {
   const int64_t now = RealtimeNanos();
-  const uint32_t seq = SeqOf(f);
+  const uint32_t seq = r.sequence.Recover(f);
   if (r.any && seq < r.last_seq) ++r.reordered;
   r.last_seq = seq;
   if (!r.any) r.first_ns = now;
@@ -129,7 +140,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   const std::string channel = absl::GetFlag(FLAGS_channel);
   const std::string source = absl::GetFlag(FLAGS_source);
   const std::string mix = absl::GetFlag(FLAGS_mix);
-  const int dlc = absl::GetFlag(FLAGS_dlc);
+  const DlcRange dlc = *ParseDlc(absl::GetFlag(FLAGS_dlc));
   const double rate = absl::GetFlag(FLAGS_rate);
 
   // The server: external, or in-process on the chosen backend.
@@ -257,7 +268,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
       while (true) {
         std::optional<CanFrame> f = raw_reader->Read(absl::Milliseconds(100));
         if (f.has_value()) {
-          if (f->len >= 4) Account(result.baseline, *f);
+          Account(result.baseline, *f);
           idle_since = absl::Now();
           continue;
         }
@@ -368,7 +379,7 @@ std::string Json(const std::vector<RunResult>& runs) {
         r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ",")));
   }
   return absl::StrFormat(
-      R"({"tool":"canbench","clock":"CLOCK_REALTIME, bus timestamp to client decode, same host","backend":"%s","server":"%s","source":"%s","rate":%.1f,"mix":"%s","dlc":%d,"runs":[%s]})",
+      R"({"tool":"canbench","clock":"CLOCK_REALTIME, bus timestamp to client decode, same host","backend":"%s","server":"%s","source":"%s","rate":%.1f,"mix":"%s","dlc":"%s","runs":[%s]})",
       absl::GetFlag(FLAGS_server).empty() ? absl::GetFlag(FLAGS_backend) : "external",
       absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_rate),
       absl::GetFlag(FLAGS_mix), absl::GetFlag(FLAGS_dlc), absl::StrJoin(items, ","));
@@ -416,8 +427,9 @@ int main(int argc, char** argv) {
   for (std::string& a : args) ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(ptrs.size()), ptrs.data());
   g_log_verbosity = -1;
-  if (absl::GetFlag(FLAGS_dlc) < 4 || absl::GetFlag(FLAGS_dlc) > 8) {
-    std::fprintf(stderr, "canbench: --dlc must be 4..8 (the sequence number takes 4 bytes)\n");
+  if (!ParseDlc(absl::GetFlag(FLAGS_dlc)).has_value()) {
+    std::fprintf(stderr, "canbench: --dlc wants N or A-B within 0..8, e.g. 8 or 0-8 (got '%s')\n",
+                 absl::GetFlag(FLAGS_dlc).c_str());
     return 1;
   }
   std::vector<int> counts = {absl::GetFlag(FLAGS_clients)};

@@ -5,7 +5,7 @@ set -euo pipefail
 bench="$1"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-"$bench" --clients 2 --rate 5000 --duration 1 --progress=false --json "$out" >/dev/null
+check() {
 /usr/bin/python3 - "$out" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -13,5 +13,13 @@ for run in r["runs"]:
     assert run["sent"] > 0, run
     for c in run["per_client"]:
         assert c["received"] == run["sent"] and c["lost"] == 0 and c["reordered"] == 0, (run["sent"], c)
-print("canbench smoke: %d frames to %d clients, none lost" % (r["runs"][0]["sent"], r["runs"][0]["clients"]))
+print("canbench smoke (dlc %s, %s ids): %d frames to %d clients, none lost" % (
+    r["dlc"], r["mix"], r["runs"][0]["sent"], r["runs"][0]["clients"]))
 PY
+}
+"$bench" --clients 2 --rate 5000 --duration 1 --progress=false --json "$out" >/dev/null
+check
+# Every dlc, standard and extended ids: the sequence number survives frames with no data bytes.
+"$bench" --clients 2 --rate 5000 --duration 1 --dlc 0-8 --mix mixed --progress=false \
+  --json "$out" >/dev/null
+check
