@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -95,11 +96,14 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(Deadline& deadline
     }
     if (next->has_value()) return next;
     // A deadline already passed still takes bytes that are here, without waiting.
-    const absl::Duration left = std::max(deadline.Get() - absl::Now(), absl::ZeroDuration());
+    const absl::Duration left = deadline.Remaining();
+    const int wait_ms =
+        left == absl::InfiniteDuration()
+            ? -1
+            : static_cast<int>(std::min<int64_t>(
+                  absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), INT_MAX));
     pollfd p{fd_.get(), POLLIN, 0};
-    const int rc = ::poll(
-        &p, 1,
-        static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)))));
+    const int rc = ::poll(&p, 1, wait_ms);
     if (rc < 0 && errno != EINTR) return ErrnoStatus("poll");
     if (rc == 0 && left == absl::ZeroDuration()) return std::nullopt;
     if (rc <= 0) continue;

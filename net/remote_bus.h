@@ -13,6 +13,7 @@
 // Thread-safety: one thread may Send while another Recvs; calls of the same kind must not overlap.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -91,9 +92,13 @@ class RemoteBus {
   struct Deadline {
     absl::Duration timeout;
     std::optional<absl::Time> at;
-    absl::Time Get() {
-      if (!at) at = absl::Now() + timeout;
-      return *at;
+    // Time left, never negative. The first call fixes the deadline from the same clock read, so
+    // a zero timeout leaves exactly zero (reading the clock twice once left a few ns, which
+    // rounded up to a 1 ms poll: Recv(0) blocked).
+    absl::Duration Remaining() {
+      const absl::Time now = absl::Now();
+      if (!at) at = now + timeout;
+      return std::max(*at - now, absl::ZeroDuration());
     }
   };
   // Reads until an event is decoded or the deadline passes (nullopt).

@@ -1,6 +1,8 @@
 // canserver's bus semantics and protocol behaviour, seen by clients over loopback TCP.
 #include "net/remote_server.h"
 
+#include <poll.h>
+
 #include <cerrno>
 
 #include "gmock/gmock.h"
@@ -266,6 +268,25 @@ TEST(RemoteServerTest, BindingATakenPortFailsClearly) {
   ASSERT_FALSE(second.ok());
   EXPECT_THAT(std::string(second.status().message()), HasSubstr("bind(127.0.0.1:"));
   EXPECT_THAT(std::string(second.status().message()), HasSubstr("Address already in use"));
+}
+
+// Recv(0) is how one thread multiplexes several buses (canbench --reader-threads): it takes what
+// has arrived and never waits. It once waited 1 ms per empty call, which delayed every other bus
+// that thread served.
+TEST(RemoteServerTest, ClientRecvWithZeroTimeoutNeverWaits) {
+  TestServer ts;
+  auto a = ts.Connect();
+  auto b = ts.Connect();
+  ASSERT_TRUE(a && b);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 200; ++i) EXPECT_FALSE(RecvFrame(*b, absl::ZeroDuration()).has_value());
+  // 200 empty polls take well under a millisecond; waiting 1 ms each would take 200 ms.
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+
+  ASSERT_TRUE(a->Send(CanFrame::Classic(0x42, {7})).ok());
+  pollfd p{b->fileno(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  EXPECT_EQ(RecvFrame(*b, absl::ZeroDuration()), CanFrame::Classic(0x42, {7}));
 }
 
 TEST(RemoteServerTest, ClientLibraryReportsConnectionErrors) {
