@@ -60,9 +60,8 @@ ABSL_FLAG(std::string, dlc, "8",
           "data length of the frames: N (0..8) or a range A-B, cycled frame by frame (0-8: all)");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(int, reader_threads, 0,
-          "threads reading the clients, each multiplexing its share (0: one per client). Known "
-          "issue: with several clients per thread, later clients show ms latencies; see "
-          "docs/benchmarks.md");
+          "threads reading the clients, each multiplexing its share with poll() (0: one per "
+          "client, as separate client processes would)");
 ABSL_FLAG(std::string, json, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, csv, "", "write the latency histogram (µs, count) as CSV to this file");
 ABSL_FLAG(std::string, plot, "",
