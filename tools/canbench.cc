@@ -330,12 +330,36 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   return result;
 }
 
+// All clients together: frames and loss summed, frames/s summed, latency over every frame.
+struct Totals {
+  uint64_t received = 0;
+  uint64_t lost = 0;
+  uint64_t reordered = 0;
+  double fps = 0;
+  LatencyHistogram latency;
+};
+
+Totals Total(const RunResult& r) {
+  Totals t;
+  for (const ClientResult& c : r.per_client) {
+    t.received += c.received;
+    t.lost += r.sent - std::min(r.sent, c.received);
+    t.reordered += c.reordered;
+    t.fps += Fps(c);
+    t.latency.Merge(c.latency);
+  }
+  return t;
+}
+
+std::string Row(const std::string& name, uint64_t received, uint64_t lost, uint64_t reordered,
+                double fps, const LatencyHistogram& latency) {
+  return absl::StrFormat("%-10s %10d %10d %8d %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f", name, received,
+                         lost, reordered, fps, latency.PercentileUs(0.5), latency.PercentileUs(0.9),
+                         latency.PercentileUs(0.99), latency.PercentileUs(0.999), latency.MaxUs());
+}
+
 std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
-  return absl::StrFormat("%-10s %10d %10d %8d %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f", name,
-                         r.received, sent - std::min(sent, r.received), r.reordered, Fps(r),
-                         r.latency.PercentileUs(0.5), r.latency.PercentileUs(0.9),
-                         r.latency.PercentileUs(0.99), r.latency.PercentileUs(0.999),
-                         r.latency.MaxUs());
+  return Row(name, r.received, sent - std::min(sent, r.received), r.reordered, Fps(r), r.latency);
 }
 
 void Print(const RunResult& r) {
@@ -345,10 +369,12 @@ void Print(const RunResult& r) {
   std::printf("%-10s %10s %10s %8s %11s %8s %8s %8s %8s %9s\n", "reader", "received", "lost",
               "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
   if (r.have_baseline) std::printf("%s\n", Row("raw", r.baseline, r.sent).c_str());
-  ClientResult all;
   for (size_t i = 0; i < r.per_client.size(); ++i) {
     std::printf("%s\n", Row(absl::StrFormat("client %d", i), r.per_client[i], r.sent).c_str());
-    all.latency.Merge(r.per_client[i].latency);
+  }
+  if (r.per_client.size() > 1) {
+    const Totals t = Total(r);
+    std::printf("%s\n", Row("total", t.received, t.lost, t.reordered, t.fps, t.latency).c_str());
   }
   if (r.have_baseline && r.baseline.received > 0) {
     double min_ratio = 1e9;
@@ -369,13 +395,21 @@ std::string Json(const std::vector<RunResult>& runs) {
         c.latency.PercentileUs(0.5), c.latency.PercentileUs(0.9), c.latency.PercentileUs(0.99),
         c.latency.PercentileUs(0.999), c.latency.MaxUs(), c.latency.MeanUs());
   };
+  auto total_json = [](const Totals& t) {
+    return absl::StrFormat(
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f})",
+        t.received, t.lost, t.reordered, t.fps, t.latency.PercentileUs(0.5),
+        t.latency.PercentileUs(0.9), t.latency.PercentileUs(0.99), t.latency.PercentileUs(0.999),
+        t.latency.MaxUs(), t.latency.MeanUs());
+  };
   for (const RunResult& r : runs) {
     std::vector<std::string> cs;
     for (const ClientResult& c : r.per_client) cs.push_back(client_json(c, r.sent));
     items.push_back(absl::StrFormat(
-        R"({"clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"raw":%s,"per_client":[%s]})",
+        R"({"clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"raw":%s,"per_client":[%s],"total":%s})",
         r.clients, r.sent, r.seconds, r.offered_fps, r.server_drops,
-        r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ",")));
+        r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ","),
+        total_json(Total(r))));
   }
   return absl::StrFormat(
       R"({"tool":"canbench","clock":"CLOCK_REALTIME, bus timestamp to client decode, same host","backend":"%s","server":"%s","source":"%s","rate":%.1f,"mix":"%s","dlc":"%s","runs":[%s]})",
@@ -443,6 +477,10 @@ int main(int argc, char** argv) {
       counts.push_back(n);
     }
   }
+  std::printf(
+      "latency: CLOCK_REALTIME when the client decodes a frame minus the frame's bus time (the "
+      "kernel's\nSO_TIMESTAMPNS on SocketCAN, the injection time on the virtual bus); one host, "
+      "one clock, no offset.\n");
   std::vector<RunResult> runs;
   for (int n : counts) {
     absl::StatusOr<RunResult> r = RunOnce(n);

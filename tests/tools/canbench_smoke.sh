@@ -13,6 +13,8 @@ for run in r["runs"]:
     assert run["sent"] > 0, run
     for c in run["per_client"]:
         assert c["received"] == run["sent"] and c["lost"] == 0 and c["reordered"] == 0, (run["sent"], c)
+    t = run["total"]
+    assert t["received"] == run["sent"] * run["clients"] and t["lost"] == 0, t
 print("canbench smoke (dlc %s, %s ids): %d frames to %d clients, none lost" % (
     r["dlc"], r["mix"], r["runs"][0]["sent"], r["runs"][0]["clients"]))
 PY
