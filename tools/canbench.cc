@@ -9,7 +9,8 @@
 // is the client's arrival time (CLOCK_REALTIME when the CanMessage is decoded) minus the frame's
 // bus time carried in that CanMessage: the kernel's SO_TIMESTAMPNS on SocketCAN, the injection time
 // on the virtual bus. Both ends read the same clock of the same machine, so no clock offset enters
-// the figure.
+// the figure. A second figure runs from canbench's own write of the frame (tools/send_times.h),
+// independent of the server's timestamps, so peers are compared alike.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@
 #include "tools/bench_sequence.h"
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
+#include "tools/send_times.h"
 
 ABSL_FLAG(std::string, server, "",
           "measure the server at host:port (default: start one in-process)");
@@ -78,7 +80,9 @@ struct ClientResult {
   bool any = false;
   SequenceTracker sequence;
   LatencyHistogram latency;
-  int64_t first_ns = 0;  // arrival of the first and last frame (CLOCK_REALTIME)
+  LatencyHistogram from_write;  // from canbench's write (SendTimes), whatever the bus time says
+  uint64_t unmatched = 0;       // frames whose write time was no longer in SendTimes
+  int64_t first_ns = 0;         // arrival of the first and last frame (CLOCK_REALTIME)
   int64_t last_ns = 0;
 };
 
@@ -116,7 +120,7 @@ CanFrame MakeFrame(uint32_t seq, const std::string& mix, DlcRange dlc) {
 }
 
 // One clock read per frame: under emulation (the vcan VM) a clock read can be a syscall.
-void Account(ClientResult& r, const CanFrame& f) {
+void Account(ClientResult& r, const CanFrame& f, const SendTimes& send_times) {
   const int64_t now = RealtimeNanos();
   const uint32_t seq = r.sequence.Recover(f);
   if (r.any && seq < r.last_seq) ++r.reordered;
@@ -126,6 +130,11 @@ void Account(ClientResult& r, const CanFrame& f) {
   r.last_ns = now;
   ++r.received;
   r.latency.Add(now - f.timestamp_ns);
+  if (std::optional<int64_t> written = send_times.Lookup(seq)) {
+    r.from_write.Add(now - *written);
+  } else {
+    ++r.unmatched;
+  }
 }
 
 double Fps(const ClientResult& r) {
@@ -207,6 +216,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   }
   absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
 
+  auto send_times = std::make_unique<SendTimes>();
   std::atomic<bool> sending_done{false};
   std::atomic<uint64_t> sent{0};
   std::atomic<uint64_t> progress_received{0};
@@ -243,7 +253,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
               break;
             }
             if (!got->has_value()) break;
-            Account(r, **got);
+            Account(r, **got, *send_times);
             got_any = true;
             if (mine[k] == 0) progress_received.store(r.received, std::memory_order_relaxed);
           }
@@ -267,7 +277,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
       while (true) {
         std::optional<CanFrame> f = raw_reader->Read(absl::Milliseconds(100));
         if (f.has_value()) {
-          Account(result.baseline, *f);
+          Account(result.baseline, *f, *send_times);
           idle_since = absl::Now();
           continue;
         }
@@ -291,7 +301,11 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
     uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed * rate) + 1 : seq + 256;
     if (count > 0) due = std::min<uint64_t>(due, static_cast<uint64_t>(count));
     batch.clear();
-    for (; seq < due; ++seq) batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc));
+    const int64_t written = RealtimeNanos();  // one clock read per batch
+    for (; seq < due; ++seq) {
+      batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc));
+      send_times->Record(static_cast<uint32_t>(seq), written);
+    }
     for (const CanFrame& f : batch) {
       if (vbus && !sender) {
         while (!vbus->Inject(f)) std::this_thread::yield();  // backpressure, not loss
@@ -337,6 +351,8 @@ struct Totals {
   uint64_t reordered = 0;
   double fps = 0;
   LatencyHistogram latency;
+  LatencyHistogram from_write;
+  uint64_t unmatched = 0;
 };
 
 Totals Total(const RunResult& r) {
@@ -347,6 +363,8 @@ Totals Total(const RunResult& r) {
     t.reordered += c.reordered;
     t.fps += Fps(c);
     t.latency.Merge(c.latency);
+    t.from_write.Merge(c.from_write);
+    t.unmatched += c.unmatched;
   }
   return t;
 }
@@ -372,10 +390,19 @@ void Print(const RunResult& r) {
   for (size_t i = 0; i < r.per_client.size(); ++i) {
     std::printf("%s\n", Row(absl::StrFormat("client %d", i), r.per_client[i], r.sent).c_str());
   }
+  const Totals t = Total(r);
   if (r.per_client.size() > 1) {
-    const Totals t = Total(r);
     std::printf("%s\n", Row("total", t.received, t.lost, t.reordered, t.fps, t.latency).c_str());
   }
+  std::printf(
+      "%s",
+      absl::StrFormat(
+          "from canbench's write to arrival, all clients: p50 %.1f, p90 "
+          "%.1f, p99 %.1f, p99.9 %.1f, max %.1f µs%s\n",
+          t.from_write.PercentileUs(0.5), t.from_write.PercentileUs(0.9),
+          t.from_write.PercentileUs(0.99), t.from_write.PercentileUs(0.999), t.from_write.MaxUs(),
+          t.unmatched == 0 ? "" : absl::StrFormat(" (%d frames too late to match)", t.unmatched))
+          .c_str());
   if (r.have_baseline && r.baseline.received > 0) {
     double min_ratio = 1e9;
     for (const ClientResult& c : r.per_client)
@@ -396,11 +423,13 @@ std::string Json(const std::vector<RunResult>& runs) {
         c.latency.PercentileUs(0.999), c.latency.MaxUs(), c.latency.MeanUs());
   };
   auto total_json = [](const Totals& t) {
+    const LatencyHistogram& w = t.from_write;
     return absl::StrFormat(
-        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f})",
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f,"from_write":{"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"unmatched":%d}})",
         t.received, t.lost, t.reordered, t.fps, t.latency.PercentileUs(0.5),
         t.latency.PercentileUs(0.9), t.latency.PercentileUs(0.99), t.latency.PercentileUs(0.999),
-        t.latency.MaxUs(), t.latency.MeanUs());
+        t.latency.MaxUs(), t.latency.MeanUs(), w.PercentileUs(0.5), w.PercentileUs(0.9),
+        w.PercentileUs(0.99), w.PercentileUs(0.999), w.MaxUs(), t.unmatched);
   };
   for (const RunResult& r : runs) {
     std::vector<std::string> cs;

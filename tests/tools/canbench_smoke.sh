@@ -15,6 +15,9 @@ for run in r["runs"]:
         assert c["received"] == run["sent"] and c["lost"] == 0 and c["reordered"] == 0, (run["sent"], c)
     t = run["total"]
     assert t["received"] == run["sent"] * run["clients"] and t["lost"] == 0, t
+    # Every frame's write time was found, and nothing arrives before it was written.
+    w = t["from_write"]
+    assert w["unmatched"] == 0 and 0 < w["max_us"] and w["p50_us"] <= w["max_us"], w
 print("canbench smoke (dlc %s, %s ids): %d frames to %d clients, none lost" % (
     r["dlc"], r["mix"], r["runs"][0]["sent"], r["runs"][0]["clients"]))
 PY
