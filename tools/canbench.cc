@@ -137,6 +137,8 @@ void Account(ClientResult& r, const CanFrame& f, const SendTimes& send_times) {
   }
 }
 
+uint64_t Lost(const ClientResult& r, uint64_t sent) { return sent - std::min(sent, r.received); }
+
 double Fps(const ClientResult& r) {
   const double s = static_cast<double>(r.last_ns - r.first_ns) / 1e9;
   return s > 0 ? static_cast<double>(r.received) / s : 0;
@@ -359,7 +361,7 @@ Totals Total(const RunResult& r) {
   Totals t;
   for (const ClientResult& c : r.per_client) {
     t.received += c.received;
-    t.lost += r.sent - std::min(r.sent, c.received);
+    t.lost += Lost(c, r.sent);
     t.reordered += c.reordered;
     t.fps += Fps(c);
     t.latency.Merge(c.latency);
@@ -377,7 +379,7 @@ std::string Row(const std::string& name, uint64_t received, uint64_t lost, uint6
 }
 
 std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
-  return Row(name, r.received, sent - std::min(sent, r.received), r.reordered, Fps(r), r.latency);
+  return Row(name, r.received, Lost(r, sent), r.reordered, Fps(r), r.latency);
 }
 
 void Print(const RunResult& r) {
@@ -413,23 +415,26 @@ void Print(const RunResult& r) {
               absl::StrFormat("server-side drops (ring + kernel): %d\n", r.server_drops).c_str());
 }
 
+// The percentile fields of one histogram, for the JSON objects below.
+std::string PercentilesJson(const LatencyHistogram& h) {
+  return absl::StrFormat(
+      R"("p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f)",
+      h.PercentileUs(0.5), h.PercentileUs(0.9), h.PercentileUs(0.99), h.PercentileUs(0.999),
+      h.MaxUs());
+}
+
 std::string Json(const std::vector<RunResult>& runs) {
   std::vector<std::string> items;
   auto client_json = [](const ClientResult& c, uint64_t sent) {
     return absl::StrFormat(
-        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f})",
-        c.received, sent - std::min(sent, c.received), c.reordered, Fps(c),
-        c.latency.PercentileUs(0.5), c.latency.PercentileUs(0.9), c.latency.PercentileUs(0.99),
-        c.latency.PercentileUs(0.999), c.latency.MaxUs(), c.latency.MeanUs());
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f})", c.received,
+        Lost(c, sent), c.reordered, Fps(c), PercentilesJson(c.latency), c.latency.MeanUs());
   };
   auto total_json = [](const Totals& t) {
-    const LatencyHistogram& w = t.from_write;
     return absl::StrFormat(
-        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.2f,"from_write":{"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"unmatched":%d}})",
-        t.received, t.lost, t.reordered, t.fps, t.latency.PercentileUs(0.5),
-        t.latency.PercentileUs(0.9), t.latency.PercentileUs(0.99), t.latency.PercentileUs(0.999),
-        t.latency.MaxUs(), t.latency.MeanUs(), w.PercentileUs(0.5), w.PercentileUs(0.9),
-        w.PercentileUs(0.99), w.PercentileUs(0.999), w.MaxUs(), t.unmatched);
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f,"from_write":{%s,"unmatched":%d}})",
+        t.received, t.lost, t.reordered, t.fps, PercentilesJson(t.latency), t.latency.MeanUs(),
+        PercentilesJson(t.from_write), t.unmatched);
   };
   for (const RunResult& r : runs) {
     std::vector<std::string> cs;
