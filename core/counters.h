@@ -15,6 +15,10 @@ struct Counter {
   void Add(uint64_t n = 1) noexcept {
     value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  // Single writer: keeps the largest value seen.
+  void Max(uint64_t v) noexcept {
+    if (v > value.load(std::memory_order_relaxed)) value.store(v, std::memory_order_relaxed);
+  }
   uint64_t Get() const noexcept { return value.load(std::memory_order_relaxed); }
 };
 
@@ -26,8 +30,14 @@ struct SessionCounters {
   Counter bytes_from_client;   // io thread
   Counter drops_ring_full;     // CAN thread: frames this client missed because its ring was full
   Counter drops_unsupported;   // io thread: frames protocol v5 cannot carry (CAN FD)
-  Counter tx_failed;           // CAN thread: this client's frames the bus refused
-  Counter tx_queue_full;       // io thread: this client's frames refused by a full tx queue
+  // The transmit path (docs/architecture.md): a frame from the client is queued, then written or
+  // refused. tx_failed = tx_timeout + tx_bus_error; each one was answered with TransmitFail.
+  Counter tx_written;      // CAN thread: this client's frames the bus accepted
+  Counter tx_failed;       // CAN thread: this client's frames refused (any reason)
+  Counter tx_timeout;      // CAN thread: refused because the bus took nothing for --tx-timeout
+  Counter tx_bus_error;    // CAN thread: refused by the bus for a reason waiting cannot fix
+  Counter tx_wait_max_us;  // CAN thread: longest time one of its frames waited for the bus
+  Counter tx_paused;       // io thread: times reading stopped because its tx queue was full
 
   std::string Summary() const;
 };
@@ -36,7 +46,12 @@ struct SessionCounters {
 struct ChannelCounters {
   Counter bus_rx;         // CAN thread: frames received from the bus
   Counter bus_tx;         // CAN thread: frames written to the bus
-  Counter bus_tx_failed;  // CAN thread: writes the bus refused
+  Counter bus_tx_failed;  // CAN thread: frames refused with TransmitFail (timeout + bus error)
+  Counter tx_timeout;     // CAN thread: refused because the bus took nothing for --tx-timeout
+  Counter tx_bus_error;   // CAN thread: refused for a reason waiting cannot fix (down, gone…)
+  Counter tx_busy;        // CAN thread: writes the bus deferred (ENOBUFS/EAGAIN), then retried
+  Counter tx_wait_max_us;    // CAN thread: longest time a frame waited from queued to written
+  Counter tx_wait_total_us;  // CAN thread: sum over written frames (mean = total / bus_tx)
   Counter kernel_drops;   // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
   Counter ring_drops;     // CAN thread: frames dropped for some client (sum over clients)
   Counter filtered_out;   // CAN thread: (frame, client) pairs rejected by the client's filters

@@ -1,7 +1,8 @@
 // The lock-free queues canserver uses, and the only project header that includes moodycamel's.
 //
 // FrameRing: bounded single-producer/single-consumer ring of frames (moodycamel ReaderWriterQueue).
-// The producer is a channel's CAN thread, the consumer one session's io thread. Its memory is
+// Each session has two: frames to the client (producer: the channel's CAN thread, consumer: the
+// session's io thread) and frames from the client to the bus (the other way round). Its memory is
 // allocated once, at construction; pushing and popping never allocate.
 //
 // MpscQueue<T>: many producers, one consumer (moodycamel ConcurrentQueue), bounded by a soft

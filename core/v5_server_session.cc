@@ -7,8 +7,9 @@ namespace canserver {
 
 absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
   if (state_ == State::kClosed) return absl::FailedPreconditionError("session is closed");
-  decoder_.Append(bytes);
+  if (!bytes.empty()) decoder_.Append(bytes);
   while (true) {
+    if (state_ == State::kOpen && actions_->TransmitBlocked()) return absl::OkStatus();
     absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
     if (!next.ok()) {
       return Fail(

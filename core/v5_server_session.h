@@ -33,8 +33,13 @@ class SessionActions {
   // Opens the client's view of the bus; returns the channel_info for the BusResponse.
   virtual absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) = 0;
   virtual void SetFilters(FilterSet filters) = 0;
-  // Queues a frame for the bus. TransmitFail is reported later, asynchronously.
+  // Queues a frame for the bus. TransmitFail is reported later, asynchronously. Called only while
+  // TransmitBlocked() is false.
   virtual void Transmit(const CanFrame& frame) = 0;
+  // True while the client's transmit queue is full: the session then decodes nothing more and
+  // keeps the client's bytes until Resume(), so the client's events stay in order and its TCP
+  // connection, no longer read, slows it down.
+  virtual bool TransmitBlocked() const { return false; }
   virtual absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) = 0;
   virtual absl::Status StopPeriodic(uint32_t arbitration_id) = 0;
 };
@@ -48,7 +53,12 @@ class V5ServerSession {
   // Consumes bytes from the client and appends what must be sent back to *reply. Returns OK while
   // the session goes on. Any other status means the session must end: *reply then ends with a
   // RemoteException naming the problem, except for kCancelled (the client sent ConnectionClosed).
+  // Decoding stops (OK, bytes kept) while actions->TransmitBlocked().
   absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply);
+  // Decodes what OnBytes kept back while transmit was blocked; same contract as OnBytes.
+  absl::Status Resume(std::string* reply) { return OnBytes({}, reply); }
+  // Bytes received and not yet decoded.
+  size_t buffered() const { return decoder_.buffered(); }
 
   // The client closed its side. Returns an error if it cut an event short.
   absl::Status OnEof() const;

@@ -47,8 +47,14 @@ class CanBackend {
   // kernel dropped before we could read them are added to *kernel_drops. CAN thread only.
   virtual size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept = 0;
   // Writes frames in order; returns how many the bus accepted. If fewer than n, *error holds the
-  // errno for frames[returned] (which was refused). CAN thread only.
+  // errno for frames[returned] (which was refused): ENOBUFS or EAGAIN when the bus or its device
+  // queue is merely full (the CAN thread keeps the frame and retries), anything else when waiting
+  // cannot help (ENETDOWN, ENODEV, EINVAL…). CAN thread only.
   virtual size_t Send(const CanFrame* frames, size_t n, int* error) noexcept = 0;
+  // After Send() answered ENOBUFS/EAGAIN: how long until the bus surely has room again, where the
+  // backend knows it (the virtual bus's emulated wire); 0 when it cannot tell, and the CAN thread
+  // backs off adaptively. CAN thread only.
+  virtual int64_t TxRetryHintNs() const noexcept { return 0; }
   // Called before the CAN thread sleeps on rx_fd(). Returns false if frames are already waiting
   // (so it must not sleep). CAN thread only.
   virtual bool PrepareSleep() noexcept { return true; }

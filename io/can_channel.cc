@@ -1,33 +1,45 @@
 #include "io/can_channel.h"
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/log.h"
 #include "core/status_macros.h"
-#include "io/virtual_bus.h"
+#include "io/clock.h"
 
 namespace canserver {
 namespace {
-constexpr size_t kBatch = 64;
+// Retry delays after the bus answered ENOBUFS/EAGAIN, where the backend gives no hint. The delay
+// adapts so that each retry finds a few frames' room (kRetryTarget): shorter and the thread wakes
+// once per frame, longer and the device queue could run dry. 2 ms is under a 10-frame device queue
+// at 500 kbit/s, so the bus never idles while clients are backlogged.
+constexpr int64_t kMinBackoffNs = 20'000;
+constexpr int64_t kMaxBackoffNs = 2'000'000;
+constexpr size_t kRetryTarget = 4;
+
+bool BusBusy(int error) { return error == ENOBUFS || error == EAGAIN || error == EWOULDBLOCK; }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CanChannel>> CanChannel::Create(std::shared_ptr<CanBackend> backend,
                                                                CanChannelOptions options) {
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
+  UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer.valid()) return ErrnoStatus("timerfd_create (CAN thread retry timer)");
   return std::unique_ptr<CanChannel>(
-      new CanChannel(std::move(backend), options, std::move(wakeup)));
+      new CanChannel(std::move(backend), options, std::move(wakeup), std::move(timer)));
 }
 
 CanChannel::CanChannel(std::shared_ptr<CanBackend> backend, CanChannelOptions options,
-                       Wakeup wakeup)
+                       Wakeup wakeup, UniqueFd retry_timer)
     : backend_(std::move(backend)),
       options_(options),
       wakeup_(std::move(wakeup)),
-      tx_queue_(options.tx_queue_capacity) {}
+      retry_timer_(std::move(retry_timer)) {}
 
 CanChannel::~CanChannel() { Stop(); }
 
@@ -64,8 +76,9 @@ void CanChannel::Unsubscribe(uint64_t subscriber_id) {
   Post({Command::Kind::kUnsubscribe, subscriber_id, nullptr, {}});
 }
 
-bool CanChannel::Transmit(uint64_t origin, const CanFrame& frame) {
-  if (!tx_queue_.TryPush(TxRequest{origin, frame})) return false;
+bool CanChannel::Transmit(Subscriber& sub, CanFrame frame) noexcept {
+  frame.timestamp_ns = RealtimeNanos();  // queued at; becomes the bus time when written
+  if (!sub.tx.TryPush(frame)) return false;
   if (gate_.ShouldNotify()) wakeup_.Notify();
   return true;
 }
@@ -76,7 +89,7 @@ void CanChannel::Run(std::stop_token stop) {
     CS_LOG(kError, "CAN thread for %s: epoll_create1 failed; channel stopped", channel_info());
     return;
   }
-  for (int fd : {backend_->rx_fd(), wakeup_.fd()}) {
+  for (int fd : {backend_->rx_fd(), wakeup_.fd(), retry_timer_.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -86,22 +99,40 @@ void CanChannel::Run(std::stop_token stop) {
     if (commands_pending_.load(std::memory_order_relaxed)) ApplyCommands();
     const bool received = ReceiveBatch();
     const bool transmitted = TransmitBatch();
+    if (leaving_ > 0) ReapLeaving();
     FlushWakeups();
     if (!received && !transmitted) Sleep(epfd);
   }
   ::close(epfd);
 }
 
+bool CanChannel::TxWaiting() const noexcept {
+  for (const Entry& e : entries_) {
+    if (e.carry_count > 0 || e.subscriber->tx.size_approx() > 0) return true;
+  }
+  return false;
+}
+
 void CanChannel::Sleep(int epfd) noexcept {
   gate_.Arm();
-  const bool may_sleep = backend_->PrepareSleep() && tx_queue_.size_approx() == 0 &&
-                         !commands_pending_.load(std::memory_order_relaxed);
+  bool may_sleep = backend_->PrepareSleep() && !commands_pending_.load(std::memory_order_relaxed);
+  if (may_sleep && retry_at_ns_ != 0) {
+    // Waiting for the bus: new frames could not be written either, so sleep until the retry.
+    itimerspec at{};
+    at.it_value.tv_sec = retry_at_ns_ / 1'000'000'000;
+    at.it_value.tv_nsec = retry_at_ns_ % 1'000'000'000;
+    ::timerfd_settime(retry_timer_.get(), TFD_TIMER_ABSTIME, &at, nullptr);
+  } else if (may_sleep && TxWaiting()) {
+    may_sleep = false;
+  }
   if (may_sleep) {
-    epoll_event events[2];
-    ::epoll_wait(epfd, events, 2, -1);
+    epoll_event events[3];
+    ::epoll_wait(epfd, events, 3, -1);
   }
   gate_.Disarm();
   wakeup_.Drain();
+  uint64_t expirations;
+  (void)!::read(retry_timer_.get(), &expirations, sizeof expirations);
   backend_->WakeDone();
 }
 
@@ -114,21 +145,43 @@ void CanChannel::ApplyCommands() {
   }
   for (Command& c : commands) {
     auto it = std::find_if(entries_.begin(), entries_.end(),
-                           [&](const Entry& e) { return e.subscriber->id == c.id; });
+                           [&](const Entry& e) { return e.subscriber->id == c.id && !e.leaving; });
     switch (c.kind) {
       case Command::Kind::kSubscribe:
-        if (it == entries_.end())
-          entries_.push_back({std::move(c.subscriber), std::move(c.filters)});
+        if (it == entries_.end()) {
+          Entry e;
+          e.subscriber = std::move(c.subscriber);
+          e.filters = std::move(c.filters);
+          entries_.push_back(std::move(e));
+        }
         break;
       case Command::Kind::kSetFilters:
         if (it != entries_.end()) it->filters = std::move(c.filters);
         break;
       case Command::Kind::kUnsubscribe:
-        if (it != entries_.end()) entries_.erase(it);
+        if (it != entries_.end()) {
+          it->leaving = true;
+          ++leaving_;
+        }
         break;
     }
   }
-  subscriber_count_.store(entries_.size(), std::memory_order_relaxed);
+  subscriber_count_.store(entries_.size() - leaving_, std::memory_order_relaxed);
+  ReapLeaving();
+}
+
+void CanChannel::ReapLeaving() {
+  for (size_t i = 0; i < entries_.size();) {
+    Entry& e = entries_[i];
+    if (e.leaving && e.carry_count == 0 && e.subscriber->tx.empty()) {
+      entries_.erase(entries_.begin() + static_cast<ptrdiff_t>(i));
+      --leaving_;
+      if (rr_ > i) --rr_;
+    } else {
+      ++i;
+    }
+  }
+  if (rr_ >= entries_.size()) rr_ = 0;
 }
 
 bool CanChannel::ReceiveBatch() {
@@ -145,40 +198,141 @@ bool CanChannel::ReceiveBatch() {
   return true;
 }
 
-bool CanChannel::TransmitBatch() {
-  TxRequest requests[kBatch];
-  const size_t n = tx_queue_.PopBulk(requests, kBatch);
-  if (n == 0) return false;
-  CanFrame frames[kBatch];
-  const int64_t now = RealtimeNanos();
-  for (size_t i = 0; i < n; ++i) {
-    frames[i] = requests[i].frame;
-    frames[i].timestamp_ns = now;  // the bus time of a frame we write is when we wrote it
-  }
-  size_t done = 0;
-  while (done < n) {
-    int error = 0;
-    const size_t sent = backend_->Send(frames + done, n - done, &error);
-    for (size_t i = done; i < done + sent; ++i) FanOut(frames[i], requests[i].origin);
-    counters_.bus_tx.Add(sent);
-    done += sent;
-    if (done < n) {
-      // frames[done] was refused: report it to its sender and go on with the rest.
-      counters_.bus_tx_failed.Add();
-      CS_VLOG(1, "%s: bus refused %s: %s", channel_info(), ToString(frames[done]),
-              std::strerror(error));
-      ReportTxFailed(requests[done].origin);
-      ++done;
+size_t CanChannel::BuildBatch() {
+  // Top up every client's carry from its queue, then take one frame per client per round, starting
+  // after the client written last: a frame waits behind at most one frame of each other client.
+  active_.clear();
+  for (size_t k = 0; k < entries_.size(); ++k) {
+    const size_t i = (rr_ + k) % entries_.size();
+    Entry& e = entries_[i];
+    if (e.carry_count < kBatch) {
+      const size_t got =
+          e.subscriber->tx.PopBulk(e.carry.get() + e.carry_count, kBatch - e.carry_count);
+      if (got > 0) {
+        e.carry_count += got;
+        e.tx_popped = true;
+      }
     }
+    if (e.carry_count > 0) active_.push_back(i);
   }
-  return true;
+  size_t n = 0;
+  for (size_t round = 0; n < kBatch; ++round) {
+    bool any = false;
+    for (size_t i : active_) {
+      Entry& e = entries_[i];
+      if (e.carry_count <= round) continue;
+      batch_[n] = e.carry[round];
+      batch_entry_[n] = i;
+      any = true;
+      if (++n == kBatch) break;
+    }
+    if (!any) break;
+  }
+  return n;
+}
+
+void CanChannel::DropCarryFront(Entry& e, size_t n) noexcept {
+  if (n == 0) return;
+  e.carry_count -= n;
+  std::memmove(e.carry.get(), e.carry.get() + n, e.carry_count * sizeof(CanFrame));
+}
+
+bool CanChannel::TransmitBatch() {
+  if (retry_at_ns_ != 0) {
+    if (MonotonicNanos() < retry_at_ns_) return false;
+    retry_at_ns_ = 0;
+  }
+  const size_t n = BuildBatch();
+  if (n == 0) return false;
+
+  int error = 0;
+  const size_t sent = backend_->Send(batch_, n, &error);
+  const int64_t now = RealtimeNanos();
+  for (size_t j = 0; j < sent; ++j) {
+    Entry& e = entries_[batch_entry_[j]];
+    CanFrame& f = batch_[j];
+    const uint64_t waited_us =
+        f.timestamp_ns < now ? static_cast<uint64_t>(now - f.timestamp_ns) / 1000 : 0;
+    counters_.tx_wait_total_us.Add(waited_us);
+    counters_.tx_wait_max_us.Max(waited_us);
+    e.subscriber->counters.tx_wait_max_us.Max(waited_us);
+    e.subscriber->counters.tx_written.Add();
+    ++e.written;
+    f.timestamp_ns = now;  // the bus time of a frame we write is when we wrote it
+    FanOut(f, e.subscriber->id);
+  }
+  counters_.bus_tx.Add(sent);
+  for (size_t i : active_) {
+    DropCarryFront(entries_[i], entries_[i].written);
+    entries_[i].written = 0;
+  }
+  if (sent > 0) rr_ = (batch_entry_[sent - 1] + 1) % entries_.size();
+  if (sent == n) {
+    stall_since_ns_ = 0;
+    if (backoff_ns_ > kMinBackoffNs) backoff_ns_ /= 2;
+    return true;
+  }
+
+  // batch_[sent] was refused. Its client's carry now starts with it.
+  const int64_t mono = MonotonicNanos();
+  if (!BusBusy(error)) {
+    Refuse(sent, /*timeout=*/false, error);
+    return true;
+  }
+  counters_.tx_busy.Add();
+  if (sent > 0 || stall_since_ns_ == 0) stall_since_ns_ = mono;
+  if (options_.tx_timeout > absl::ZeroDuration() &&
+      mono - stall_since_ns_ >= absl::ToInt64Nanoseconds(options_.tx_timeout)) {
+    // The bus has taken nothing for tx_timeout: each frame now gets one try and is refused.
+    Refuse(sent, /*timeout=*/true, error);
+    return true;
+  }
+  ScheduleRetry(mono, sent);
+  return sent > 0;
+}
+
+void CanChannel::ScheduleRetry(int64_t now_mono, size_t written) noexcept {
+  int64_t delay = backend_->TxRetryHintNs();
+  if (delay <= 0) {
+    if (backoff_ns_ == 0) backoff_ns_ = kMinBackoffNs;
+    if (written == 0) {
+      backoff_ns_ *= 2;
+    } else if (written < kRetryTarget) {
+      backoff_ns_ += backoff_ns_ / 4;
+    } else if (written >= 4 * kRetryTarget) {
+      backoff_ns_ /= 2;
+    }
+    backoff_ns_ = std::clamp(backoff_ns_, kMinBackoffNs, kMaxBackoffNs);
+    delay = backoff_ns_;
+  }
+  retry_at_ns_ = now_mono + std::max<int64_t>(delay, 1000);
+}
+
+void CanChannel::Refuse(size_t batch_index, bool timeout, int error) noexcept {
+  Entry& e = entries_[batch_entry_[batch_index]];
+  DropCarryFront(e, 1);
+  Subscriber& sub = *e.subscriber;
+  counters_.bus_tx_failed.Add();
+  sub.counters.tx_failed.Add();
+  if (timeout) {
+    counters_.tx_timeout.Add();
+    sub.counters.tx_timeout.Add();
+  } else {
+    counters_.tx_bus_error.Add();
+    sub.counters.tx_bus_error.Add();
+  }
+  CS_VLOG(1, "%s: refused %s from session %d: %s", channel_info(), ToString(batch_[batch_index]),
+          sub.id, timeout ? "the bus took nothing within --tx-timeout" : std::strerror(error));
+  if (e.leaving) return;  // nobody left to tell
+  sub.tx_failed_pending.fetch_add(1, std::memory_order_relaxed);
+  e.needs_wake = true;
 }
 
 void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
   if (frame.error() && !options_.error_frames) return;
   for (Entry& e : entries_) {
     Subscriber& sub = *e.subscriber;
-    if (sub.id == origin) continue;  // a client never receives its own frames back
+    if (sub.id == origin || e.leaving) continue;  // a client never receives its own frames back
     if (!e.filters.Matches(frame)) {
       counters_.filtered_out.Add();
       continue;
@@ -192,24 +346,24 @@ void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
   }
 }
 
-void CanChannel::ReportTxFailed(uint64_t origin) noexcept {
-  for (Entry& e : entries_) {
-    if (e.subscriber->id != origin) continue;
-    e.subscriber->counters.tx_failed.Add();
-    e.subscriber->tx_failed_pending.fetch_add(1, std::memory_order_relaxed);
-    e.needs_wake = true;
-    return;
-  }
-}
-
 void CanChannel::FlushWakeups() noexcept {
   to_wake_.clear();
+  auto add = [this](const Wakeup* w) {
+    if (std::find(to_wake_.begin(), to_wake_.end(), w) == to_wake_.end()) to_wake_.push_back(w);
+  };
   for (Entry& e : entries_) {
+    Subscriber& sub = *e.subscriber;
+    if (e.tx_popped) {
+      // A reader paused on a full tx queue resumes once the queue is half empty.
+      e.tx_popped = false;
+      if (!e.leaving && sub.tx.size_approx() <= sub.tx_resume_level() &&
+          sub.tx_gate.ShouldNotify()) {
+        add(sub.wakeup.get());
+      }
+    }
     if (!e.needs_wake) continue;
     e.needs_wake = false;
-    if (!e.subscriber->gate.ShouldNotify()) continue;
-    const Wakeup* w = e.subscriber->wakeup.get();
-    if (std::find(to_wake_.begin(), to_wake_.end(), w) == to_wake_.end()) to_wake_.push_back(w);
+    if (sub.gate.ShouldNotify()) add(sub.wakeup.get());
   }
   for (const Wakeup* w : to_wake_) w->Notify();
 }

@@ -1,18 +1,26 @@
 // CanChannel: one CAN channel and its CAN thread.
 //
 // The CAN thread owns the backend. It reads frames in batches, matches each subscriber's filters
-// and pushes into that subscriber's ring; it drains the tx queue, writes to the bus in batches and
+// and pushes into that subscriber's ring. It drains the subscribers' transmit queues round-robin
+// (one frame of each client with frames waiting per round), writes to the bus in batches, and
 // fans each written frame out to the *other* subscribers. Being the single producer of every ring,
 // it is the one place where bus order is decided. A full ring drops the frame for that subscriber
 // only, and counts it.
 //
+// The transmit path (docs/architecture.md, "Transmit"): a frame the bus cannot take yet (ENOBUFS,
+// EAGAIN: a busy bus, a full device queue) is kept and retried after a backoff; meanwhile the
+// client's queue fills and its io thread stops reading the client, so TCP slows the client to the
+// bus rate. A frame is refused (TransmitFail to its sender, counted by reason) only when the bus
+// gives a reason waiting cannot fix, or when the bus has taken nothing for `tx_timeout`.
+//
 //   auto channel = CanChannel::Create(backend, {});
 //   (*channel)->Start();
 //   (*channel)->Subscribe(sub, FilterSet{});        // any thread
-//   (*channel)->Transmit(sub->id, frame);           // any thread
+//   (*channel)->Transmit(*sub, frame);              // sub's io thread
 //
-// Thread-safety: every public method is thread-safe. Subscribe/SetFilters/Unsubscribe take effect
-// on the CAN thread in the order they were called.
+// Thread-safety: Subscribe/SetFilters/Unsubscribe and the accessors are thread-safe; the commands
+// take effect on the CAN thread in the order they were called. Transmit() is called by the
+// subscriber's io thread only (the single producer of its tx queue).
 #pragma once
 
 #include <atomic>
@@ -23,19 +31,23 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/counters.h"
 #include "core/filter.h"
 #include "core/queues.h"
 #include "core/wake_gate.h"
 #include "io/can_backend.h"
 #include "io/subscriber.h"
+#include "io/unique_fd.h"
 #include "io/wakeup.h"
 
 namespace canserver {
 
 struct CanChannelOptions {
-  size_t tx_queue_capacity = 8192;  // frames waiting for the bus, all clients together
-  bool error_frames = false;        // deliver error frames to clients
+  bool error_frames = false;  // deliver error frames to clients
+  // A frame is refused with TransmitFail once the bus has accepted nothing for this long while it
+  // waited (bus-off, no other node acking, a stalled queue). Zero: wait forever.
+  absl::Duration tx_timeout = absl::Seconds(1);
 };
 
 class CanChannel {
@@ -46,22 +58,19 @@ class CanChannel {
 
   // Starts the CAN thread. Call once.
   void Start();
-  // Stops and joins the CAN thread; idempotent.
+  // Stops and joins the CAN thread; idempotent. Frames still queued for the bus are discarded.
   void Stop();
 
   void Subscribe(std::shared_ptr<Subscriber> subscriber, FilterSet filters);
   void SetFilters(uint64_t subscriber_id, FilterSet filters);
+  // The subscriber receives nothing more; frames it queued before are still written (as a closed
+  // socket's queued frames still leave the device), then the channel lets go of it.
   void Unsubscribe(uint64_t subscriber_id);
 
-  // Queues `frame` for the bus on behalf of subscriber `origin` (0: nobody, so every subscriber
-  // receives it). Returns false when the tx queue is full; the caller reports that.
-  [[nodiscard]] bool Transmit(uint64_t origin, const CanFrame& frame);
-
-  // Frames the tx queue can take now (approximately). Thread-safe.
-  size_t tx_room() const {
-    const size_t used = tx_queue_.size_approx();
-    return used >= options_.tx_queue_capacity ? 0 : options_.tx_queue_capacity - used;
-  }
+  // Queues `frame` for the bus on behalf of `sub`. Returns false, leaving the queue unchanged,
+  // when sub's tx queue is full: the caller keeps the frame and stops reading its client until
+  // sub.tx_gate says there is room (never a TransmitFail). Never allocates. sub's io thread only.
+  [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
 
   const ChannelCounters& counters() const { return counters_; }
   CanBackend& backend() { return *backend_; }
@@ -70,10 +79,8 @@ class CanChannel {
   size_t subscriber_count() const { return subscriber_count_.load(std::memory_order_relaxed); }
 
  private:
-  struct TxRequest {
-    uint64_t origin = 0;
-    CanFrame frame;
-  };
+  static constexpr size_t kBatch = 64;
+
   struct Command {
     enum class Kind { kSubscribe, kSetFilters, kUnsubscribe } kind;
     uint64_t id = 0;
@@ -84,24 +91,36 @@ class CanChannel {
     std::shared_ptr<Subscriber> subscriber;
     FilterSet filters;
     bool needs_wake = false;
+    bool tx_popped = false;  // frames left its tx queue since the last FlushWakeups
+    bool leaving = false;    // unsubscribed; kept only until its queued frames are written
+    // Frames taken from the tx queue but not yet written, oldest first: at most one batch.
+    std::unique_ptr<CanFrame[]> carry = std::make_unique<CanFrame[]>(kBatch);
+    size_t carry_count = 0;
+    size_t written = 0;  // scratch while a batch is written
   };
 
-  CanChannel(std::shared_ptr<CanBackend> backend, CanChannelOptions options, Wakeup wakeup);
+  CanChannel(std::shared_ptr<CanBackend> backend, CanChannelOptions options, Wakeup wakeup,
+             UniqueFd retry_timer);
   void Post(Command command);
   void Run(std::stop_token stop);
   void ApplyCommands();
+  void ReapLeaving();
   bool ReceiveBatch();
   bool TransmitBatch();
+  size_t BuildBatch();
+  void DropCarryFront(Entry& e, size_t n) noexcept;
+  void Refuse(size_t batch_index, bool timeout, int error) noexcept;
+  void ScheduleRetry(int64_t now_mono, size_t written) noexcept;
   void FanOut(const CanFrame& frame, uint64_t origin) noexcept;
-  void ReportTxFailed(uint64_t origin) noexcept;
   void FlushWakeups() noexcept;
+  bool TxWaiting() const noexcept;
   void Sleep(int epfd) noexcept;
 
   std::shared_ptr<CanBackend> backend_;
   const CanChannelOptions options_;
   Wakeup wakeup_;
   WakeGate gate_;
-  MpscQueue<TxRequest> tx_queue_;
+  UniqueFd retry_timer_;  // timerfd: the CAN thread sleeps until the bus is worth retrying
 
   std::mutex commands_mu_;
   std::vector<Command> commands_;  // guarded by commands_mu_
@@ -109,6 +128,14 @@ class CanChannel {
 
   // CAN thread only.
   std::vector<Entry> entries_;
+  size_t leaving_ = 0;
+  size_t rr_ = 0;  // the entry the next round-robin round starts at
+  CanFrame batch_[kBatch];
+  size_t batch_entry_[kBatch];
+  std::vector<size_t> active_;  // entries with frames to write, scratch for BuildBatch
+  int64_t retry_at_ns_ = 0;     // CLOCK_MONOTONIC; 0 = not waiting for the bus
+  int64_t stall_since_ns_ = 0;  // when the bus last refused after taking a frame; 0 = not stalled
+  int64_t backoff_ns_ = 0;
   std::vector<const Wakeup*> to_wake_;
 
   ChannelCounters counters_;

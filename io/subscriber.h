@@ -1,9 +1,15 @@
 // Subscriber: what a channel's CAN thread knows of one client session — the ring it fills, the
-// wakeup of the io thread that drains it, and the counters both sides write.
+// client's transmit queue it drains, the wakeup of the io thread that serves the session, and the
+// counters both sides write.
 //
-// Roles: the CAN thread is the ring's only producer and adds to tx_failed_pending; the session's
-// io thread is the only consumer of both. Shared by shared_ptr between the two, so either may let
-// go first.
+// Roles:
+//   ring               producer: CAN thread;  consumer: the session's io thread
+//   tx                 producer: the session's io thread;  consumer: CAN thread
+//   tx_failed_pending  added to by the CAN thread, taken by the io thread
+//   gate               armed by the io thread when it drained `ring`; the CAN thread notifies
+//   tx_gate            armed by the io thread when `tx` was full and it stopped reading the client;
+//                      the CAN thread notifies once `tx` is at most half full (see WakeGate)
+// Shared by shared_ptr between the two, so either may let go first.
 #pragma once
 
 #include <atomic>
@@ -18,8 +24,9 @@
 namespace canserver {
 
 struct Subscriber {
-  Subscriber(uint64_t id_in, size_t ring_capacity, std::shared_ptr<const Wakeup> io_wakeup)
-      : id(id_in), ring(ring_capacity), wakeup(std::move(io_wakeup)) {}
+  Subscriber(uint64_t id_in, size_t ring_capacity, std::shared_ptr<const Wakeup> io_wakeup,
+             size_t tx_capacity = 1024)
+      : id(id_in), ring(ring_capacity), tx(tx_capacity), wakeup(std::move(io_wakeup)) {}
 
   // Work the consumer has not taken yet. Owning io thread only.
   bool HasWork() const noexcept {
@@ -29,12 +36,20 @@ struct Subscriber {
   uint32_t TakeTxFailed() noexcept {
     return tx_failed_pending.exchange(0, std::memory_order_relaxed);
   }
+  // Frames `tx` can take now (exact from the io thread, which is its only producer).
+  size_t tx_room() const noexcept {
+    const size_t used = tx.size_approx();
+    return used >= tx.capacity() ? 0 : tx.capacity() - used;
+  }
+  // The level at or below which a paused reader resumes: reading in large chunks, not one frame
+  // per wakeup.
+  size_t tx_resume_level() const noexcept { return tx.capacity() / 2; }
 
   const uint64_t id;
   FrameRing ring;
-  // Armed by the io thread when it has drained everything; the CAN thread notifies `wakeup` only
-  // when it finds the gate armed (see WakeGate).
+  FrameRing tx;  // frames for the bus; timestamp_ns holds the time they were queued
   WakeGate gate;
+  WakeGate tx_gate;
   const std::shared_ptr<const Wakeup> wakeup;
   std::atomic<uint32_t> tx_failed_pending{0};
   SessionCounters counters;

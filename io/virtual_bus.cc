@@ -4,20 +4,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <map>
 
 #include "absl/strings/str_format.h"
 #include "core/status_macros.h"
+#include "io/clock.h"
 #include "io/event_loop.h"
 #include "io/unique_fd.h"
 
 namespace canserver {
-
-int64_t RealtimeNanos() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 namespace {
 
@@ -123,14 +120,30 @@ class TimerPeriodicJobs final : public PeriodicJobs {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<VirtualBus>> VirtualBus::Create(std::string channel,
-                                                               size_t inject_capacity) {
+                                                               size_t inject_capacity, int bitrate,
+                                                               size_t device_queue) {
+  if (bitrate < 0 || (bitrate > 0 && device_queue < 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "virtual bus: bit rate %d and device queue %d must be positive", bitrate, device_queue));
+  }
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
-  return std::shared_ptr<VirtualBus>(
-      new VirtualBus(std::move(channel), std::move(wakeup), inject_capacity));
+  return std::shared_ptr<VirtualBus>(new VirtualBus(std::move(channel), std::move(wakeup),
+                                                    inject_capacity, bitrate, device_queue));
 }
 
-VirtualBus::VirtualBus(std::string channel, Wakeup wakeup, size_t inject_capacity)
-    : channel_(std::move(channel)), wakeup_(std::move(wakeup)), injected_(inject_capacity) {}
+VirtualBus::VirtualBus(std::string channel, Wakeup wakeup, size_t inject_capacity, int bitrate,
+                       size_t device_queue)
+    : channel_(std::move(channel)),
+      wakeup_(std::move(wakeup)),
+      injected_(inject_capacity),
+      bitrate_(bitrate),
+      device_queue_(device_queue),
+      done_at_(bitrate > 0 ? device_queue : 0) {}
+
+int64_t VirtualBus::WireBits(const CanFrame& frame) noexcept {
+  const int64_t data = frame.remote() ? 0 : int64_t{frame.len} * 8;
+  return (frame.extended() ? 67 : 47) + data;
+}
 
 bool VirtualBus::Inject(CanFrame frame) {
   if (frame.timestamp_ns == 0) frame.timestamp_ns = RealtimeNanos();
@@ -146,13 +159,36 @@ size_t VirtualBus::Receive(CanFrame* out, size_t max, uint64_t* /*kernel_drops*/
   return injected_.PopBulk(out, max);
 }
 
-size_t VirtualBus::Send(const CanFrame* /*frames*/, size_t n, int* error) noexcept {
+size_t VirtualBus::Send(const CanFrame* frames, size_t n, int* error) noexcept {
   const int err = tx_error_.load(std::memory_order_relaxed);
   if (err != 0) {
     *error = err;
     return 0;
   }
+  if (bitrate_ == 0) return n;
+  const int64_t now = MonotonicNanos();
+  while (queued_ > 0 && done_at_[done_head_] <= now) {
+    done_head_ = (done_head_ + 1) % device_queue_;
+    --queued_;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (queued_ == device_queue_) {
+      *error = ENOBUFS;  // as a real interface's full device queue answers
+      return i;
+    }
+    const int64_t start = std::max(now, wire_free_at_);
+    wire_free_at_ = start + WireBits(frames[i]) * 1'000'000'000 / bitrate_;
+    done_at_[(done_head_ + queued_) % device_queue_] = wire_free_at_;
+    ++queued_;
+  }
   return n;
+}
+
+int64_t VirtualBus::TxRetryHintNs() const noexcept {
+  if (bitrate_ == 0 || queued_ == 0) return 0;
+  // Come back when a quarter of the queue has left the wire: room for a batch, never idle.
+  const size_t slot = std::max<size_t>(1, device_queue_ / 4) - 1;
+  return std::max<int64_t>(done_at_[(done_head_ + slot) % device_queue_] - MonotonicNanos(), 1000);
 }
 
 bool VirtualBus::PrepareSleep() noexcept {

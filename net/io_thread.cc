@@ -65,19 +65,17 @@ void IoThread::Run(std::stop_token stop) {
   });
   last_stats_ = absl::Now();
   bool busy = false;
-  bool paused = false;
   while (!stop.stop_requested()) {
-    // Paused readers wait for the CAN thread to drain the tx queue; look again in 1 ms.
-    absl::StatusOr<int> polled = loop_->Poll(busy ? 0 : paused ? 1 : -1);
+    // Paused readers (tx queue full) are woken by the CAN thread through their tx_gate.
+    absl::StatusOr<int> polled = loop_->Poll(busy ? 0 : -1);
     if (!polled.ok()) {
       CS_LOG(kError, "io thread %d: %s", index_, polled.status().message());
       break;
     }
     TakeAdopted();
     busy = false;
-    paused = false;
     for (auto& [id, session] : sessions_) {
-      paused |= session->ResumeReading();
+      (void)session->ResumeTransmit();
       busy |= session->Pump();
     }
     ReapClosed();
@@ -101,7 +99,11 @@ void IoThread::TakeAdopted() {
                                              loop_.get(), wakeup_);
     Session* s = session.get();
     absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {
-      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) s->OnReadable();
+      if (events & (EPOLLERR | EPOLLHUP)) {
+        s->OnHangup();
+      } else if (events & EPOLLIN) {
+        s->OnReadable();
+      }
       if (events & EPOLLOUT) s->OnWritable();
     });
     if (!added.ok()) {

@@ -20,14 +20,14 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
         absl::StrFormat("--threads must be at least 1 (got %d)", options.io_threads));
   }
   if (options.ring_frames < 1 || options.output_buffer_bytes < 1024 || options.max_clients < 1 ||
-      options.tx_queue_frames < 1) {
+      options.client_tx_frames < 1) {
     return absl::InvalidArgumentError(
         "limits must be positive (ring, tx queue, max clients) and the output buffer at least "
         "1024 bytes");
   }
   ASSIGN_OR_RETURN(UniqueFd listener, ListenTcp(HostPort{options.host, options.port}));
   ASSIGN_OR_RETURN(std::unique_ptr<CanChannel> channel,
-                   CanChannel::Create(std::move(backend), {options.tx_queue_frames, error_frames}));
+                   CanChannel::Create(std::move(backend), {error_frames, options.tx_timeout}));
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
   auto server = std::unique_ptr<RemoteServer>(new RemoteServer(
       std::move(options), std::move(listener), std::move(channel), std::move(wakeup)));

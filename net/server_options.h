@@ -18,11 +18,14 @@ struct ServerOptions {
   int32_t forced_bitrate = 0;  // > 0: wins over the bitrate a client asks for
   AccessList allow;            // empty: anyone may connect
 
-  // Limits. Memory per session is about ring_frames * 80 B + output_buffer_bytes.
+  // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +
+  // output_buffer_bytes.
   size_t ring_frames = 8192;               // frames waiting for one client
   size_t output_buffer_bytes = 256 << 10;  // encoded bytes waiting for one client's socket
   size_t max_clients = 256;
-  size_t tx_queue_frames = 8192;         // frames waiting for the bus, all clients together
+  size_t client_tx_frames = 1024;  // frames from one client waiting for the bus
+  // The bus took nothing for this long: waiting frames are refused (TransmitFail). Zero: never.
+  absl::Duration tx_timeout = absl::Seconds(1);
   size_t max_periodic_jobs = 64;         // per session
   size_t write_budget_bytes = 64 << 10;  // bytes one session may write per wakeup (fairness)
 

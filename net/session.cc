@@ -16,6 +16,10 @@ namespace {
 constexpr size_t kReadChunk = 64 << 10;
 constexpr size_t kReadsPerWakeup = 4;  // fairness: other sessions get their turn
 constexpr size_t kPopBatch = 256;
+// While the tx queue is full, bytes read but not yet decoded, per session. More than one read:
+// freeing the receive window a chunk at a time falls under receiver-side silly-window avoidance
+// on loopback (64 KiB MSS), and the client then waits for TCP's persist timer (~200 ms a stall).
+constexpr size_t kMaxUndecoded = 4 * kReadChunk;
 }  // namespace
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
@@ -33,14 +37,34 @@ Session::~Session() {
   if (!closed_) Close("server stopped", "");
 }
 
+bool Session::TransmitBlocked() const { return subscriber_ && subscriber_->tx_room() == 0; }
+
+bool Session::ReadBlocked() const {
+  return tx_waiting_ && protocol_.buffered() + kReadChunk > kMaxUndecoded;
+}
+
+bool Session::Decode(absl::Span<const uint8_t> bytes) {
+  std::string reply;
+  const absl::Status status = protocol_.OnBytes(bytes, &reply);
+  if (!reply.empty()) AppendReply(reply);
+  if (!status.ok()) {
+    // The reply already carries the RemoteException naming the problem.
+    Close(status.message(), "");
+    return false;
+  }
+  // A full queue may have stopped the decoder: the rest waits for the CAN thread to make room.
+  tx_waiting_ = TransmitBlocked();
+  return true;
+}
+
 void Session::OnReadable() {
   if (closed_ || read_paused_) return;
   uint8_t buf[kReadChunk];
   for (size_t i = 0; i < kReadsPerWakeup; ++i) {
-    // One read can carry kReadChunk / 23 frames; take it only if the tx queue can hold them all,
-    // so a client faster than the bus is slowed by TCP rather than answered with TransmitFail.
-    if (protocol_.is_open() && channel_->tx_room() <= kReadChunk / v5::kCanMessageSize) {
+    if (ReadBlocked()) {
+      // Stop reading, so TCP slows the client instead of a frame being refused.
       read_paused_ = true;
+      subscriber_->counters.tx_paused.Add();
       UpdateInterest();
       return;
     }
@@ -56,26 +80,40 @@ void Session::OnReadable() {
       return;
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));
-    std::string reply;
-    const absl::Status status =
-        protocol_.OnBytes(absl::MakeConstSpan(buf, static_cast<size_t>(n)), &reply);
-    if (!reply.empty()) AppendReply(reply);
-    if (!status.ok()) {
-      // The reply already carries the RemoteException naming the problem.
-      Close(status.message(), "");
-      return;
-    }
+    if (!Decode(absl::MakeConstSpan(buf, static_cast<size_t>(n)))) return;
     if (static_cast<size_t>(n) < sizeof buf) break;
   }
 }
 
-bool Session::ResumeReading() {
-  if (!read_paused_ || closed_) return false;
-  if (channel_->tx_room() <= kReadChunk / v5::kCanMessageSize) return true;
-  read_paused_ = false;
-  UpdateInterest();
+bool Session::ResumeTransmit() {
+  if (!tx_waiting_ || closed_) return false;
+  Subscriber& sub = *subscriber_;
+  while (tx_waiting_) {
+    if (sub.tx.size_approx() > sub.tx_resume_level()) {
+      // Ask the CAN thread for a wakeup at half, then look once more (WakeGate: none is lost).
+      sub.tx_gate.Arm();
+      if (sub.tx.size_approx() > sub.tx_resume_level()) return true;
+      sub.tx_gate.Disarm();
+    }
+    if (!Decode({})) return false;  // what was read before, as far as the queue takes it
+  }
+  if (read_paused_) {
+    read_paused_ = false;
+    UpdateInterest();
+    OnReadable();
+  }
+  return tx_waiting_;
+}
+
+void Session::OnHangup() {
+  if (closed_) return;
+  // Not reading (paused): epoll still reports the hang-up, level-triggered, so end it now rather
+  // than spin. Frames already in the tx queue are still written.
+  if (read_paused_) {
+    Close("connection reset while its frames waited for the bus", "");
+    return;
+  }
   OnReadable();
-  return read_paused_;
 }
 
 void Session::OnWritable() {
@@ -240,7 +278,8 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
         absl::StrFormat("could not open the bus: %s", jobs.status().message()));
   }
   periodic_ = *std::move(jobs);
-  subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_);
+  subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
+                                             options_.client_tx_frames);
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
@@ -255,8 +294,9 @@ void Session::SetFilters(FilterSet filters) { channel_->SetFilters(id_, std::mov
 
 void Session::Transmit(const CanFrame& frame) {
   subscriber_->counters.frames_from_client.Add();
-  if (!channel_->Transmit(id_, frame)) {
-    subscriber_->counters.tx_queue_full.Add();
+  // The protocol calls this only while TransmitBlocked() is false: the queue has room.
+  if (!channel_->Transmit(*subscriber_, frame)) {
+    subscriber_->counters.tx_failed.Add();  // unreachable by design; never silent all the same
     AppendReply(std::string(1, static_cast<char>(v5::EventId::kTransmitFail)));
   }
 }

@@ -42,9 +42,12 @@ class Session final : public SessionActions {
 
   // The socket is readable: read, decode, act.
   void OnReadable();
-  // Reading was paused because the tx queue was full; resumes once it has room again.
-  // Returns true while still paused.
-  bool ResumeReading();
+  // Decoding stopped because the client's tx queue was full: goes on once the CAN thread has
+  // drained it to half (it then wakes this io thread through subscriber->tx_gate), and reads the
+  // socket again if that was paused. Returns true while still waiting.
+  bool ResumeTransmit();
+  // EPOLLERR/EPOLLHUP on the socket.
+  void OnHangup();
   // The socket is writable again after a short write.
   void OnWritable();
   // Moves frames and TransmitFails owed to the client into the output buffer and writes.
@@ -66,6 +69,7 @@ class Session final : public SessionActions {
   absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) override;
   void SetFilters(FilterSet filters) override;
   void Transmit(const CanFrame& frame) override;
+  bool TransmitBlocked() const override;
   absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) override;
   absl::Status StopPeriodic(uint32_t arbitration_id) override;
 
@@ -75,6 +79,10 @@ class Session final : public SessionActions {
   // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
   void Flush(size_t budget);
   void UpdateInterest();
+  // Waiting for tx queue room and the undecoded bytes fill their budget: do not read the socket.
+  bool ReadBlocked() const;
+  // Hands client bytes (or, with none, those kept back) to the protocol; false if it closed.
+  bool Decode(absl::Span<const uint8_t> bytes);
 
   const uint64_t id_;
   UniqueFd fd_;
@@ -91,9 +99,12 @@ class Session final : public SessionActions {
   std::string out_;
   size_t out_head_ = 0;
   bool want_write_ = false;
-  bool read_paused_ = false;
-  uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_  // tx queue full: TCP flow
-                                 // control slows the client instead of loss
+  // Backpressure: while the client's tx queue is full, the socket is not read, so TCP's flow
+  // control slows the client to the bus rate instead of anything being refused. What was read
+  // waits undecoded in the protocol's buffer (at most kMaxUndecoded, session.cc).
+  bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
+  bool read_paused_ = false;     // and, past kMaxUndecoded, the socket is not read either
+  uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
   bool closed_ = false;
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;

@@ -48,8 +48,17 @@ ABSL_FLAG(int, ring_size, 8192,
           "each frame takes 80 bytes");
 ABSL_FLAG(int, output_buffer, 256 * 1024, "encoded bytes buffered per client socket");
 ABSL_FLAG(int, max_clients, 256, "clients served at once; the next gets 'server full'");
-ABSL_FLAG(int, tx_queue, 8192,
-          "frames from all clients waiting for the bus; a full queue answers TransmitFail");
+ABSL_FLAG(int, client_tx_queue, 1024,
+          "frames from one client waiting for the bus (80 bytes each); while it is full the "
+          "client is not read, so TCP slows it to the bus rate — nothing is refused for it");
+ABSL_FLAG(absl::Duration, tx_timeout, absl::Seconds(1),
+          "refuse waiting frames with TransmitFail once the bus has taken nothing for this long "
+          "(bus-off, no node acking); 0: wait forever");
+ABSL_FLAG(int, virtual_bitrate, 0,
+          "virtual bus only: emulate a wire of this many bit/s (frames take their nominal bit "
+          "time; a full device queue answers ENOBUFS like a real interface); 0: infinitely fast");
+ABSL_FLAG(int, virtual_txqueuelen, 10,
+          "virtual bus with --virtual-bitrate: frames the emulated device queue holds");
 ABSL_FLAG(int, max_periodic_jobs, 64, "periodic transmit jobs per client");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
           "close clients that do not complete the handshake within this time");
@@ -88,7 +97,8 @@ int main(int argc, char** argv) {
        {positive("ring_size", absl::GetFlag(FLAGS_ring_size)),
         positive("output_buffer", absl::GetFlag(FLAGS_output_buffer)),
         positive("max_clients", absl::GetFlag(FLAGS_max_clients)),
-        positive("tx_queue", absl::GetFlag(FLAGS_tx_queue)),
+        positive("client_tx_queue", absl::GetFlag(FLAGS_client_tx_queue)),
+        positive("virtual_txqueuelen", absl::GetFlag(FLAGS_virtual_txqueuelen)),
         positive("threads", absl::GetFlag(FLAGS_threads)),
         positive("rcvbuf", absl::GetFlag(FLAGS_rcvbuf)),
         positive("max_periodic_jobs", absl::GetFlag(FLAGS_max_periodic_jobs))}) {
@@ -106,7 +116,12 @@ int main(int argc, char** argv) {
   options.ring_frames = static_cast<size_t>(absl::GetFlag(FLAGS_ring_size));
   options.output_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_output_buffer));
   options.max_clients = static_cast<size_t>(absl::GetFlag(FLAGS_max_clients));
-  options.tx_queue_frames = static_cast<size_t>(absl::GetFlag(FLAGS_tx_queue));
+  options.client_tx_frames = static_cast<size_t>(absl::GetFlag(FLAGS_client_tx_queue));
+  options.tx_timeout = absl::GetFlag(FLAGS_tx_timeout);
+  if (options.tx_timeout < absl::ZeroDuration()) return fail("--tx-timeout must not be negative");
+  if (absl::GetFlag(FLAGS_virtual_bitrate) < 0) {
+    return fail("--virtual-bitrate must not be negative");
+  }
   options.max_periodic_jobs = static_cast<size_t>(absl::GetFlag(FLAGS_max_periodic_jobs));
   options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
@@ -120,10 +135,14 @@ int main(int argc, char** argv) {
   const std::string channel = absl::GetFlag(FLAGS_channel);
   std::shared_ptr<CanBackend> backend;
   if (interface == "virtual") {
-    auto bus = VirtualBus::Create(channel);
+    auto bus = VirtualBus::Create(channel, 65536, absl::GetFlag(FLAGS_virtual_bitrate),
+                                  static_cast<size_t>(absl::GetFlag(FLAGS_virtual_txqueuelen)));
     if (!bus.ok()) return fail(bus.status().message());
     backend = *std::move(bus);
   } else if (interface == "socketcan") {
+    if (absl::GetFlag(FLAGS_virtual_bitrate) != 0) {
+      return fail("--virtual-bitrate applies to --interface virtual only (a real bus has its own)");
+    }
     auto can = SocketCanBackend::Open(
         {channel, absl::GetFlag(FLAGS_error_frames), absl::GetFlag(FLAGS_rcvbuf)});
     if (!can.ok()) return fail(can.status().message());

@@ -3,6 +3,7 @@
 #include "io/can_channel.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -76,7 +77,7 @@ TEST_F(CanChannelTest, SentFramesReachOthersButNotTheSender) {
   auto a = Add(1);
   auto b = Add(2);
   WaitForSubscribers(2);
-  ASSERT_TRUE(channel_->Transmit(1, CanFrame::Classic(0x321, {7})));
+  ASSERT_TRUE(channel_->Transmit(*a, CanFrame::Classic(0x321, {7})));
   std::vector<CanFrame> got = Take(*b, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0], CanFrame::Classic(0x321, {7}));
@@ -96,7 +97,7 @@ TEST_F(CanChannelTest, FiltersApplyPerSubscriber) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].data[0], 2);
   channel_->SetFilters(1, FilterSet({{0x100, 0x7FF, true}}));
-  ASSERT_TRUE(channel_->Transmit(2, CanFrame::Classic(0x100, {3}, true)));
+  ASSERT_TRUE(channel_->Transmit(*all, CanFrame::Classic(0x100, {3}, true)));
   got = Take(*std_only, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].data[0], 3);
@@ -120,15 +121,126 @@ TEST_F(CanChannelTest, RefusedFramesAreReportedToTheirSender) {
   auto a = Add(1);
   auto b = Add(2);
   WaitForSubscribers(2);
-  bus_->SetTxError(ENOBUFS);
-  ASSERT_TRUE(channel_->Transmit(1, CanFrame::Classic(0x5, {})));
+  bus_->SetTxError(ENETDOWN);
+  ASSERT_TRUE(channel_->Transmit(*a, CanFrame::Classic(0x5, {})));
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (a->tx_failed_pending.load() == 0 && absl::Now() < deadline)
     absl::SleepFor(absl::Milliseconds(1));
   EXPECT_EQ(a->TakeTxFailed(), 1u);
   EXPECT_EQ(a->counters.tx_failed.Get(), 1u);
+  EXPECT_EQ(a->counters.tx_bus_error.Get(), 1u);
   EXPECT_EQ(channel_->counters().bus_tx_failed.Get(), 1u);
   EXPECT_TRUE(b->ring.empty()) << "a refused frame never reached the bus";
+}
+
+TEST_F(CanChannelTest, ABusyBusKeepsTheFramesAndWritesThemWhenItDrains) {
+  auto a = Add(1);
+  auto b = Add(2);
+  WaitForSubscribers(2);
+  bus_->SetTxError(ENOBUFS);  // a full device queue: waiting fixes it
+  for (uint8_t i = 0; i < 10; ++i) ASSERT_TRUE(channel_->Transmit(*a, CanFrame::Classic(0x7, {i})));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_GT(channel_->counters().tx_busy.Get(), 0u);
+  EXPECT_EQ(channel_->counters().bus_tx.Get(), 0u);
+  EXPECT_EQ(a->tx_failed_pending.load(), 0u) << "a busy bus is no reason to refuse";
+  bus_->SetTxError(0);
+  std::vector<CanFrame> got = Take(*b, 10);
+  ASSERT_EQ(got.size(), 10u);
+  for (uint8_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].data[0], i) << "order kept across retries";
+  EXPECT_EQ(a->counters.tx_written.Get(), 10u);
+  EXPECT_EQ(a->counters.tx_failed.Get(), 0u);
+}
+
+TEST(CanChannelTimeoutTest, ABusThatTakesNothingRefusesAfterTheTimeoutAndRecovers) {
+  auto bus = *VirtualBus::Create("test");
+  auto channel = *CanChannel::Create(bus, {false, absl::Milliseconds(200)});
+  auto wakeup = std::make_shared<Wakeup>(*Wakeup::Create());
+  channel->Start();
+  auto a = std::make_shared<Subscriber>(1, 64, wakeup);
+  auto b = std::make_shared<Subscriber>(2, 64, wakeup);
+  channel->Subscribe(a, {});
+  channel->Subscribe(b, {});
+  bus->SetTxError(ENOBUFS);
+  const absl::Time start = absl::Now();
+  for (uint8_t i = 0; i < 5; ++i) ASSERT_TRUE(channel->Transmit(*a, CanFrame::Classic(0x8, {i})));
+  while (a->counters.tx_timeout.Get() < 5 && absl::Now() - start < absl::Seconds(5))
+    absl::SleepFor(absl::Milliseconds(5));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(a->counters.tx_timeout.Get(), 5u);
+  EXPECT_EQ(a->TakeTxFailed(), 5u);
+  EXPECT_GE(took, absl::Milliseconds(190)) << "refused before the deadline";
+  EXPECT_EQ(channel->counters().tx_timeout.Get(), 5u);
+  bus->SetTxError(0);
+  ASSERT_TRUE(channel->Transmit(*a, CanFrame::Classic(0x9, {})));
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (b->ring.empty() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  CanFrame f;
+  ASSERT_EQ(b->ring.PopBulk(&f, 1), 1u) << "traffic resumes once the bus drains";
+  EXPECT_EQ(f.id, 0x9u);
+}
+
+TEST(CanChannelFairnessTest, ClientsAreServedRoundRobinNotFirstComeFirstServed) {
+  auto bus = *VirtualBus::Create("test");
+  auto channel = *CanChannel::Create(bus, {false, absl::ZeroDuration()});
+  auto wakeup = std::make_shared<Wakeup>(*Wakeup::Create());
+  channel->Start();
+  auto a = std::make_shared<Subscriber>(1, 64, wakeup);
+  auto b = std::make_shared<Subscriber>(2, 64, wakeup);
+  auto c = std::make_shared<Subscriber>(3, 2048, wakeup);
+  for (auto& s : {a, b, c}) channel->Subscribe(s, {});
+  bus->SetTxError(ENOBUFS);
+  // A's burst is queued (and partly taken by the CAN thread) before B's single frame.
+  for (uint32_t i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(channel->Transmit(*a, CanFrame::Classic(0xA, {static_cast<uint8_t>(i)})));
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(channel->Transmit(*b, CanFrame::Classic(0xB, {})));
+  absl::SleepFor(absl::Milliseconds(20));
+  bus->SetTxError(0);
+  std::vector<CanFrame> got;
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  CanFrame buf[64];
+  while (got.size() < 1001 && absl::Now() < deadline) {
+    const size_t k = c->ring.PopBulk(buf, 64);
+    got.insert(got.end(), buf, buf + k);
+    if (k == 0) absl::SleepFor(absl::Microseconds(200));
+  }
+  ASSERT_EQ(got.size(), 1001u);
+  size_t b_at = 0;
+  while (b_at < got.size() && got[b_at].id != 0xB) ++b_at;
+  EXPECT_LE(b_at, 1u) << "B's frame waited behind A's burst";
+  for (size_t i = 0, seq = 0; i < got.size(); ++i) {
+    if (got[i].id != 0xA) continue;
+    EXPECT_EQ(got[i].data[0], static_cast<uint8_t>(seq++)) << "A's order at " << i;
+  }
+}
+
+TEST(CanChannelWireTest, TheEmulatedWireTakesEachFramesBitTime) {
+  // 125 kbit/s, 8-byte standard frames: 111 bits = 888 µs each.
+  auto bus = *VirtualBus::Create("test", 1024, 125000, 10);
+  auto channel = *CanChannel::Create(bus, {});
+  auto wakeup = std::make_shared<Wakeup>(*Wakeup::Create());
+  channel->Start();
+  auto a = std::make_shared<Subscriber>(1, 64, wakeup, 512);
+  auto c = std::make_shared<Subscriber>(2, 1024, wakeup);
+  channel->Subscribe(a, {});
+  channel->Subscribe(c, {});
+  const absl::Time start = absl::Now();
+  for (uint8_t i = 0; i < 200; ++i) {
+    ASSERT_TRUE(channel->Transmit(*a, CanFrame::Classic(0x1, {i, 0, 0, 0, 0, 0, 0, 0})));
+  }
+  while (a->counters.tx_written.Get() < 200 && absl::Now() - start < absl::Seconds(5))
+    absl::SleepFor(absl::Milliseconds(1));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(a->counters.tx_written.Get(), 200u);
+  EXPECT_EQ(a->counters.tx_failed.Get(), 0u);
+  // The first 10 fill the device queue at once; the other 190 wait for the wire.
+  EXPECT_GE(took, absl::Microseconds(190 * 888 * 95 / 100));
+  EXPECT_GT(channel->counters().tx_busy.Get(), 0u);
+  std::printf("200 frames at an emulated 125 kbit/s took %s (wire time %s), %d retries\n",
+              absl::FormatDuration(took).c_str(),
+              absl::FormatDuration(absl::Microseconds(200 * 888)).c_str(),
+              static_cast<int>(channel->counters().tx_busy.Get()));
 }
 
 TEST_F(CanChannelTest, ErrorFramesAreHeldBackUnlessAskedFor) {

@@ -100,8 +100,10 @@ TEST_P(CanserverSignalTest, StopsAcceptingTellsClientsAndExitsZero) {
 INSTANTIATE_TEST_SUITE_P(TermAndInt, CanserverSignalTest, ::testing::Values(SIGTERM, SIGINT));
 
 TEST(CanserverFlagsTest, BadFlagsAreOneLineErrors) {
-  for (const char* args : {"--threads 0", "--port 70000", "--interface carrier-pigeon",
-                           "--allow 10.0.0.0/40", "--ring-size -1"}) {
+  for (const char* args :
+       {"--threads 0", "--port 70000", "--interface carrier-pigeon", "--allow 10.0.0.0/40",
+        "--ring-size -1", "--tx-timeout -1s", "--client-tx-queue 0", "--virtual-bitrate -5",
+        "--interface socketcan --virtual-bitrate 500000"}) {
     auto [out, rc] = Shell(absl::StrCat(Bin(), " ", args));
     EXPECT_EQ(rc, 1) << args;
     std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
@@ -113,8 +115,8 @@ TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [out, rc] = Shell(Bin() + " --help");
   for (const char* flag :
        {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate", "--error_frames",
-        "--ring_size", "--output_buffer", "--max_clients", "--tx_queue", "--allow",
-        "--handshake_timeout", "--slow_client_timeout"}) {
+        "--ring_size", "--output_buffer", "--max_clients", "--client_tx_queue", "--tx_timeout",
+        "--virtual_bitrate", "--allow", "--handshake_timeout", "--slow_client_timeout"}) {
     EXPECT_THAT(out, HasSubstr(flag));
   }
   EXPECT_THAT(out, HasSubstr("default: 54701"));
