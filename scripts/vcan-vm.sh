@@ -65,7 +65,7 @@ fi
 
 # 2. The initramfs: busybox, the modules (dependency order) and /init.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci 9pnet 9pnet_virtio
-netfs fscache 9p can can-raw can-bcm can-dev vcan"
+netfs fscache 9p can can-raw can-bcm can-dev vcan sch_tbf sch_plug"
 init_script=$(cat <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

@@ -16,85 +16,20 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "io/socketcan_backend.h"
-#include "net/test_server.h"
-#include "process_util.h"
-#include "raw_can.h"
+#include "vcan/vcan_fixture.h"
 
 namespace canserver {
 namespace {
 
+using testing::BuildDir;
+using testing::Candump;
 using ::testing::HasSubstr;
 using testing::RawCan;
 using testing::SeqFrame;
 using testing::SeqOf;
+using testing::Shell;
 using testing::TestServer;
-
-class VcanTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (::if_nametoindex("vcan0") == 0 || ::if_nametoindex("vcan1") == 0) {
-      GTEST_SKIP() << "no vcan0/vcan1 here: run through scripts/vcan-vm.sh (ctest -L vcan)";
-    }
-    (void)std::system("ip link set vcan0 up; ip link set vcan1 up");
-  }
-
-  static std::unique_ptr<TestServer> Serve(const std::string& ifname, bool error_frames = false,
-                                           ServerOptions options = {}) {
-    auto backend = SocketCanBackend::Open({ifname, error_frames});
-    EXPECT_TRUE(backend.ok()) << backend.status();
-    if (!backend.ok()) return nullptr;
-    return std::make_unique<TestServer>(options, error_frames,
-                                        std::shared_ptr<CanBackend>(*std::move(backend)));
-  }
-
-  static std::optional<CanFrame> Recv(RemoteBus& bus, absl::Duration t = absl::Seconds(10)) {
-    auto got = bus.Recv(t);
-    EXPECT_TRUE(got.ok()) << got.status();
-    return got.ok() ? *got : std::nullopt;
-  }
-};
-
-using testing::BuildDir;
-// Runs a shell command and returns what it printed (stdout and stderr).
-std::string Shell(const std::string& cmd) { return testing::RunShell(cmd).first; }
-
-// candump -L in the background for the duration of a scenario.
-class Candump {
- public:
-  Candump(const std::string& ifname, int count) {
-    file_ = absl::StrCat("/tmp/candump-", ::getpid(), "-", ifname, ".log");
-    (void)std::system(
-        absl::StrCat("timeout 30 candump -L -n ", count, " ", ifname, " > ", file_, " 2>&1 &")
-            .c_str());
-    absl::SleepFor(absl::Seconds(1));  // candump must be listening before traffic starts
-  }
-  // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to 10 s for `count`.
-  std::vector<std::string> Lines(size_t count) {
-    std::vector<std::string> lines;
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      lines.clear();
-      std::ifstream in(file_);
-      for (std::string line; std::getline(in, line);) lines.push_back(line);
-      if (lines.size() >= count) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return lines;
-  }
-  // The "ID#DATA" part of each line.
-  std::vector<std::string> Frames(size_t count) {
-    std::vector<std::string> out;
-    for (const std::string& l : Lines(count)) {
-      std::vector<std::string> parts = absl::StrSplit(l, ' ');
-      if (parts.size() == 3) out.push_back(parts[2]);
-    }
-    return out;
-  }
-
- private:
-  std::string file_;
-};
+using testing::VcanTest;
 
 // 1. Frames generated on vcan0 reach every client, all of them, in order, with kernel timestamps.
 TEST_F(VcanTest, Scenario1_BusFramesReachOneAndFourClientsInOrder) {

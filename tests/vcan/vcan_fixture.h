@@ -1,0 +1,90 @@
+// The vcan scenarios' fixture: a server on a real kernel's vcan0/vcan1 (natively or in the qemu VM
+// of scripts/vcan-vm.sh), with candump and raw sockets as independent oracles of the bus.
+#pragma once
+
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "io/socketcan_backend.h"
+#include "net/test_server.h"
+#include "process_util.h"
+#include "raw_can.h"
+
+namespace canserver::testing {
+
+class VcanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::if_nametoindex("vcan0") == 0 || ::if_nametoindex("vcan1") == 0) {
+      GTEST_SKIP() << "no vcan0/vcan1 here: run through scripts/vcan-vm.sh (ctest -L vcan)";
+    }
+    (void)std::system("ip link set vcan0 up; ip link set vcan1 up");
+  }
+
+  static std::unique_ptr<TestServer> Serve(const std::string& ifname, bool error_frames = false,
+                                           ServerOptions options = {}) {
+    auto backend = SocketCanBackend::Open({ifname, error_frames});
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    if (!backend.ok()) return nullptr;
+    return std::make_unique<TestServer>(options, error_frames,
+                                        std::shared_ptr<CanBackend>(*std::move(backend)));
+  }
+
+  static std::optional<CanFrame> Recv(RemoteBus& bus, absl::Duration t = absl::Seconds(10)) {
+    auto got = bus.Recv(t);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? *got : std::nullopt;
+  }
+};
+
+// Runs a shell command and returns what it printed (stdout and stderr).
+inline std::string Shell(const std::string& cmd) { return RunShell(cmd).first; }
+
+// candump -L in the background for the duration of a scenario. Its socket buffer is forced to
+// 8 MiB (-r): vcan delivers bursts at once, and a default-sized candump drops them itself.
+class Candump {
+ public:
+  Candump(const std::string& ifname, int count, int timeout_s = 30) {
+    file_ = absl::StrCat("/tmp/candump-", ::getpid(), "-", ifname, ".log");
+    (void)std::system(absl::StrCat("timeout ", timeout_s, " candump -L -r 8388608 -n ", count, " ",
+                                   ifname, " > ", file_, " 2>&1 &")
+                          .c_str());
+    absl::SleepFor(absl::Seconds(1));  // candump must be listening before traffic starts
+  }
+  // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to `wait` for `count`.
+  std::vector<std::string> Lines(size_t count, absl::Duration wait = absl::Seconds(10)) {
+    std::vector<std::string> lines;
+    const absl::Time deadline = absl::Now() + wait;
+    while (absl::Now() < deadline) {
+      lines.clear();
+      std::ifstream in(file_);
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+      if (lines.size() >= count) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return lines;
+  }
+  // The "ID#DATA" part of each line.
+  std::vector<std::string> Frames(size_t count) {
+    std::vector<std::string> out;
+    for (const std::string& l : Lines(count)) {
+      std::vector<std::string> parts = absl::StrSplit(l, ' ');
+      if (parts.size() == 3) out.push_back(parts[2]);
+    }
+    return out;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace canserver::testing
