@@ -43,6 +43,7 @@
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
 #include "tools/send_times.h"
+#include "tools/tx_bench.h"
 
 ABSL_FLAG(std::string, server, "",
           "measure the server at host:port (default: start one in-process)");
@@ -69,6 +70,17 @@ ABSL_FLAG(std::string, csv, "", "write the latency histogram (µs, count) as CSV
 ABSL_FLAG(std::string, plot, "",
           "write PREFIX-latency.png (and PREFIX-throughput.png with --sweep) with gnuplot");
 ABSL_FLAG(bool, progress, true, "a live progress line on stderr");
+ABSL_FLAG(std::string, senders, "",
+          "client->bus mode: comma-separated sender counts (e.g. 1,4); each sender sends --count "
+          "frames (default 20000) as fast as the server takes them, next to a raw SocketCAN "
+          "writer; what reaches the bus is counted by a raw socket (or a client on the virtual "
+          "bus)");
+ABSL_FLAG(int, virtual_bitrate, 0,
+          "in-process virtual bus: emulate a wire of this many bit/s (as canserver "
+          "--virtual-bitrate)");
+ABSL_FLAG(int, bus_bitrate, 0,
+          "the bus's bit rate, to report the share of the wire used (default: --virtual-bitrate)");
+ABSL_FLAG(bool, raw_baseline, true, "--senders on SocketCAN: run the raw writer first");
 
 namespace canserver {
 namespace {
@@ -483,6 +495,39 @@ void Plot(const std::vector<RunResult>& runs, const std::string& prefix, const s
   }
 }
 
+// canbench --senders: the client->bus benchmark (tools/tx_bench.h).
+int RunSenders() {
+  TxBenchOptions o;
+  o.server = absl::GetFlag(FLAGS_server);
+  o.backend = absl::GetFlag(FLAGS_backend);
+  o.channel = absl::GetFlag(FLAGS_channel);
+  o.io_threads = absl::GetFlag(FLAGS_threads);
+  o.virtual_bitrate = absl::GetFlag(FLAGS_virtual_bitrate);
+  o.bitrate =
+      absl::GetFlag(FLAGS_bus_bitrate) > 0 ? absl::GetFlag(FLAGS_bus_bitrate) : o.virtual_bitrate;
+  o.raw_baseline = absl::GetFlag(FLAGS_raw_baseline);
+  if (absl::GetFlag(FLAGS_count) > 0)
+    o.frames_per_sender = static_cast<uint32_t>(absl::GetFlag(FLAGS_count));
+  std::vector<TxBenchRun> all;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_senders), ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(part, &n) || n < 1) {
+      std::fprintf(stderr, "canbench: --senders wants positive counts, e.g. 1,4\n");
+      return 1;
+    }
+    absl::StatusOr<std::vector<TxBenchRun>> runs = RunTxBench(o, n);
+    if (!runs.ok()) {
+      std::fprintf(stderr, "canbench: %s\n", std::string(runs.status().message()).c_str());
+      return 1;
+    }
+    std::printf("\n%s", FormatTxBench(*runs, o.bitrate).c_str());
+    all.insert(all.end(), runs->begin(), runs->end());
+  }
+  if (!absl::GetFlag(FLAGS_json).empty())
+    std::ofstream(absl::GetFlag(FLAGS_json)) << TxBenchJson(all, o.bitrate) << "\n";
+  return 0;
+}
+
 }  // namespace
 }  // namespace canserver
 
@@ -499,6 +544,7 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_dlc).c_str());
     return 1;
   }
+  if (!absl::GetFlag(FLAGS_senders).empty()) return RunSenders();
   std::vector<int> counts = {absl::GetFlag(FLAGS_clients)};
   if (!absl::GetFlag(FLAGS_sweep).empty()) {
     counts.clear();

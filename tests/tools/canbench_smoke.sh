@@ -28,3 +28,15 @@ check
 "$bench" --clients 2 --rate 5000 --duration 1 --dlc 0-8 --mix mixed --progress=false \
   --json "$out" >/dev/null
 check
+# Client -> bus (--senders): 2 senders into an emulated 1 Mbit/s wire; every frame reaches the
+# bus in each sender's order, none refused.
+"$bench" --senders 2 --count 1000 --virtual-bitrate 1000000 --progress=false --json "$out" >/dev/null
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+run = r["runs"][-1]
+assert run["writer"] == "canserver" and run["sent"] == 2000, run
+assert run["on_bus"] == 2000 and run["lost"] == 0 and run["refused"] == 0 and run["reordered"] == 0, run
+print("canbench smoke (--senders 2 at 1 Mbit/s): %d frames on the bus, %.0f frames/s, none refused" % (
+    run["on_bus"], run["fps"]))
+PY
