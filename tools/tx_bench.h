@@ -39,7 +39,8 @@ struct TxBenchRun {
   double seconds = 0;         // first to last frame on the bus
   double sender_seconds = 0;  // until the slowest sender had handed over its last frame
   double fps() const { return seconds > 0 ? static_cast<double>(on_bus) / seconds : 0; }
-  std::string server_counters;  // the channel's counters (in-process server)
+  uint64_t observer_missed = 0;  // frames written that a client observer did not see
+  std::string server_counters;   // the channel's counters (in-process server)
 };
 
 // One run with `senders` clients (preceded by a raw-writer run on SocketCAN when asked).
