@@ -13,24 +13,23 @@ namespace {
 constexpr absl::Duration kTick = absl::Milliseconds(100);
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<IoThread>> IoThread::Create(int index, const ServerOptions& options,
-                                                           CanChannel* channel) {
+absl::StatusOr<std::unique_ptr<IoThread>> IoThread::Create(int index,
+                                                           const ServerOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
   UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer.valid()) return ErrnoStatus("timerfd_create");
   const itimerspec spec{absl::ToTimespec(kTick), absl::ToTimespec(kTick)};
   if (::timerfd_settime(timer.get(), 0, &spec, nullptr) != 0) return ErrnoStatus("timerfd_settime");
-  return std::unique_ptr<IoThread>(new IoThread(index, options, channel, std::move(loop),
+  return std::unique_ptr<IoThread>(new IoThread(index, options, std::move(loop),
                                                 std::make_shared<Wakeup>(std::move(wakeup)),
                                                 std::move(timer)));
 }
 
-IoThread::IoThread(int index, const ServerOptions& options, CanChannel* channel,
-                   std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer)
+IoThread::IoThread(int index, const ServerOptions& options, std::unique_ptr<EventLoop> loop,
+                   std::shared_ptr<Wakeup> wakeup, UniqueFd timer)
     : index_(index),
       options_(options),
-      channel_(channel),
       loop_(std::move(loop)),
       wakeup_(std::move(wakeup)),
       timer_(std::move(timer)) {}
@@ -41,10 +40,10 @@ void IoThread::Start() {
   thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
 }
 
-void IoThread::Adopt(uint64_t session_id, UniqueFd fd) {
+void IoThread::Adopt(uint64_t session_id, UniqueFd fd, CanChannel* channel) {
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
-    adopted_.emplace_back(session_id, std::move(fd));
+    adopted_.push_back({session_id, std::move(fd), channel});
   }
   session_count_.fetch_add(1, std::memory_order_relaxed);
   wakeup_->Notify();
@@ -87,16 +86,16 @@ void IoThread::Run(std::stop_token stop) {
 }
 
 void IoThread::TakeAdopted() {
-  std::vector<std::pair<uint64_t, UniqueFd>> adopted;
+  std::vector<Adopted> adopted;
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
     adopted.swap(adopted_);
   }
-  for (auto& [id, fd] : adopted) {
+  for (auto& [id, fd, channel] : adopted) {
     const int raw = fd.get();
     std::string peer = PeerName(raw);
-    auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, channel_,
-                                             loop_.get(), wakeup_);
+    auto session =
+        std::make_unique<Session>(id, std::move(fd), peer, options_, channel, loop_.get(), wakeup_);
     Session* s = session.get();
     absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {
       if (events & (EPOLLERR | EPOLLHUP)) {

@@ -1,4 +1,5 @@
-// IoThread: one epoll loop owning a set of sessions (`canserver --threads N` runs N of them).
+// IoThread: one epoll loop owning a set of sessions (`canserver --threads N` runs N of them),
+// of any of the server's channels.
 //
 // Each pass it reads what clients sent, drains the sessions' rings into their output buffers and
 // writes, flushing before it sleeps. It sleeps only once every session has armed its wakeup gate,
@@ -28,13 +29,12 @@ namespace canserver {
 
 class IoThread {
  public:
-  static absl::StatusOr<std::unique_ptr<IoThread>> Create(int index, const ServerOptions& options,
-                                                          CanChannel* channel);
+  static absl::StatusOr<std::unique_ptr<IoThread>> Create(int index, const ServerOptions& options);
   ~IoThread();
 
   void Start();
-  // Hands a freshly accepted connection to this thread. Thread-safe.
-  void Adopt(uint64_t session_id, UniqueFd fd);
+  // Hands a freshly accepted connection for `channel` to this thread. Thread-safe.
+  void Adopt(uint64_t session_id, UniqueFd fd, CanChannel* channel);
   // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
   // Thread-safe; returns once the thread has finished.
   void Stop();
@@ -42,8 +42,13 @@ class IoThread {
   size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
 
  private:
-  IoThread(int index, const ServerOptions& options, CanChannel* channel,
-           std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer);
+  struct Adopted {
+    uint64_t id;
+    UniqueFd fd;
+    CanChannel* channel;
+  };
+  IoThread(int index, const ServerOptions& options, std::unique_ptr<EventLoop> loop,
+           std::shared_ptr<Wakeup> wakeup, UniqueFd timer);
   void Run(std::stop_token stop);
   void TakeAdopted();
   void Housekeeping();
@@ -52,13 +57,12 @@ class IoThread {
 
   const int index_;
   const ServerOptions& options_;
-  CanChannel* const channel_;
   std::unique_ptr<EventLoop> loop_;
   std::shared_ptr<Wakeup> wakeup_;
   UniqueFd timer_;
 
   std::mutex adopt_mu_;
-  std::vector<std::pair<uint64_t, UniqueFd>> adopted_;  // guarded by adopt_mu_
+  std::vector<Adopted> adopted_;  // guarded by adopt_mu_
 
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;  // io thread only
   std::atomic<size_t> session_count_{0};

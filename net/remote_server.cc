@@ -6,6 +6,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
@@ -15,6 +16,14 @@ namespace canserver {
 
 absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
     ServerOptions options, std::shared_ptr<CanBackend> backend, bool error_frames) {
+  const uint16_t port = options.port;
+  std::vector<ServedChannel> channels;
+  channels.push_back({std::move(backend), port});
+  return Create(std::move(options), std::move(channels), error_frames);
+}
+
+absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
+    ServerOptions options, std::vector<ServedChannel> channels, bool error_frames) {
   if (options.io_threads < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--threads must be at least 1 (got %d)", options.io_threads));
@@ -25,33 +34,43 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
         "limits must be positive (ring, tx queue, max clients) and the output buffer at least "
         "1024 bytes");
   }
-  ASSIGN_OR_RETURN(UniqueFd listener, ListenTcp(HostPort{options.host, options.port}));
-  ASSIGN_OR_RETURN(std::unique_ptr<CanChannel> channel,
-                   CanChannel::Create(std::move(backend), {error_frames, options.tx_timeout}));
+  if (channels.empty()) return absl::InvalidArgumentError("no channel to serve");
+  std::vector<Served> served;
+  for (ServedChannel& c : channels) {
+    const std::string info = c.backend->channel_info();
+    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, c.port});
+    if (!listener.ok()) {
+      return absl::Status(listener.status().code(),
+                          absl::StrCat(listener.status().message(), " (for ", info, ")"));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<CanChannel> channel,
+                     CanChannel::Create(std::move(c.backend), {error_frames, options.tx_timeout}));
+    Served s;
+    s.port = LocalPort(listener->get());
+    s.listener = *std::move(listener);
+    s.channel = std::move(channel);
+    served.push_back(std::move(s));
+  }
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
-  auto server = std::unique_ptr<RemoteServer>(new RemoteServer(
-      std::move(options), std::move(listener), std::move(channel), std::move(wakeup)));
+  auto server = std::unique_ptr<RemoteServer>(
+      new RemoteServer(std::move(options), std::move(served), std::move(wakeup)));
   for (int i = 0; i < server->options_.io_threads; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<IoThread> t,
-                     IoThread::Create(i, server->options_, server->channel_.get()));
+    ASSIGN_OR_RETURN(std::unique_ptr<IoThread> t, IoThread::Create(i, server->options_));
     server->io_threads_.push_back(std::move(t));
   }
   return server;
 }
 
-RemoteServer::RemoteServer(ServerOptions options, UniqueFd listener,
-                           std::unique_ptr<CanChannel> channel, Wakeup wakeup)
+RemoteServer::RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup)
     : options_(std::move(options)),
-      listener_(std::move(listener)),
-      port_(LocalPort(listener_.get())),
-      channel_(std::move(channel)),
+      channels_(std::move(channels)),
       stop_wakeup_(std::move(wakeup)) {}
 
 RemoteServer::~RemoteServer() {
   Shutdown();
   // If ServeForever never ran, the threads were never started; stopping them is harmless.
   io_threads_.clear();
-  channel_->Stop();
+  for (Served& c : channels_) c.channel->Stop();
 }
 
 size_t RemoteServer::session_count() const {
@@ -62,14 +81,19 @@ size_t RemoteServer::session_count() const {
 
 absl::Status RemoteServer::ServeForever() {
   if (serving_.exchange(true)) return absl::FailedPreconditionError("ServeForever already ran");
-  channel_->Start();
+  for (Served& c : channels_) c.channel->Start();
   for (auto& t : io_threads_) t->Start();
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
-  RETURN_IF_ERROR(loop->Add(listener_.get(), EPOLLIN, [this](uint32_t) { AcceptAll(); }));
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    RETURN_IF_ERROR(
+        loop->Add(channels_[i].listener.get(), EPOLLIN, [this, i](uint32_t) { AcceptAll(i); }));
+  }
   RETURN_IF_ERROR(
       loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
-  CS_LOG(kInfo, "serving %s on %s:%d with %d io threads", channel_->channel_info(), options_.host,
-         port_, options_.io_threads);
+  for (const Served& c : channels_) {
+    CS_LOG(kInfo, "serving %s on %s:%d", c.channel->channel_info(), options_.host, c.port);
+  }
+  CS_LOG(kInfo, "%d channel(s), %d io threads", channels_.size(), options_.io_threads);
   absl::Status result;
   while (!stop_requested_.load(std::memory_order_acquire)) {
     absl::StatusOr<int> polled = loop->Poll(-1);
@@ -78,11 +102,13 @@ absl::Status RemoteServer::ServeForever() {
       break;
     }
   }
-  loop->Remove(listener_.get());
-  // Sessions first (they flush and unsubscribe), then the CAN thread.
+  for (const Served& c : channels_) loop->Remove(c.listener.get());
+  // Sessions first (they flush and unsubscribe), then the CAN threads.
   for (auto& t : io_threads_) t->Stop();
-  channel_->Stop();
-  CS_LOG(kInfo, "stopped; channel %s", channel_->counters().Summary());
+  for (Served& c : channels_) {
+    c.channel->Stop();
+    CS_LOG(kInfo, "stopped %s; %s", c.channel->channel_info(), c.channel->counters().Summary());
+  }
   finished_.Notify();
   return result;
 }
@@ -93,7 +119,9 @@ void RemoteServer::Shutdown() {
   if (serving_.load()) finished_.WaitForNotification();
 }
 
-void RemoteServer::ServerClose() { listener_.Reset(); }
+void RemoteServer::ServerClose() {
+  for (Served& c : channels_) c.listener.Reset();
+}
 
 void RemoteServer::Refuse(int fd, const std::string& reason) {
   std::string bytes;
@@ -101,9 +129,10 @@ void RemoteServer::Refuse(int fd, const std::string& reason) {
   (void)::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-void RemoteServer::AcceptAll() {
+void RemoteServer::AcceptAll(size_t channel) {
   while (true) {
-    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    UniqueFd fd(::accept4(channels_[channel].listener.get(), nullptr, nullptr,
+                          SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
       if (errno == EAGAIN || errno == EINTR) return;
       // EMFILE and friends: log and let the listener retry on the next readiness.
@@ -123,7 +152,8 @@ void RemoteServer::AcceptAll() {
              options_.max_clients);
       continue;
     }
-    io_threads_[next_thread_]->Adopt(next_session_id_++, std::move(fd));
+    io_threads_[next_thread_]->Adopt(next_session_id_++, std::move(fd),
+                                     channels_[channel].channel.get());
     next_thread_ = (next_thread_ + 1) % io_threads_.size();
   }
 }

@@ -1,13 +1,16 @@
-// RemoteServer: serves one CAN channel to protocol v5 clients over TCP.
+// RemoteServer: serves one or more CAN channels to protocol v5 clients over TCP, each channel on
+// its own port, all of them on one set of io threads.
 //
-//   auto server = RemoteServer::Create(options, backend);   // binds; error if the port is taken
+//   std::vector<ServedChannel> channels = {{can0_backend, 54701}, {can1_backend, 54702}};
+//   auto server = RemoteServer::Create(options, std::move(channels));  // binds every port
 //   std::thread t([&] { (void)(*server)->ServeForever(); });
 //   ...
 //   (*server)->Shutdown();   // from any thread; returns once ServeForever has finished
 //   t.join();
 //
-// Threads: the caller of ServeForever() runs the accept loop; the channel has its CAN thread;
-// `io_threads` io threads own the sessions (spread round-robin at accept).
+// Threads: the caller of ServeForever() runs the accept loop for every listener; each channel has
+// its CAN thread (its own rings and counters); `io_threads` io threads own the sessions of all
+// channels (spread round-robin at accept).
 #pragma once
 
 #include <atomic>
@@ -28,9 +31,20 @@
 
 namespace canserver {
 
+// One channel to serve: its backend and the TCP port its clients connect to (0: any free port).
+struct ServedChannel {
+  std::shared_ptr<CanBackend> backend;
+  uint16_t port = 0;
+};
+
 class RemoteServer {
  public:
-  // Binds the listening socket and creates the channel and io threads (started by ServeForever).
+  // Binds every channel's listening socket on options.host and creates the channels and io
+  // threads (started by ServeForever). Errors name the channel and the port.
+  static absl::StatusOr<std::unique_ptr<RemoteServer>> Create(ServerOptions options,
+                                                              std::vector<ServedChannel> channels,
+                                                              bool error_frames = false);
+  // One channel on options.port.
   static absl::StatusOr<std::unique_ptr<RemoteServer>> Create(ServerOptions options,
                                                               std::shared_ptr<CanBackend> backend,
                                                               bool error_frames = false);
@@ -42,25 +56,29 @@ class RemoteServer {
   // shutdown_grace) and closes them, stops the threads. Returns once ServeForever() has finished
   // (at once if it never ran). Thread-safe; idempotent.
   void Shutdown();
-  // Closes the listening socket. Call after ServeForever() returned (or instead of it).
+  // Closes the listening sockets. Call after ServeForever() returned (or instead of it).
   void ServerClose();
 
-  uint16_t port() const { return port_; }
+  size_t channel_count() const { return channels_.size(); }
+  // The port and channel of channel `i` (in the order given to Create). Thread-safe.
+  uint16_t port(size_t i = 0) const { return channels_[i].port; }
+  CanChannel& channel(size_t i = 0) { return *channels_[i].channel; }
   size_t session_count() const;
-  CanChannel& channel() { return *channel_; }
   const ServerOptions& options() const { return options_; }
 
  private:
-  RemoteServer(ServerOptions options, UniqueFd listener, std::unique_ptr<CanChannel> channel,
-               Wakeup wakeup);
-  void AcceptAll();
+  struct Served {
+    UniqueFd listener;
+    uint16_t port = 0;
+    std::unique_ptr<CanChannel> channel;
+  };
+  RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup);
+  void AcceptAll(size_t channel);
   // Tells a connection we will not serve why (best effort), before it is closed.
   static void Refuse(int fd, const std::string& reason);
 
   const ServerOptions options_;
-  UniqueFd listener_;
-  uint16_t port_ = 0;
-  std::unique_ptr<CanChannel> channel_;
+  std::vector<Served> channels_;
   std::vector<std::unique_ptr<IoThread>> io_threads_;
   Wakeup stop_wakeup_;
   std::atomic<bool> stop_requested_{false};

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command against a real Linux CAN stack that has vcan0 and vcan1.
+# Runs a command against a real Linux CAN stack that has vcan0, vcan1 and vcan2.
 #
 #   scripts/vcan-vm.sh -- build/tests/vcan_test --gtest_brief=1
 #
@@ -29,7 +29,7 @@ skip() {
 }
 
 make_vcans() {
-  for dev in vcan0 vcan1; do
+  for dev in vcan0 vcan1 vcan2; do
     ip link show "$dev" >/dev/null 2>&1 || ip link add dev "$dev" type vcan
     ip link set up "$dev"
   done
@@ -91,7 +91,7 @@ mount -t tmpfs tmpfs /host/run 2>/dev/null
 mkdir -p /host/tmp/vcan-vm
 mount --bind /results /host/tmp/vcan-vm
 ip link set lo up
-for dev in vcan0 vcan1; do ip link add dev $dev type vcan && ip link set up $dev; done
+for dev in vcan0 vcan1 vcan2; do ip link add dev $dev type vcan && ip link set up $dev; done
 echo "vcan-vm guest: up in $(cut -d' ' -f1 /proc/uptime) s"
 chroot /host /bin/sh /tmp/vcan-vm/cmd.sh
 echo $? > /results/rc

@@ -1,22 +1,32 @@
-// canserver: shares one CAN channel with many TCP clients speaking the remote CAN protocol v5
-// (python-can's `remote` interface). See README.md and docs/.
+// canserver: shares the rig's CAN channels with many TCP clients speaking the remote CAN protocol
+// v5 (python-can's `remote` interface). See README.md and docs/.
 #include <pthread.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "core/channel_spec.h"
 #include "core/log.h"
+#include "core/server_config.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
 #include "net/remote_server.h"
@@ -32,9 +42,18 @@ int DefaultThreads() {
 ABSL_FLAG(std::string, interface, "socketcan",
           "CAN backend: 'socketcan' (a Linux CAN interface) or 'virtual' (an in-process bus for "
           "machines without CAN hardware)");
-ABSL_FLAG(std::string, channel, "can0", "CAN interface (socketcan) or bus name (virtual)");
+ABSL_FLAG(std::vector<std::string>, channel, {"can0"},
+          "channel to serve, NAME[:PORT], repeatable (or comma-separated): a CAN interface "
+          "(socketcan) or a bus name (virtual); 'virtual:NAME' or 'socketcan:NAME' overrides "
+          "--interface for that channel. Channels without a port get the next free one counting "
+          "from --port: --channel can0 --channel can1 serves can0 on 54701, can1 on 54702");
+ABSL_FLAG(std::string, config, "",
+          "read settings and channels from this INI file: [canserver] takes any flag without "
+          "its dashes, each other [section] is a channel (keys: port, interface); flags on the "
+          "command line win, and --channel there replaces the file's channels");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on ('::' for all IPv6 addresses)");
-ABSL_FLAG(int, port, 54701, "TCP port to listen on (0: any free port)");
+ABSL_FLAG(int, port, 54701,
+          "TCP port of the first channel; further channels count up from it (0: any free port)");
 ABSL_FLAG(int, threads, DefaultThreads(),
           "io threads serving clients (default: CPU count, at most 4)");
 ABSL_FLAG(int, bitrate, 0,
@@ -74,12 +93,80 @@ ABSL_FLAG(int, v, 0, "verbosity: -v logs periodic summaries, -vv per-event detai
 int main(int argc, char** argv) {
   using namespace canserver;
   absl::SetProgramUsageMessage(
-      "shares a CAN channel with TCP clients (remote CAN protocol v5, python-can's 'remote').\n"
-      "  canserver --interface virtual            # no CAN hardware: an in-process bus\n"
-      "  canserver --channel can0 --threads 4     # a SocketCAN interface\n"
+      "shares a rig's CAN channels with TCP clients (remote CAN protocol v5, python-can's\n"
+      "'remote'), every channel on its own port, all in one process.\n"
+      "  canserver --interface virtual                  # no CAN hardware: an in-process bus\n"
+      "  canserver --channel can0 --threads 4           # a SocketCAN interface\n"
+      "  canserver --channel can0 --channel can1:55000  # can0 on 54701, can1 on 55000\n"
+      "  canserver --config /etc/canserver/canserver.conf\n"
       "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
       "(--error-frames) and -v/-vv.");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
+  // --channel may be repeated: join every occurrence into one list (abseil keeps only the last).
+  std::vector<std::string> channel_args;
+  std::string config_path;
+  {
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < args.size(); ++i) {
+      for (const char* name : {"--channel", "--config"}) {
+        const std::string flag = name;
+        std::string value;
+        bool matched = false;
+        if (args[i] == flag && i + 1 < args.size()) {
+          value = args[++i];
+          matched = true;
+        } else if (absl::StartsWith(args[i], flag + "=")) {
+          value = args[i].substr(flag.size() + 1);
+          matched = true;
+        }
+        if (!matched) continue;
+        if (flag == "--channel") {
+          for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty()))
+            channel_args.emplace_back(v);
+        } else {
+          config_path = value;
+        }
+        args[i].clear();
+        break;
+      }
+      if (!args[i].empty()) kept.push_back(args[i]);
+    }
+    args = std::move(kept);
+  }
+  // A config file's settings go in first, so that flags on the command line win.
+  std::vector<ChannelSpec> config_channels;
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    if (!in) {
+      std::fprintf(stderr, "canserver: cannot read --config %s: %s\n", config_path.c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<ServerConfigFile> config = ParseServerConfig(text, config_path);
+    if (!config.ok()) {
+      std::fprintf(stderr, "canserver: %s\n", std::string(config.status().message()).c_str());
+      return 2;
+    }
+    for (const auto& [key, value] : config->settings) {
+      absl::CommandLineFlag* flag = key == "channel" || key == "config" || key == "help"
+                                        ? nullptr
+                                        : absl::FindCommandLineFlag(key);
+      std::string error;
+      if (flag == nullptr) {
+        std::fprintf(stderr, "canserver: %s: unknown setting '%s' in [canserver]%s\n",
+                     config_path.c_str(), key.c_str(),
+                     key == "channel" ? " (channels are sections: [can0])" : "");
+        return 2;
+      }
+      if (!flag->ParseFrom(value, &error)) {
+        std::fprintf(stderr, "canserver: %s: %s = %s: %s\n", config_path.c_str(), key.c_str(),
+                     value.c_str(), error.c_str());
+        return 2;
+      }
+    }
+    config_channels = config->channels;
+  }
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
@@ -132,23 +219,48 @@ int main(int argc, char** argv) {
   options.allow = *std::move(allow);
 
   const std::string interface = absl::GetFlag(FLAGS_interface);
-  const std::string channel = absl::GetFlag(FLAGS_channel);
-  std::shared_ptr<CanBackend> backend;
-  if (interface == "virtual") {
-    auto bus = VirtualBus::Create(channel, 65536, absl::GetFlag(FLAGS_virtual_bitrate),
-                                  static_cast<size_t>(absl::GetFlag(FLAGS_virtual_txqueuelen)));
-    if (!bus.ok()) return fail(bus.status().message());
-    backend = *std::move(bus);
-  } else if (interface == "socketcan") {
-    if (absl::GetFlag(FLAGS_virtual_bitrate) != 0) {
-      return fail("--virtual-bitrate applies to --interface virtual only (a real bus has its own)");
-    }
-    auto can = SocketCanBackend::Open(
-        {channel, absl::GetFlag(FLAGS_error_frames), absl::GetFlag(FLAGS_rcvbuf)});
-    if (!can.ok()) return fail(can.status().message());
-    backend = *std::move(can);
-  } else {
+  if (interface != "virtual" && interface != "socketcan") {
     return fail(absl::StrFormat("--interface '%s' is not 'socketcan' or 'virtual'", interface));
+  }
+  std::vector<ChannelSpec> specs;
+  if (!channel_args.empty()) {
+    for (const std::string& text : channel_args) {
+      absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
+      if (!spec.ok()) return fail(spec.status().message());
+      specs.push_back(*spec);
+    }
+  } else if (!config_channels.empty()) {
+    specs = config_channels;
+  } else {
+    for (const std::string& text : absl::GetFlag(FLAGS_channel)) {  // the default, can0
+      absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
+      if (!spec.ok()) return fail(spec.status().message());
+      specs.push_back(*spec);
+    }
+  }
+  if (absl::Status ports = AssignPorts(specs, port); !ports.ok()) return fail(ports.message());
+  const int virtual_bitrate = absl::GetFlag(FLAGS_virtual_bitrate);
+  std::vector<ServedChannel> channels;
+  bool any_virtual = false;
+  for (ChannelSpec& spec : specs) {
+    if (spec.backend.empty()) spec.backend = interface;
+    std::shared_ptr<CanBackend> backend;
+    if (spec.backend == "virtual") {
+      any_virtual = true;
+      auto bus = VirtualBus::Create(spec.name, 65536, virtual_bitrate,
+                                    static_cast<size_t>(absl::GetFlag(FLAGS_virtual_txqueuelen)));
+      if (!bus.ok()) return fail(bus.status().message());
+      backend = *std::move(bus);
+    } else {
+      auto can = SocketCanBackend::Open(
+          {spec.name, absl::GetFlag(FLAGS_error_frames), absl::GetFlag(FLAGS_rcvbuf)});
+      if (!can.ok()) return fail(can.status().message());
+      backend = *std::move(can);
+    }
+    channels.push_back({std::move(backend), static_cast<uint16_t>(spec.port)});
+  }
+  if (virtual_bitrate != 0 && !any_virtual) {
+    return fail("--virtual-bitrate applies to virtual channels only (a real bus has its own)");
   }
 
   // Block SIGINT/SIGTERM in every thread; one thread waits for them and shuts the server down.
@@ -158,7 +270,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto server = RemoteServer::Create(options, backend, absl::GetFlag(FLAGS_error_frames));
+  auto server =
+      RemoteServer::Create(options, std::move(channels), absl::GetFlag(FLAGS_error_frames));
   if (!server.ok()) return fail(server.status().message());
 
   std::jthread signal_waiter([&](std::stop_token stop) {

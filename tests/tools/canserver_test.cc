@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -23,7 +24,7 @@ std::pair<std::string, int> Shell(const std::string& cmd) { return testing::RunS
 // canserver on the virtual bus as a child process, its stderr in a file.
 class Child {
  public:
-  Child() {
+  explicit Child(std::vector<std::string> extra = {}) {
     static int count = 0;
     log_ =
         absl::StrCat(::testing::TempDir(), "/canserver-child-", ::getpid(), "-", ++count, ".log");
@@ -32,15 +33,20 @@ class Child {
     if (pid_ == 0) {
       (void)::freopen(log_.c_str(), "w", stderr);
       const std::string bin = Bin();
-      ::execl(bin.c_str(), bin.c_str(), "--interface", "virtual", "--host", "127.0.0.1", "--port",
-              "0", nullptr);
+      std::vector<std::string> args = {bin,         "--interface", "virtual", "--host",
+                                       "127.0.0.1", "--port",      "0"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(bin.c_str(), argv.data());
       ::_exit(127);
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (absl::Now() < deadline) {
       const std::string text = Log();
       const size_t at = text.find("on 127.0.0.1:");
-      const size_t end = at == std::string::npos ? at : text.find(' ', at + 13);
+      const size_t end = at == std::string::npos ? at : text.find_first_of(" \n", at + 13);
       if (end != std::string::npos) {
         address_ = text.substr(at + 3, end - at - 3);
         return;
@@ -113,13 +119,88 @@ TEST(CanserverFlagsTest, BadFlagsAreOneLineErrors) {
 
 TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [out, rc] = Shell(Bin() + " --help");
-  for (const char* flag :
-       {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate", "--error_frames",
-        "--ring_size", "--output_buffer", "--max_clients", "--client_tx_queue", "--tx_timeout",
-        "--virtual_bitrate", "--allow", "--handshake_timeout", "--slow_client_timeout"}) {
+  for (const char* flag : {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate",
+                           "--error_frames", "--ring_size", "--output_buffer", "--max_clients",
+                           "--client_tx_queue", "--tx_timeout", "--virtual_bitrate", "--allow",
+                           "--handshake_timeout", "--slow_client_timeout", "--config"}) {
     EXPECT_THAT(out, HasSubstr(flag));
   }
   EXPECT_THAT(out, HasSubstr("default: 54701"));
+}
+
+// "serving virtual channel 'NAME' on 127.0.0.1:PORT" → NAME → "127.0.0.1:PORT".
+std::map<std::string, std::string> Served(const std::string& log) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    const size_t q = line.find("channel '");
+    const size_t on = line.find("' on ");
+    if (!absl::StrContains(line, "serving") || q == line.npos || on == line.npos) continue;
+    out[std::string(line.substr(q + 9, on - q - 9))] = std::string(line.substr(on + 5));
+  }
+  return out;
+}
+
+// Frames sent through one channel's port reach that channel's other client only.
+void ExpectSeparateBuses(const std::map<std::string, std::string>& served) {
+  std::vector<std::unique_ptr<RemoteBus>> senders, receivers;
+  for (const auto& [name, address] : served) {
+    RemoteBusOptions opts;
+    opts.channel = address;
+    auto s = RemoteBus::Connect(opts);
+    auto r = RemoteBus::Connect(opts);
+    ASSERT_TRUE(s.ok() && r.ok()) << name;
+    EXPECT_THAT((*s)->channel_info(), HasSubstr("'" + name + "'"));
+    senders.push_back(*std::move(s));
+    receivers.push_back(*std::move(r));
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
+  for (size_t i = 0; i < senders.size(); ++i) {
+    ASSERT_TRUE(senders[i]->Send(CanFrame::Classic(0x100 + static_cast<uint32_t>(i), {})).ok());
+  }
+  for (size_t i = 0; i < receivers.size(); ++i) {
+    auto got = receivers[i]->Recv(absl::Seconds(5));
+    ASSERT_TRUE(got.ok() && got->has_value()) << i;
+    EXPECT_EQ((*got)->id, 0x100 + i);
+    auto more = receivers[i]->Recv(absl::Milliseconds(200));
+    ASSERT_TRUE(more.ok());
+    EXPECT_FALSE(more->has_value()) << "channel " << i << " got another channel's frame";
+  }
+}
+
+TEST(CanserverChannelsTest, RepeatedChannelFlagsServeEveryChannelInOneProcess) {
+  Child child({"--channel", "body", "--channel=chassis", "--channel", "virtual:diag,powertrain"});
+  ASSERT_FALSE(child.address().empty()) << child.Log();
+  const auto served = Served(child.Log());
+  EXPECT_EQ(served.size(), 4u) << child.Log();
+  ExpectSeparateBuses(served);
+}
+
+TEST(CanserverChannelsTest, AConfigFileServesItsChannels) {
+  const std::string conf = absl::StrCat(::testing::TempDir(), "/rig-", ::getpid(), ".conf");
+  std::ofstream(conf) << "[canserver]\nthreads = 2\nslow-client-timeout = 5s\n\n"
+                         "[vcan0]\n[vcan1]\nport = 0\n[vcan2]\n";
+  Child child({"--config", conf});
+  ASSERT_FALSE(child.address().empty()) << child.Log();
+  const auto served = Served(child.Log());
+  EXPECT_EQ(served.size(), 3u) << child.Log();
+  ExpectSeparateBuses(served);
+}
+
+TEST(CanserverChannelsTest, ABadConfigFileIsOneLineAndExitTwo) {
+  const std::string conf = absl::StrCat(::testing::TempDir(), "/bad-", ::getpid(), ".conf");
+  for (const char* text : {"[can0]\nprot = 1\n", "[canserver]\nthreds = 2\n[can0]\n",
+                           "[can0]\nport = 5000\n[can1]\nport = 5000\n", "[can0]\nport =\n",
+                           "[canserver]\nthreads = many\n[can0]\n"}) {
+    std::ofstream(conf) << text;
+    auto [out, rc] = Shell(absl::StrCat(Bin(), " --config ", conf));
+    EXPECT_EQ(rc, 2) << text << out;
+    std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+    ASSERT_EQ(lines.size(), 1u) << text << ":\n" << out;
+    EXPECT_THAT(lines[0], HasSubstr("canserver: " + conf)) << text;
+  }
+  auto [out, rc] = Shell(Bin() + " --config /nonexistent/canserver.conf");
+  EXPECT_EQ(rc, 2);
+  EXPECT_THAT(out, HasSubstr("cannot read --config /nonexistent/canserver.conf"));
 }
 
 TEST(CanserverFlagsTest, ATakenPortIsAOneLineError) {

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <net/if.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,45 @@ class VcanTest : public ::testing::Test {
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() ? *got : std::nullopt;
   }
+};
+
+// build/tools/canserver as a child process with `args`, its stderr in a log file.
+class CanserverProcess {
+ public:
+  CanserverProcess(const std::string& name, std::vector<std::string> args) {
+    log_ = absl::StrCat("/tmp/canserver-", name, "-", ::getpid(), ".log");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const std::string bin = BuildDir() + "/tools/canserver";
+      (void)::freopen(log_.c_str(), "w", stderr);
+      args.insert(args.begin(), bin);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(bin.c_str(), argv.data());
+      ::_exit(127);
+    }
+  }
+  ~CanserverProcess() {
+    if (pid_ > 0) Stop(SIGKILL);
+  }
+  pid_t pid() const { return pid_; }
+  // Sends `sig`, waits, and returns the exit code (128 + signal when killed by one).
+  int Stop(int sig) {
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  std::string Log() const {
+    std::ifstream in(log_);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
 };
 
 // Runs a shell command and returns what it printed (stdout and stderr).

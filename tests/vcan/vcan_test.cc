@@ -23,6 +23,7 @@ namespace {
 
 using testing::BuildDir;
 using testing::Candump;
+using testing::CanserverProcess;
 using ::testing::HasSubstr;
 using testing::RawCan;
 using testing::SeqFrame;
@@ -219,29 +220,18 @@ TEST_F(VcanTest, Scenario7_InterfaceDownGivesTransmitFailAndServiceResumes) {
 
 // 8. Kernel-side drops (SO_RXQ_OVFL) are counted and reported when the CAN thread cannot keep up.
 TEST_F(VcanTest, Scenario8_KernelDropsAreCountedAndReported) {
-  const std::string log = absl::StrCat("/tmp/canserver-ovfl-", ::getpid(), ".log");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string bin = BuildDir() + "/tools/canserver";
-    ::freopen(log.c_str(), "w", stderr);
-    ::execl(bin.c_str(), bin.c_str(), "--interface", "socketcan", "--channel", "vcan0", "--port",
-            "0", "--rcvbuf", "4096", "-v", nullptr);
-    ::_exit(127);
-  }
+  CanserverProcess server("ovfl", {"--interface", "socketcan", "--channel", "vcan0", "--port", "0",
+                                   "--rcvbuf", "4096", "-v"});
   absl::SleepFor(absl::Seconds(2));
-  ::kill(pid, SIGSTOP);  // the CAN thread cannot read: the kernel queue fills and overflows
+  ::kill(server.pid(), SIGSTOP);  // the CAN thread cannot read: the kernel queue fills, overflows
   RawCan raw("vcan0");
   for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(raw.Write(SeqFrame(0x55, i)));
-  ::kill(pid, SIGCONT);
+  ::kill(server.pid(), SIGCONT);
   absl::SleepFor(absl::Seconds(1));
   ASSERT_TRUE(raw.Write(SeqFrame(0x55, 2000)));  // carries the overflow count to the CAN thread
   absl::SleepFor(absl::Seconds(1));
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  std::ifstream in(log);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+  const std::string text = server.Log();
   const size_t at = text.find("kernel_drops=");
   ASSERT_NE(at, std::string::npos) << text;
   const long drops = std::stol(text.substr(at + 13));
@@ -268,6 +258,54 @@ TEST_F(VcanTest, Scenario9_TwoServersDoNotLeakAcrossInterfaces) {
   EXPECT_EQ(raw0.Read(absl::Seconds(2))->id, 0x200u);
   EXPECT_EQ(raw1.Read(absl::Seconds(2))->id, 0x201u);
   EXPECT_FALSE(raw0.Read(absl::Milliseconds(300)).has_value());
+}
+
+// 16. One canserver for three interfaces (#12): `--channel vcan0 --channel vcan1 --channel
+// vcan2:55000` serves vcan0 on --port, vcan1 on the next port and vcan2 on 55000; each port's
+// clients see only their bus, and frames sent through a port appear only on its interface.
+TEST_F(VcanTest, Scenario16_ThreeInterfacesInOneProcess) {
+  CanserverProcess server("multi", {"--channel", "vcan0", "--channel", "vcan1", "--channel",
+                                    "vcan2:55000", "--port", "56701", "--host", "127.0.0.1"});
+  const std::vector<std::pair<std::string, int>> served = {
+      {"vcan0", 56701}, {"vcan1", 56702}, {"vcan2", 55000}};
+  std::vector<std::unique_ptr<RemoteBus>> clients;
+  for (const auto& [ifname, port] : served) {
+    RemoteBusOptions opts;
+    opts.channel = absl::StrCat("127.0.0.1:", port);
+    absl::StatusOr<std::unique_ptr<RemoteBus>> bus = absl::UnavailableError("not tried");
+    for (int i = 0; i < 100 && !bus.ok(); ++i) {  // the server may still be starting
+      bus = RemoteBus::Connect(opts);
+      if (!bus.ok()) absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(bus.ok()) << ifname << ": " << bus.status();
+    EXPECT_THAT((*bus)->channel_info(), HasSubstr("'" + ifname + "'"));
+    clients.push_back(*std::move(bus));
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // subscriptions settle
+  std::vector<std::unique_ptr<RawCan>> raws;
+  for (const auto& [ifname, port] : served) raws.push_back(std::make_unique<RawCan>(ifname));
+  for (size_t i = 0; i < served.size(); ++i) {
+    ASSERT_TRUE(raws[i]->Write(CanFrame::Classic(0x100 + static_cast<uint32_t>(i), {})));
+    ASSERT_TRUE(clients[i]->Send(CanFrame::Classic(0x200 + static_cast<uint32_t>(i), {})).ok());
+  }
+  for (size_t i = 0; i < served.size(); ++i) {
+    std::optional<CanFrame> from_bus = Recv(*clients[i]);
+    ASSERT_TRUE(from_bus.has_value()) << served[i].first;
+    EXPECT_EQ(from_bus->id, 0x100 + i) << served[i].first;
+    EXPECT_FALSE(Recv(*clients[i], absl::Milliseconds(300)).has_value())
+        << served[i].first << " got another interface's frame";
+    std::vector<uint32_t> on_bus;
+    while (std::optional<CanFrame> f = raws[i]->Read(absl::Milliseconds(300)))
+      on_bus.push_back(f->id);
+    EXPECT_EQ(on_bus, (std::vector<uint32_t>{0x200 + static_cast<uint32_t>(i)})) << served[i].first;
+  }
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+  const std::string text = server.Log();
+  std::printf("scenario 16: %s", text.substr(0, text.find("SIGTERM")).c_str());
+  // Per-channel counters at exit: each channel wrote its one frame and read its one frame.
+  for (const auto& [ifname, port] : served) {
+    EXPECT_THAT(text, HasSubstr("stopped socketcan channel '" + ifname + "'; bus_rx=1 bus_tx=1 "));
+  }
 }
 
 // 10. --error-frames: error frames on vcan0 reach clients with the error flag; otherwise not.

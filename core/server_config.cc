@@ -1,0 +1,129 @@
+#include "core/server_config.h"
+
+#include <ini.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace canserver {
+namespace {
+
+constexpr absl::string_view kSettingsSection = "canserver";
+
+struct Parser {
+  ServerConfigFile out;
+  std::string error;
+  std::set<std::string> seen;  // "section/key", for duplicates
+
+  ChannelSpec* Channel(const std::string& name) {
+    for (ChannelSpec& c : out.channels)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
+
+  // inih calls this for every key (and, with an empty name, for every new section).
+  bool Handle(const char* section_in, const char* name_in, const char* value_in) {
+    const std::string section = section_in;
+    if (section.empty()) {
+      error = "a key before the first [section] (settings go under [canserver])";
+      return false;
+    }
+    if (section != kSettingsSection && Channel(section) == nullptr) {
+      absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(section);
+      if (!spec.ok() || spec->port >= 0 || !spec->backend.empty()) {
+        error =
+            absl::StrFormat("[%s] is not a channel name (an interface name such as can0)", section);
+        return false;
+      }
+      out.channels.push_back(*spec);
+    }
+    if (name_in == nullptr) return true;  // a section line alone
+    std::string key = name_in;
+    std::replace(key.begin(), key.end(), '-', '_');
+    const std::string value = value_in == nullptr ? "" : value_in;
+    if (value.empty()) {
+      error = absl::StrFormat("'%s' in [%s] has no value", key, section);
+      return false;
+    }
+    if (!seen.insert(section + "/" + key).second) {
+      error = absl::StrFormat("'%s' is given twice in [%s]", key, section);
+      return false;
+    }
+    if (section == kSettingsSection) {
+      out.settings.emplace_back(key, value);
+      return true;
+    }
+    ChannelSpec& channel = *Channel(section);
+    if (key == "port") {
+      int port = 0;
+      if (!absl::SimpleAtoi(value, &port) || port < 0 || port > 65535) {
+        error = absl::StrFormat("port '%s' in [%s] is not 0..65535", value, section);
+        return false;
+      }
+      channel.port = port;
+    } else if (key == "interface") {
+      if (value != "socketcan" && value != "virtual") {
+        error =
+            absl::StrFormat("interface '%s' in [%s] is not socketcan or virtual", value, section);
+        return false;
+      }
+      channel.backend = value;
+    } else {
+      error = absl::StrFormat("unknown key '%s' in [%s] (a channel takes port and interface)", key,
+                              section);
+      return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<ServerConfigFile> ParseServerConfig(absl::string_view text,
+                                                   absl::string_view origin) {
+  Parser parser;
+  // Debian's inih calls the handler for keys only, so a channel section without keys ([can0]
+  // alone) is found here, in file order; inih then parses the keys.
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.size() < 2 || line.front() != '[') continue;
+    const size_t close = line.find(']');
+    if (close == absl::string_view::npos) continue;  // inih reports it
+    if (!parser.Handle(std::string(line.substr(1, close - 1)).c_str(), nullptr, nullptr)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s:%d: %s", origin, line_no, parser.error));
+    }
+  }
+  const std::string copy(text);
+  const int line = ini_parse_string(
+      copy.c_str(),
+      [](void* user, const char* section, const char* name, const char* value) -> int {
+        return static_cast<Parser*>(user)->Handle(section, name, value) ? 1 : 0;
+      },
+      &parser);
+  if (line != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s:%d: %s", origin, line, parser.error.empty() ? "not an INI line" : parser.error));
+  }
+  std::set<int> ports;
+  for (const ChannelSpec& c : parser.out.channels) {
+    if (c.port > 0 && !ports.insert(c.port).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: port %d is given to two channels", origin, c.port));
+    }
+  }
+  if (parser.out.channels.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: no channel: add a section per channel, e.g. [can0]", origin));
+  }
+  return parser.out;
+}
+
+}  // namespace canserver
