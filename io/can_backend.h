@@ -43,6 +43,9 @@ class CanBackend {
 
   // Readable when Receive() may return frames. CAN thread only.
   virtual int rx_fd() const = 0;
+  // Changes whenever rx_fd() is replaced by another socket (an interface that went away and came
+  // back), so the CAN thread re-registers it even when the new fd reuses the old number.
+  virtual uint64_t rx_fd_epoch() const noexcept { return 0; }
   // Non-blocking: fills up to `max` frames with bus timestamps; returns how many. Frames the
   // kernel dropped before we could read them are added to *kernel_drops. CAN thread only.
   virtual size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept = 0;

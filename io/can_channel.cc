@@ -95,10 +95,23 @@ void CanChannel::Run(std::stop_token stop) {
     ev.data.fd = fd;
     ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
   }
+  int rx_fd = backend_->rx_fd();
+  uint64_t rx_epoch = backend_->rx_fd_epoch();
   while (!stop.stop_requested()) {
     if (commands_pending_.load(std::memory_order_relaxed)) ApplyCommands();
     const bool received = ReceiveBatch();
     const bool transmitted = TransmitBatch();
+    if (backend_->rx_fd_epoch() != rx_epoch) {
+      // The backend swapped its socket (an interface went away or came back). A closed fd has
+      // left the epoll set by itself; DEL covers one that was not closed.
+      (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, rx_fd, nullptr);
+      rx_fd = backend_->rx_fd();
+      rx_epoch = backend_->rx_fd_epoch();
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = rx_fd;
+      if (rx_fd >= 0) ::epoll_ctl(epfd, EPOLL_CTL_ADD, rx_fd, &ev);
+    }
     if (leaving_ > 0) ReapLeaving();
     FlushWakeups();
     if (!received && !transmitted) Sleep(epfd);

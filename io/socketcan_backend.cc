@@ -8,6 +8,8 @@
 #include <linux/can.h>
 #include <linux/can/bcm.h>
 #include <linux/can/raw.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -27,13 +29,17 @@ namespace {
 
 constexpr size_t kBatch = 64;
 
-// Periodic jobs through the kernel's broadcast manager: one CAN_BCM socket per session.
+// Periodic jobs through the kernel's broadcast manager: one CAN_BCM socket per session, connected
+// when the first job starts to the interface as it is then. If the interface went away since
+// (the kernel dropped its jobs with it), the socket is connected anew to its successor.
 class BcmPeriodicJobs final : public PeriodicJobs {
  public:
-  explicit BcmPeriodicJobs(UniqueFd fd) : fd_(std::move(fd)) {}
+  BcmPeriodicJobs(const std::atomic<int>* ifindex, std::string interface)
+      : ifindex_(ifindex), interface_(std::move(interface)) {}
 
   absl::Status Start(const CanFrame& frame, absl::Duration period,
                      absl::Duration duration) override {
+    RETURN_IF_ERROR(Connect());
     const absl::Time now = absl::Now();
     auto it = jobs_.find(frame.id);
     const bool running =
@@ -77,6 +83,7 @@ class BcmPeriodicJobs final : public PeriodicJobs {
   }
 
   absl::Status Stop(uint32_t arbitration_id) override {
+    if (connected_to_ != ifindex_->load(std::memory_order_acquire)) jobs_.clear();  // gone with it
     auto it = jobs_.find(arbitration_id);
     if (it == jobs_.end()) {
       return absl::NotFoundError(
@@ -103,7 +110,30 @@ class BcmPeriodicJobs final : public PeriodicJobs {
     bool extended;
     absl::Time end;
   };
+  absl::Status Connect() {
+    const int ifindex = ifindex_->load(std::memory_order_acquire);
+    if (ifindex == 0) {
+      return absl::UnavailableError(absl::StrFormat("CAN interface '%s' is gone", interface_));
+    }
+    if (fd_.valid() && connected_to_ == ifindex) return absl::OkStatus();
+    jobs_.clear();
+    UniqueFd sock(::socket(PF_CAN, SOCK_DGRAM | SOCK_CLOEXEC, CAN_BCM));
+    if (!sock.valid()) return ErrnoStatus("socket(PF_CAN, SOCK_DGRAM, CAN_BCM)");
+    sockaddr_can addr{};
+    addr.can_family = AF_CAN;
+    addr.can_ifindex = ifindex;
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      return ErrnoStatus("connect(CAN_BCM) to " + interface_);
+    }
+    fd_ = std::move(sock);
+    connected_to_ = ifindex;
+    return absl::OkStatus();
+  }
+
+  const std::atomic<int>* const ifindex_;  // the backend's, which outlives every session
+  const std::string interface_;
   UniqueFd fd_;
+  int connected_to_ = 0;
   std::map<uint32_t, Job> jobs_;
 };
 
@@ -115,36 +145,51 @@ absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
     return absl::InvalidArgumentError(
         absl::StrFormat("invalid CAN interface name '%s'", options.interface));
   }
+  auto backend = std::unique_ptr<SocketCanBackend>(new SocketCanBackend(options));
+  absl::Status opened = backend->OpenRaw();
+  if (opened.ok()) return backend;
+  if (!options.wait_for_interface || !absl::IsNotFound(opened)) return opened;
+  backend->GoAway();
+  if (!backend->netlink_.valid()) {
+    return absl::UnavailableError(absl::StrFormat(
+        "no CAN interface '%s', and no netlink socket to wait for it", options.interface));
+  }
+  CS_LOG(kWarning, "%s: no such interface yet; waiting for it (--wait-for-interface)",
+         options.interface);
+  return backend;
+}
+
+absl::Status SocketCanBackend::OpenRaw() {
   const int fd = ::socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
   if (fd < 0) {
     return ErrnoStatus(absl::StrFormat(
         "socket(PF_CAN, SOCK_RAW, CAN_RAW) for '%s' (does this kernel have CAN support? try "
         "--interface virtual)",
-        options.interface));
+        interface_));
   }
   UniqueFd sock(fd);
-  const unsigned ifindex = ::if_nametoindex(options.interface.c_str());
+  const unsigned ifindex = ::if_nametoindex(interface_.c_str());
   if (ifindex == 0) {
     return absl::NotFoundError(absl::StrFormat("no CAN interface '%s' (if_nametoindex: %s)",
-                                               options.interface, std::strerror(errno)));
+                                               interface_, std::strerror(errno)));
   }
   const int on = 1;
   // FD frames where the interface allows; classic-only interfaces simply never send them.
   (void)::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_FD_FRAMES, &on, sizeof on);
-  if (options.error_frames) {
+  if (options_.error_frames) {
     const can_err_mask_t mask = CAN_ERR_MASK;
     if (::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask) != 0) {
-      return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + options.interface);
+      return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + interface_);
     }
   }
   if (::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0) {
-    return ErrnoStatus("setsockopt(SO_TIMESTAMPNS) on " + options.interface);
+    return ErrnoStatus("setsockopt(SO_TIMESTAMPNS) on " + interface_);
   }
   if (::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on) != 0) {
-    return ErrnoStatus("setsockopt(SO_RXQ_OVFL) on " + options.interface);
+    return ErrnoStatus("setsockopt(SO_RXQ_OVFL) on " + interface_);
   }
   // SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it SO_RCVBUF is capped by rmem_max.
-  const int want = options.receive_buffer_bytes;
+  const int want = options_.receive_buffer_bytes;
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
     (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
   }
@@ -156,12 +201,48 @@ absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
   addr.can_family = AF_CAN;
   addr.can_ifindex = static_cast<int>(ifindex);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return ErrnoStatus("bind(CAN_RAW) to " + options.interface);
+    return ErrnoStatus("bind(CAN_RAW) to " + interface_);
   }
-  CS_LOG(kInfo, "%s: CAN_RAW socket, receive buffer %d bytes (asked %d)", options.interface, got,
-         want);
-  return std::unique_ptr<SocketCanBackend>(
-      new SocketCanBackend(options.interface, static_cast<int>(ifindex), std::move(sock), got));
+  CS_LOG(kInfo, "%s: CAN_RAW socket, receive buffer %d bytes (asked %d)", interface_, got, want);
+  fd_ = std::move(sock);
+  rcvbuf_ = got;
+  have_overflow_ = false;  // a new socket counts its drops from zero
+  ifindex_.store(static_cast<int>(ifindex), std::memory_order_release);
+  gone_ = false;
+  netlink_.Reset();
+  ++epoch_;
+  return absl::OkStatus();
+}
+
+void SocketCanBackend::GoAway() noexcept {
+  fd_.Reset();
+  ifindex_.store(0, std::memory_order_release);
+  gone_ = true;
+  ++epoch_;
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE));
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = RTMGRP_LINK;
+  if (nl.valid() && ::bind(nl.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    netlink_ = std::move(nl);
+  } else {
+    CS_LOG(kError, "%s: netlink socket for link changes: %s", interface_, std::strerror(errno));
+  }
+  // It may already be back (deleted and re-added before we looked).
+  WatchForReturn();
+}
+
+void SocketCanBackend::WatchForReturn() noexcept {
+  // Drain the link messages; which link they name does not matter: the name is looked up anew.
+  alignas(nlmsghdr) char buf[8192];
+  while (netlink_.valid() && ::recv(netlink_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+  if (::if_nametoindex(interface_.c_str()) == 0) return;
+  if (absl::Status s = OpenRaw(); !s.ok()) {
+    CS_LOG(kWarning, "%s is back but could not be opened: %s", interface_, s.message());
+    return;
+  }
+  CS_LOG(kInfo, "%s is back: serving it again", interface_);
 }
 
 size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept {
@@ -171,15 +252,29 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
   mmsghdr msgs[kBatch];
   alignas(
       cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t))];
+  sockaddr_can from[kBatch];
   for (size_t i = 0; i < n; ++i) {
     iov[i] = {&frames[i], sizeof frames[i]};
     msgs[i] = {};
+    msgs[i].msg_hdr.msg_name = &from[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof from[i];
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_control = control[i];
     msgs[i].msg_hdr.msg_controllen = sizeof control[i];
   }
+  if (gone_) {
+    WatchForReturn();
+    return 0;
+  }
   const int got = ::recvmmsg(fd_.get(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  if (got < 0 && errno == ENODEV) {
+    CS_LOG(kWarning,
+           "%s: interface gone (ENODEV); writes fail with TransmitFail until it comes back",
+           interface_);
+    GoAway();
+    return 0;
+  }
   if (got < 0 && errno == ENETDOWN) {
     // Reported once per down transition; the socket stays bound and receives again once it is up.
     CS_LOG(kWarning, "%s: interface went down; writes fail with TransmitFail until it is up",
@@ -190,6 +285,9 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
   for (int i = 0; i < got; ++i) {
     const size_t bytes = msgs[i].msg_len;
     if (bytes != CAN_MTU && bytes != CANFD_MTU) continue;
+    // When the interface is deleted the kernel unbinds the socket before we see ENODEV; frames
+    // of other interfaces that slip in meanwhile are not this channel's.
+    if (from[i].can_ifindex != ifindex_.load(std::memory_order_relaxed)) continue;
     CanFrame& f = out[count++];
     FromKernel(frames[i], bytes, &f);
     f.timestamp_ns = 0;
@@ -216,6 +314,10 @@ size_t SocketCanBackend::Receive(CanFrame* out, size_t max, uint64_t* kernel_dro
 }
 
 size_t SocketCanBackend::Send(const CanFrame* frames, size_t n, int* error) noexcept {
+  if (gone_) {
+    *error = ENODEV;
+    return 0;
+  }
   size_t done = 0;
   while (done < n) {
     const size_t batch = std::min(n - done, kBatch);
@@ -233,6 +335,12 @@ size_t SocketCanBackend::Send(const CanFrame* frames, size_t n, int* error) noex
     const int sent = ::sendmmsg(fd_.get(), msgs, static_cast<unsigned>(batch), MSG_DONTWAIT);
     if (sent < 0) {
       *error = errno;
+      if (errno == ENODEV || errno == ENXIO) {  // deleted: the socket is no longer bound
+        CS_LOG(kWarning, "%s: interface gone (%s); writes fail until it comes back", interface_,
+               std::strerror(errno));
+        GoAway();
+        *error = ENODEV;
+      }
       return done;
     }
     done += static_cast<size_t>(sent);
@@ -253,16 +361,7 @@ size_t SocketCanBackend::Send(const CanFrame* frames, size_t n, int* error) noex
 }
 
 absl::StatusOr<std::unique_ptr<PeriodicJobs>> SocketCanBackend::CreatePeriodicJobs(EventLoop*) {
-  const int fd = ::socket(PF_CAN, SOCK_DGRAM | SOCK_CLOEXEC, CAN_BCM);
-  if (fd < 0) return ErrnoStatus("socket(PF_CAN, SOCK_DGRAM, CAN_BCM)");
-  UniqueFd sock(fd);
-  sockaddr_can addr{};
-  addr.can_family = AF_CAN;
-  addr.can_ifindex = ifindex_;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return ErrnoStatus("connect(CAN_BCM) to " + interface_);
-  }
-  return std::make_unique<BcmPeriodicJobs>(std::move(sock));
+  return std::make_unique<BcmPeriodicJobs>(&ifindex_, interface_);
 }
 
 }  // namespace canserver

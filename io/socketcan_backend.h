@@ -9,8 +9,18 @@
 // The raw socket does not receive its own writes (CAN_RAW_RECV_OWN_MSGS is off), so the CAN thread
 // fans out what it wrote itself; frames of other sockets on the host (cansend, the broadcast
 // manager) arrive like any bus frame.
+//
+// An interface that disappears (a USB adapter unplugged: its netdev is deleted) does not end the
+// channel. The kernel reports ENODEV on the raw socket and unbinds it — left open it would then
+// receive every interface's frames — so the backend closes it at once, and until a netdev of that
+// name exists again its rx_fd() is a netlink socket subscribed to link changes (RTNLGRP_LINK):
+// writes fail with ENODEV (TransmitFail), and the first link message that shows the name again
+// reopens and rebinds the raw socket. Sessions stay connected throughout. With
+// wait_for_interface, Open() starts in that state when the interface does not exist yet.
+// Periodic jobs started before the interface went away are dropped by the kernel with it.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -24,6 +34,7 @@ struct SocketCanOptions {
   std::string interface = "can0";
   bool error_frames = false;
   int receive_buffer_bytes = 4 << 20;
+  bool wait_for_interface = false;  // a missing interface is not an error: wait for it
 };
 
 class SocketCanBackend final : public CanBackend {
@@ -33,22 +44,35 @@ class SocketCanBackend final : public CanBackend {
   static absl::StatusOr<std::unique_ptr<SocketCanBackend>> Open(const SocketCanOptions& options);
 
   std::string channel_info() const override { return "socketcan channel '" + interface_ + "'"; }
-  int rx_fd() const override { return fd_.get(); }
+  // The raw socket, or while the interface is gone the netlink socket. CAN thread only.
+  int rx_fd() const override { return gone_ ? netlink_.get() : fd_.get(); }
+  uint64_t rx_fd_epoch() const noexcept override { return epoch_; }
   size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept override;
   size_t Send(const CanFrame* frames, size_t n, int* error) noexcept override;
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) override;
 
   // The receive buffer the kernel actually granted.
   int receive_buffer_bytes() const { return rcvbuf_; }
+  // True while the interface does not exist. Thread-safe.
+  bool gone() const { return ifindex_.load(std::memory_order_acquire) == 0; }
 
  private:
-  SocketCanBackend(std::string interface, int ifindex, UniqueFd fd, int rcvbuf)
-      : interface_(std::move(interface)), ifindex_(ifindex), fd_(std::move(fd)), rcvbuf_(rcvbuf) {}
+  explicit SocketCanBackend(SocketCanOptions options) : options_(std::move(options)) {}
+  // Opens and binds the raw socket to the interface as it exists now.
+  absl::Status OpenRaw();
+  // The interface went away: close the raw socket, listen for its return. CAN thread only.
+  void GoAway() noexcept;
+  // Reads link messages; reopens once the interface exists again. CAN thread only.
+  void WatchForReturn() noexcept;
 
-  const std::string interface_;
-  const int ifindex_;
-  UniqueFd fd_;
-  int rcvbuf_;
+  const SocketCanOptions options_;
+  const std::string& interface_ = options_.interface;
+  std::atomic<int> ifindex_{0};  // 0 while the interface is gone; written by the CAN thread
+  UniqueFd fd_;                  // the raw socket, invalid while gone
+  UniqueFd netlink_;             // RTNLGRP_LINK, open while gone
+  bool gone_ = false;            // CAN thread (and Open)
+  uint64_t epoch_ = 0;           // +1 whenever rx_fd() changes
+  int rcvbuf_ = 0;
   uint32_t last_overflow_ = 0;  // SO_RXQ_OVFL is a running total per socket
   bool have_overflow_ = false;
 };

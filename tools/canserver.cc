@@ -60,6 +60,9 @@ ABSL_FLAG(int, bitrate, 0,
           "force this bitrate in bit/s for every client, overriding what clients ask for "
           "(0: use each client's)");
 ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
+ABSL_FLAG(bool, wait_for_interface, false,
+          "socketcan: start even when an interface does not exist yet, and serve it once it "
+          "appears (an interface that disappears later is always waited for)");
 ABSL_FLAG(int, rcvbuf, 4 << 20,
           "receive buffer of the CAN socket in bytes (socketcan; forced past rmem_max when root)");
 ABSL_FLAG(int, ring_size, 8192,
@@ -252,8 +255,9 @@ int main(int argc, char** argv) {
       if (!bus.ok()) return fail(bus.status().message());
       backend = *std::move(bus);
     } else {
-      auto can = SocketCanBackend::Open(
-          {spec.name, absl::GetFlag(FLAGS_error_frames), absl::GetFlag(FLAGS_rcvbuf)});
+      auto can = SocketCanBackend::Open({spec.name, absl::GetFlag(FLAGS_error_frames),
+                                         absl::GetFlag(FLAGS_rcvbuf),
+                                         absl::GetFlag(FLAGS_wait_for_interface)});
       if (!can.ok()) return fail(can.status().message());
       backend = *std::move(can);
     }

@@ -308,6 +308,128 @@ TEST_F(VcanTest, Scenario16_ThreeInterfacesInOneProcess) {
   }
 }
 
+// 17. An interface that disappears (a USB adapter unplugged) and comes back: the other channel
+// loses nothing, the gone channel's clients stay connected and get TransmitFail, and once a
+// netdev of that name is back traffic resumes both ways for the same sessions within a second.
+TEST_F(VcanTest, Scenario17_AnInterfaceThatDisappearsAndComesBack) {
+  std::vector<ServedChannel> channels;
+  for (const char* ifname : {"vcan0", "vcan1"}) {
+    auto backend = SocketCanBackend::Open({ifname});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    channels.push_back({std::shared_ptr<CanBackend>(*std::move(backend)), 0});
+  }
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  auto server = RemoteServer::Create(options, std::move(channels));
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::thread serve([&] { EXPECT_TRUE((*server)->ServeForever().ok()); });
+  auto connect = [&](size_t channel) {
+    RemoteBusOptions opts;
+    opts.channel = absl::StrCat("127.0.0.1:", (*server)->port(channel));
+    auto bus = RemoteBus::Connect(opts);
+    EXPECT_TRUE(bus.ok()) << bus.status();
+    return bus.ok() ? *std::move(bus) : nullptr;
+  };
+  auto c0 = connect(0);
+  auto c1 = connect(1);
+  ASSERT_TRUE(c0 && c1);
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return (*server)->channel(1).subscriber_count() == 1; }));
+
+  // Traffic on vcan0 all along.
+  constexpr uint32_t kFrames = 3000;
+  std::thread traffic([&] {
+    RawCan raw0("vcan0");
+    for (uint32_t i = 0; i < kFrames; ++i) {
+      ASSERT_TRUE(raw0.Write(SeqFrame(0x50, i)));
+      if (i % 100 == 0) absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+  auto before = c1->SendPeriodic(CanFrame::Classic(0x64, {4}), absl::Milliseconds(50));
+  ASSERT_TRUE(before.ok());  // dropped by the kernel with the interface
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_EQ(std::system("ip link del vcan1"), 0);
+  absl::SleepFor(absl::Milliseconds(200));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c1->Send(CanFrame::Classic(0x61, {1})).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (c1->transmit_failures() < 3 && absl::Now() < deadline) {
+    ASSERT_TRUE(c1->Recv(absl::Milliseconds(20)).ok()) << "vcan1's client was disconnected";
+  }
+  EXPECT_EQ(c1->transmit_failures(), 3u);
+
+  ASSERT_EQ(std::system("ip link add dev vcan1 type vcan && ip link set up vcan1"), 0);
+  const absl::Time back = absl::Now();
+  RawCan raw1("vcan1");
+  ASSERT_TRUE(raw1.ok());
+  // Both ways, same session: client -> bus, bus -> client.
+  std::optional<CanFrame> seen;
+  while (!seen.has_value() && absl::Now() - back < absl::Seconds(5)) {
+    ASSERT_TRUE(c1->Send(CanFrame::Classic(0x62, {2})).ok());
+    seen = raw1.Read(absl::Milliseconds(100));
+  }
+  const absl::Duration resumed = absl::Now() - back;
+  ASSERT_TRUE(seen.has_value()) << "vcan1 traffic did not resume";
+  EXPECT_EQ(seen->id, 0x62u);
+  ASSERT_TRUE(raw1.Write(CanFrame::Classic(0x63, {3})));
+  std::optional<CanFrame> got;
+  while (true) {  // skip anything the CAN thread wrote before
+    got = Recv(*c1, absl::Seconds(5));
+    if (!got.has_value() || got->id == 0x63) break;
+  }
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, 0x63u);
+  EXPECT_LE(resumed, absl::Seconds(1));
+  // The same session's periodic jobs work on the interface that came back.
+  auto after = c1->SendPeriodic(CanFrame::Classic(0x65, {5}), absl::Milliseconds(20));
+  ASSERT_TRUE(after.ok());
+  std::optional<CanFrame> job_frame;
+  for (int i = 0; i < 20 && !(job_frame && job_frame->id == 0x65); ++i)
+    job_frame = raw1.Read(absl::Milliseconds(100));
+  ASSERT_TRUE(job_frame.has_value());
+  EXPECT_EQ(job_frame->id, 0x65u) << "no periodic job on the returned interface";
+
+  traffic.join();
+  for (uint32_t i = 0; i < kFrames; ++i) {
+    std::optional<CanFrame> f = Recv(*c0);
+    ASSERT_TRUE(f.has_value()) << "vcan0's client lost frame " << i;
+    ASSERT_EQ(SeqOf(*f), i);
+  }
+  EXPECT_FALSE(Recv(*c0, absl::Milliseconds(300)).has_value()) << "vcan1 frames leaked to vcan0";
+  std::printf(
+      "scenario 17: vcan1 deleted and re-added; vcan0's client got all %u frames, "
+      "vcan1 resumed after %s\n",
+      kFrames, absl::FormatDuration(resumed).c_str());
+  (*server)->Shutdown();
+  serve.join();
+}
+
+// 18. --wait-for-interface: canserver starts before its interface exists and serves it once it
+// appears; without the flag a missing interface is an error (scenario 6).
+TEST_F(VcanTest, Scenario18_WaitForInterface) {
+  (void)std::system("ip link del vcan5 2>/dev/null");
+  CanserverProcess server("wait", {"--channel", "vcan5", "--wait-for-interface", "--port", "56801",
+                                   "--host", "127.0.0.1"});
+  RemoteBusOptions opts;
+  opts.channel = "127.0.0.1:56801";
+  absl::StatusOr<std::unique_ptr<RemoteBus>> bus = absl::UnavailableError("not tried");
+  for (int i = 0; i < 100 && !bus.ok(); ++i) {
+    bus = RemoteBus::Connect(opts);
+    if (!bus.ok()) absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(bus.ok()) << bus.status() << server.Log();
+  ASSERT_EQ(std::system("ip link add dev vcan5 type vcan && ip link set up vcan5"), 0);
+  RawCan raw("vcan5");
+  std::optional<CanFrame> seen;
+  for (int i = 0; i < 50 && !seen.has_value(); ++i) {
+    ASSERT_TRUE((*bus)->Send(CanFrame::Classic(0x55, {5})).ok());
+    seen = raw.Read(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(seen.has_value()) << server.Log();
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+  EXPECT_THAT(server.Log(), HasSubstr("vcan5: no such interface yet; waiting for it"));
+  EXPECT_THAT(server.Log(), HasSubstr("vcan5 is back: serving it again"));
+  (void)std::system("ip link del vcan5");
+}
+
 // 10. --error-frames: error frames on vcan0 reach clients with the error flag; otherwise not.
 TEST_F(VcanTest, Scenario10_ErrorFramesOnlyWithTheFlag) {
   CanFrame err;
