@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/frame.h"
 
@@ -34,9 +35,26 @@ class PeriodicJobs {
   virtual size_t size() const = 0;
 };
 
+// What the bus itself says about its timing and state.
+struct BusTiming {
+  int32_t bitrate = 0;  // nominal bit/s; 0: the interface has no bit timing (vcan, virtual)
+  std::string state;    // "error-active", "error-passive", "bus-off", …; empty where unknown
+};
+
 class CanBackend {
  public:
   virtual ~CanBackend() = default;
+
+  // The bus's bit rate and state as the interface reports them (netlink on SocketCAN). A control
+  // path call (one netlink round trip). Thread-safe.
+  virtual BusTiming timing() const { return {}; }
+  // Sets the bus's bit rate (SocketCAN: interface down, bit timing, up; needs CAP_NET_ADMIN).
+  // Errors say why, e.g. the missing permission. Thread-safe; the caller makes sure no other
+  // client is using the bus.
+  virtual absl::Status SetBitrate(int32_t bitrate) {
+    return absl::UnimplementedError(
+        absl::StrCat(channel_info(), " has no bit timing to set (to ", bitrate, " bit/s)"));
+  }
 
   // "socketcan channel 'can0'", "virtual channel 'vcan0'"… for BusResponse and logs. Thread-safe.
   virtual std::string channel_info() const = 0;

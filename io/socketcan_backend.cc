@@ -5,8 +5,10 @@
 #pragma clang diagnostic ignored "-Wzero-length-array"
 #endif
 
+#include <libsocketcan.h>
 #include <linux/can.h>
 #include <linux/can/bcm.h>
+#include <linux/can/netlink.h>
 #include <linux/can/raw.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -358,6 +360,62 @@ size_t SocketCanBackend::Send(const CanFrame* frames, size_t n, int* error) noex
     }
   }
   return done;
+}
+
+BusTiming SocketCanBackend::timing() const {
+  BusTiming t;
+  can_bittiming bt{};
+  if (can_get_bittiming(interface_.c_str(), &bt) == 0) t.bitrate = static_cast<int32_t>(bt.bitrate);
+  int state = -1;
+  if (t.bitrate > 0 && can_get_state(interface_.c_str(), &state) == 0) {
+    switch (state) {
+      case CAN_STATE_ERROR_ACTIVE:
+        t.state = "error-active";
+        break;
+      case CAN_STATE_ERROR_WARNING:
+        t.state = "error-warning";
+        break;
+      case CAN_STATE_ERROR_PASSIVE:
+        t.state = "error-passive";
+        break;
+      case CAN_STATE_BUS_OFF:
+        t.state = "bus-off";
+        break;
+      case CAN_STATE_STOPPED:
+        t.state = "stopped";
+        break;
+      case CAN_STATE_SLEEPING:
+        t.state = "sleeping";
+        break;
+      default:
+        break;
+    }
+  }
+  return t;
+}
+
+absl::Status SocketCanBackend::SetBitrate(int32_t bitrate) {
+  // The bit timing can only change while the interface is down.
+  const char* name = interface_.c_str();
+  if (can_do_stop(name) != 0) {
+    return ErrnoStatus(
+        absl::StrFormat("could not set %s to %d bit/s: taking it down failed (needs CAP_NET_ADMIN)",
+                        interface_, bitrate));
+  }
+  const int set = can_set_bitrate(name, static_cast<__u32>(bitrate));
+  const int set_errno = errno;
+  const int up = can_do_start(name);
+  if (set != 0) {
+    errno = set_errno;
+    return ErrnoStatus(absl::StrFormat(
+        "could not set %s to %d bit/s (the controller may not support it)", interface_, bitrate));
+  }
+  if (up != 0) {
+    return ErrnoStatus(
+        absl::StrFormat("%s set to %d bit/s but not brought up again", interface_, bitrate));
+  }
+  CS_LOG(kInfo, "%s: bit rate set to %d bit/s", interface_, bitrate);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<PeriodicJobs>> SocketCanBackend::CreatePeriodicJobs(EventLoop*) {

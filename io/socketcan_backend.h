@@ -44,6 +44,9 @@ class SocketCanBackend final : public CanBackend {
   static absl::StatusOr<std::unique_ptr<SocketCanBackend>> Open(const SocketCanOptions& options);
 
   std::string channel_info() const override { return "socketcan channel '" + interface_ + "'"; }
+  // Through libsocketcan (netlink): the bit rate where the driver has bit timing, and the state.
+  BusTiming timing() const override;
+  absl::Status SetBitrate(int32_t bitrate) override;
   // The raw socket, or while the interface is gone the netlink socket. CAN thread only.
   int rx_fd() const override { return gone_ ? netlink_.get() : fd_.get(); }
   uint64_t rx_fd_epoch() const noexcept override { return epoch_; }

@@ -165,7 +165,8 @@ size_t VirtualBus::Send(const CanFrame* frames, size_t n, int* error) noexcept {
     *error = err;
     return 0;
   }
-  if (bitrate_ == 0) return n;
+  const int64_t bitrate = bitrate_.load(std::memory_order_relaxed);
+  if (bitrate == 0) return n;
   const int64_t now = MonotonicNanos();
   while (queued_ > 0 && done_at_[done_head_] <= now) {
     done_head_ = (done_head_ + 1) % device_queue_;
@@ -177,15 +178,30 @@ size_t VirtualBus::Send(const CanFrame* frames, size_t n, int* error) noexcept {
       return i;
     }
     const int64_t start = std::max(now, wire_free_at_);
-    wire_free_at_ = start + WireBits(frames[i]) * 1'000'000'000 / bitrate_;
+    wire_free_at_ = start + WireBits(frames[i]) * 1'000'000'000 / bitrate;
     done_at_[(done_head_ + queued_) % device_queue_] = wire_free_at_;
     ++queued_;
   }
   return n;
 }
 
+BusTiming VirtualBus::timing() const {
+  BusTiming t;
+  t.bitrate = bitrate_.load(std::memory_order_relaxed);
+  if (t.bitrate > 0) t.state = "error-active";
+  return t;
+}
+
+absl::Status VirtualBus::SetBitrate(int32_t bitrate) {
+  if (bitrate <= 0 || bitrate_.load(std::memory_order_relaxed) == 0) {
+    return CanBackend::SetBitrate(bitrate);
+  }
+  bitrate_.store(bitrate, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
 int64_t VirtualBus::TxRetryHintNs() const noexcept {
-  if (bitrate_ == 0 || queued_ == 0) return 0;
+  if (bitrate_.load(std::memory_order_relaxed) == 0 || queued_ == 0) return 0;
   // Come back when a quarter of the queue has left the wire: room for a batch, never idle.
   const size_t slot = std::max<size_t>(1, device_queue_ / 4) - 1;
   return std::max<int64_t>(done_at_[(done_head_ + slot) % device_queue_] - MonotonicNanos(), 1000);

@@ -55,6 +55,10 @@ class VirtualBus final : public CanBackend, public std::enable_shared_from_this<
   size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept override;
   size_t Send(const CanFrame* frames, size_t n, int* error) noexcept override;
   int64_t TxRetryHintNs() const noexcept override;
+  // The emulated wire's bit rate (none without --virtual-bitrate).
+  BusTiming timing() const override;
+  // Changes the emulated wire's bit rate; a bus without one has no bit timing to set.
+  absl::Status SetBitrate(int32_t bitrate) override;
   bool PrepareSleep() noexcept override;
   void WakeDone() noexcept override { wakeup_.Drain(); }
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) override;
@@ -72,7 +76,7 @@ class VirtualBus final : public CanBackend, public std::enable_shared_from_this<
 
   // Bit-rate emulation; CAN thread only. done_at_ holds, oldest first, when each frame in the
   // device queue leaves the wire (CLOCK_MONOTONIC ns), as a ring of device_queue_ slots.
-  const int bitrate_;
+  std::atomic<int> bitrate_;  // set by SetBitrate (any thread), read by the CAN thread
   const size_t device_queue_;
   std::vector<int64_t> done_at_;
   size_t done_head_ = 0;

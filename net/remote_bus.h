@@ -34,7 +34,7 @@ namespace canserver {
 
 struct RemoteBusOptions {
   std::string channel = "localhost";  // host[:port], port 54701 by default
-  int32_t bitrate = 500000;
+  int32_t bitrate = 0;                // the rate this client expects; 0: whatever the bus runs at
   std::vector<CanFilter> filters;
   absl::Duration connect_timeout = absl::Seconds(5);
 };

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "core/bitrate_policy.h"
 #include "core/v5_codec.h"
 #include "net/access_list.h"
 
@@ -15,7 +16,10 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   uint16_t port = v5::kDefaultPort;  // 0: any free port (tests)
   int io_threads = 2;
-  int32_t forced_bitrate = 0;  // > 0: wins over the bitrate a client asks for
+  // > 0: the rate BusResponse reports for a bus without bit timing (canserver also sets it on
+  // buses that have bit timing, at start).
+  int32_t forced_bitrate = 0;
+  BitratePolicy bitrate_policy = BitratePolicy::kCheck;
   AccessList allow;            // empty: anyone may connect
 
   // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +

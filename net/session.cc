@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 
@@ -270,7 +271,24 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
 }
 
 absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters) {
-  const int32_t effective = options_.forced_bitrate > 0 ? options_.forced_bitrate : bitrate;
+  // The bus's own rate decides, not the client's wish (core/bitrate_policy.h).
+  BusTiming timing = channel_->backend().timing();
+  const BitrateDecision decision =
+      DecideBitrate(options_.bitrate_policy, bitrate, timing.bitrate, channel_->subscriber_count(),
+                    channel_->channel_info());
+  if (decision.action == BitrateDecision::Action::kRefuse) {
+    return absl::FailedPreconditionError(decision.reason);
+  }
+  if (decision.action == BitrateDecision::Action::kApply) {
+    if (absl::Status set = channel_->backend().SetBitrate(bitrate); !set.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(set.message(), " (canserver --bitrate-policy apply)"));
+    }
+    CS_LOG(kInfo, "session %d (%s) set %s from %d to %d bit/s", id_, peer_,
+           channel_->channel_info(), timing.bitrate, bitrate);
+    timing = channel_->backend().timing();
+  }
+  const std::string rate = DescribeBitrate(timing.bitrate, bitrate, options_.forced_bitrate);
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs =
       channel_->backend().CreatePeriodicJobs(loop_);
   if (!jobs.ok()) {
@@ -284,10 +302,10 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
   out_.reserve(options_.output_buffer_bytes + 1024);
-  CS_LOG(kInfo, "session %d (%s) opened %s, %d bit/s, %d filters", id_, peer_,
-         channel_->channel_info(), effective, filters.filters().size());
+  CS_LOG(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_, channel_->channel_info(),
+         rate, timing.state.empty() ? "" : ", " + timing.state, filters.filters().size());
   channel_->Subscribe(subscriber_, std::move(filters));
-  return absl::StrFormat("%s, %d bit/s", channel_->channel_info(), effective);
+  return absl::StrFormat("%s, %s", channel_->channel_info(), rate);
 }
 
 void Session::SetFilters(FilterSet filters) { channel_->SetFilters(id_, std::move(filters)); }

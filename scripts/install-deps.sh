@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ clang ccache pkg-config
   libabsl-dev libconcurrentqueue-dev libreaderwriterqueue-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libinih-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libinih-dev libsocketcan-dev
   # the vcan scenarios: a real kernel under qemu, can-utils as the oracle
   qemu-system-x86 busybox-static cpio can-utils iproute2 kmod
   # python-can through canserver

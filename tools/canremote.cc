@@ -33,7 +33,7 @@ constexpr char kUsage[] =
     "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, "
     "~/.canrc)\n"
     "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
-    "           -b, --bitrate BPS           bitrate to ask for (default 500000)\n"
+    "           -b, --bitrate BPS           bit rate the bus must run at (default: any)\n"
     "  dump [FILTER ...]  print frames as they arrive; FILTER is candump's <id>:<mask> in hex\n"
     "           -t a|d|z   timestamps: absolute, delta, zero-based (default: none)\n"
     "           -L         log-line format: (seconds) ifname frame, as candump -L writes\n"

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "core/bitrate_policy.h"
 #include "core/channel_spec.h"
 #include "core/log.h"
 #include "core/server_config.h"
@@ -57,8 +58,14 @@ ABSL_FLAG(int, port, 54701,
 ABSL_FLAG(int, threads, DefaultThreads(),
           "io threads serving clients (default: CPU count, at most 4)");
 ABSL_FLAG(int, bitrate, 0,
-          "force this bitrate in bit/s for every client, overriding what clients ask for "
-          "(0: use each client's)");
+          "set every channel that has bit timing to this bit/s at start (socketcan: needs "
+          "CAP_NET_ADMIN); on a bus without bit timing (vcan, virtual) the rate BusResponse "
+          "reports. 0: leave the buses as they are");
+ABSL_FLAG(std::string, bitrate_policy, "check",
+          "a client asking for another bit rate than its bus runs at: 'check' refuses it with "
+          "a RemoteException naming both rates, 'ignore' lets it in, 'apply' sets the bus to "
+          "its rate when no other client is on that channel (needs CAP_NET_ADMIN). Rate 0 and "
+          "buses without bit timing always pass");
 ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
 ABSL_FLAG(bool, wait_for_interface, false,
           "socketcan: start even when an interface does not exist yet, and serve it once it "
@@ -203,6 +210,9 @@ int main(int argc, char** argv) {
   options.port = static_cast<uint16_t>(port);
   options.io_threads = absl::GetFlag(FLAGS_threads);
   options.forced_bitrate = absl::GetFlag(FLAGS_bitrate);
+  absl::StatusOr<BitratePolicy> policy = ParseBitratePolicy(absl::GetFlag(FLAGS_bitrate_policy));
+  if (!policy.ok()) return fail(policy.status().message());
+  options.bitrate_policy = *policy;
   options.ring_frames = static_cast<size_t>(absl::GetFlag(FLAGS_ring_size));
   options.output_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_output_buffer));
   options.max_clients = static_cast<size_t>(absl::GetFlag(FLAGS_max_clients));
@@ -260,6 +270,12 @@ int main(int argc, char** argv) {
                                          absl::GetFlag(FLAGS_wait_for_interface)});
       if (!can.ok()) return fail(can.status().message());
       backend = *std::move(can);
+    }
+    if (const int32_t want = absl::GetFlag(FLAGS_bitrate); want > 0) {
+      const BusTiming timing = backend->timing();
+      if (timing.bitrate > 0 && timing.bitrate != want) {
+        if (absl::Status set = backend->SetBitrate(want); !set.ok()) return fail(set.message());
+      }
     }
     channels.push_back({std::move(backend), static_cast<uint16_t>(spec.port)});
   }

@@ -31,12 +31,14 @@ class RemoteBus(can.BusABC):
     """A CAN bus on a canserver (or any server speaking the remote CAN protocol v5).
 
     :param channel: ``"host[:port]"``, port 54701 by default.
-    :param bitrate: asked of the server (a server-side ``--bitrate`` wins).
+    :param bitrate: the bit rate this client expects; 0 (the default) accepts whatever the bus
+        runs at. canserver refuses a different rate by default (``--bitrate-policy check``) and
+        reports the bus's real rate in ``channel_info``.
     :param can_filters: python-can filters, applied by the server.
     :param connect_timeout: seconds to connect and complete the handshake.
     """
 
-    def __init__(self, channel, can_filters=None, bitrate=500000, connect_timeout=10.0, **kwargs):
+    def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, **kwargs):
         self._host, self._port = _parse_channel(channel)
         self._decoder = protocol.Decoder()
         self._transmit_failures = 0

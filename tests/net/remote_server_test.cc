@@ -110,19 +110,71 @@ TEST(RemoteServerTest, FiltersCanBeReplacedDuringTheSession) {
   EXPECT_EQ(f->id, 0x200u);
 }
 
-TEST(RemoteServerTest, ChannelInfoNamesInterfaceChannelAndBitrate) {
+TEST(RemoteServerTest, ChannelInfoNamesTheChannelAndSaysItHasNoBitTiming) {
   TestServer ts;
   auto c = ts.Connect({}, 250000);
-  EXPECT_EQ(c->channel_info(),
-            absl::StrCat("virtual channel 'test', 250000 bit/s on ", ts.address()));
+  EXPECT_EQ(c->channel_info(), absl::StrCat("virtual channel 'test', no bit timing (asked "
+                                            "250000 bit/s) on ",
+                                            ts.address()));
 }
 
-TEST(RemoteServerTest, ForcedBitrateWinsOverTheClients) {
+TEST(RemoteServerTest, ForcedBitrateIsReportedForABusWithoutBitTiming) {
   ServerOptions options;
   options.forced_bitrate = 1000000;
   TestServer ts(options);
   auto c = ts.Connect({}, 250000);
-  EXPECT_THAT(c->channel_info(), HasSubstr("1000000 bit/s"));
+  EXPECT_THAT(c->channel_info(), HasSubstr("1000000 bit/s (--bitrate)"));
+}
+
+// A bus with a bit rate (the virtual wire at 250 kbit/s) under each --bitrate-policy.
+std::shared_ptr<VirtualBus> Wire250k() { return *VirtualBus::Create("wire", 1024, 250000); }
+
+absl::StatusOr<std::unique_ptr<RemoteBus>> Open(TestServer& ts, int32_t bitrate) {
+  RemoteBusOptions opts;
+  opts.channel = ts.address();
+  opts.bitrate = bitrate;
+  return RemoteBus::Connect(opts);
+}
+
+TEST(BitratePolicyTest, CheckRefusesAClientAskingForAnotherRateAndNamesBoth) {
+  TestServer ts({}, false, Wire250k());
+  auto wrong = Open(ts, 500000);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(std::string(wrong.status().message()),
+              HasSubstr("bit rate mismatch: the client asked for 500000 bit/s, but virtual "
+                        "channel 'wire' runs at 250000 bit/s"));
+  for (int32_t fine : {250000, 0}) {
+    auto ok = Open(ts, fine);
+    ASSERT_TRUE(ok.ok()) << fine << ": " << ok.status();
+    EXPECT_THAT((*ok)->channel_info(), HasSubstr("virtual channel 'wire', 250000 bit/s"));
+  }
+}
+
+TEST(BitratePolicyTest, IgnoreLetsEveryClientInAndTellsTheRealRate) {
+  ServerOptions options;
+  options.bitrate_policy = BitratePolicy::kIgnore;
+  TestServer ts(options, false, Wire250k());
+  auto c = Open(ts, 500000);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT((*c)->channel_info(), HasSubstr("250000 bit/s"));
+}
+
+TEST(BitratePolicyTest, ApplySetsTheBusWhenNobodyElseIsOnIt) {
+  ServerOptions options;
+  options.bitrate_policy = BitratePolicy::kApply;
+  auto wire = Wire250k();
+  TestServer ts(options, false, wire);
+  auto first = Open(ts, 500000);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT((*first)->channel_info(), HasSubstr("500000 bit/s"));
+  EXPECT_EQ(wire->timing().bitrate, 500000);
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
+  auto second = Open(ts, 125000);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("cannot set virtual channel 'wire' to 125000 bit/s: 1 other client(s) "
+                        "use it at 500000 bit/s"));
+  EXPECT_EQ(wire->timing().bitrate, 500000);
 }
 
 TEST(RemoteServerTest, WrongVersionGetsARemoteExceptionAndTheServerGoesOn) {

@@ -65,8 +65,7 @@ class TestServer {
   RemoteServer& server() { return *server_; }
   VirtualBus& bus() { return *bus_; }  // virtual backend only
 
-  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {},
-                                     int32_t bitrate = 500000) {
+  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 0) {
     RemoteBusOptions opts;
     opts.channel = address();
     opts.filters = std::move(filters);

@@ -61,7 +61,8 @@ class PythonCanTest(unittest.TestCase):
         a, b = self.bus(bitrate=250000), self.bus()
         self.assertEqual(b.recv(0.01), None)
         self.assertEqual(a.channel_info,
-                         "virtual channel 'pytest', 250000 bit/s on %s" % self.server.channel)
+                         "virtual channel 'pytest', no bit timing (asked 250000 bit/s) on %s"
+                         % self.server.channel)
         a.send(can.Message(arbitration_id=0x123, data=[1, 2, 3], is_extended_id=False))
         b.send(can.Message(arbitration_id=0x1ABCDEF0, data=b"\xff" * 8, is_extended_id=True))
         got = b.recv(5)
@@ -118,6 +119,20 @@ class PythonCanTest(unittest.TestCase):
         with self.assertRaises(can.CanInitializationError) as ctx:
             can.Bus(self.server.channel, interface="remote")
         self.assertIn("server full", str(ctx.exception))
+
+    def test_a_bus_at_another_bit_rate_is_refused_with_both_rates(self):
+        wire = Server("--virtual-bitrate", "250000")
+        try:
+            with self.assertRaises(can.CanInitializationError) as caught:
+                can.Bus(wire.channel, interface="remote", bitrate=500000)
+            self.assertIn("the client asked for 500000 bit/s, but virtual channel 'pytest' runs "
+                          "at 250000 bit/s", str(caught.exception))
+            b = can.Bus(wire.channel, interface="remote")  # no bit rate asked: any will do
+            self.assertEqual(b.channel_info, "virtual channel 'pytest', 250000 bit/s on %s"
+                             % wire.channel)
+            b.shutdown()
+        finally:
+            self.assertEqual(wire.stop(), 0)
 
     def test_server_shutdown_is_reported(self):
         a = self.bus()

@@ -1,0 +1,54 @@
+#include "core/bitrate_policy.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace canserver {
+namespace {
+
+using Action = BitrateDecision::Action;
+using ::testing::HasSubstr;
+
+TEST(BitratePolicyTest, ParsesTheThreeNames) {
+  EXPECT_EQ(*ParseBitratePolicy("check"), BitratePolicy::kCheck);
+  EXPECT_EQ(*ParseBitratePolicy("ignore"), BitratePolicy::kIgnore);
+  EXPECT_EQ(*ParseBitratePolicy("apply"), BitratePolicy::kApply);
+  EXPECT_THAT(std::string(ParseBitratePolicy("force").status().message()),
+              HasSubstr("'force' is not check, ignore or apply"));
+}
+
+TEST(BitratePolicyTest, RateZeroNoBitTimingOrTheSameRateAlwaysPass) {
+  for (BitratePolicy p : {BitratePolicy::kCheck, BitratePolicy::kIgnore, BitratePolicy::kApply}) {
+    EXPECT_EQ(DecideBitrate(p, 0, 500000, 3, "can0").action, Action::kAccept);
+    EXPECT_EQ(DecideBitrate(p, 250000, 0, 3, "vcan0").action, Action::kAccept);
+    EXPECT_EQ(DecideBitrate(p, 500000, 500000, 3, "can0").action, Action::kAccept);
+  }
+}
+
+TEST(BitratePolicyTest, CheckRefusesAndNamesBothRates) {
+  const BitrateDecision d = DecideBitrate(BitratePolicy::kCheck, 500000, 250000, 0, "can0");
+  EXPECT_EQ(d.action, Action::kRefuse);
+  EXPECT_THAT(d.reason, HasSubstr("asked for 500000 bit/s, but can0 runs at 250000 bit/s"));
+}
+
+TEST(BitratePolicyTest, IgnoreAccepts) {
+  EXPECT_EQ(DecideBitrate(BitratePolicy::kIgnore, 500000, 250000, 2, "can0").action,
+            Action::kAccept);
+}
+
+TEST(BitratePolicyTest, ApplyOnlyWhenAlone) {
+  EXPECT_EQ(DecideBitrate(BitratePolicy::kApply, 500000, 250000, 0, "can0").action, Action::kApply);
+  const BitrateDecision busy = DecideBitrate(BitratePolicy::kApply, 500000, 250000, 2, "can0");
+  EXPECT_EQ(busy.action, Action::kRefuse);
+  EXPECT_THAT(busy.reason, HasSubstr("2 other client(s) use it at 250000 bit/s"));
+}
+
+TEST(BitratePolicyTest, TheBusResponseTellsTheTruth) {
+  EXPECT_EQ(DescribeBitrate(250000, 500000, 0), "250000 bit/s");
+  EXPECT_EQ(DescribeBitrate(250000, 500000, 1000000), "250000 bit/s");
+  EXPECT_EQ(DescribeBitrate(0, 500000, 0), "no bit timing (asked 500000 bit/s)");
+  EXPECT_EQ(DescribeBitrate(0, 500000, 1000000), "1000000 bit/s (--bitrate)");
+}
+
+}  // namespace
+}  // namespace canserver
