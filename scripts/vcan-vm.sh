@@ -65,7 +65,7 @@ fi
 
 # 2. The initramfs: busybox, the modules (dependency order) and /init.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci 9pnet 9pnet_virtio
-netfs fscache 9p can can-raw can-bcm can-dev vcan sch_tbf sch_plug"
+netfs fscache 9p can can-raw can-bcm can-dev vcan slcan sch_tbf sch_plug"
 init_script=$(cat <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -79,6 +79,7 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose host /host
 mount -t 9p -o trans=virtio,version=9p2000.L results /results
 for d in proc sys dev; do mount --bind /$d /host/$d; done
+mkdir -p /host/dev/pts && mount -t devpts devpts /host/dev/pts  # ptys: the slcan scenario
 # A writable /tmp for the guest, keeping the host's /tmp/<dir> trees the command needs (a build
 # tree or checkout under /tmp) visible inside it.
 mkdir -p /orig_tmp

@@ -1,0 +1,178 @@
+// A real CAN driver with bit timing: the kernel's slcan (serial-line CAN) on a pseudo-terminal,
+// with a small emulated SLCAN adapter on the other end. vcan has no bit timing, so this is where
+// BusResponse's real bit rate and --bitrate-policy meet a driver that has one.
+//
+// The adapter (SlcanAdapter) reads what the driver sends over the pty — "C\r" (close), "S0".."S8"
+// + "\r" (bit rate: S5 = 250 kbit/s, S6 = 500 kbit/s), "O\r" (open), "t…"/"T…" frames — and can
+// play a frame from the bus by writing "tIIILDD…\r". Kernel 6.0+ passes `ip link set slcan0 type
+// can bitrate B` to the adapter as those commands when the interface goes up.
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <linux/tty.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "vcan/vcan_fixture.h"
+
+namespace canserver {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RawCan;
+using testing::RunShell;
+using testing::TestServer;
+using testing::VcanTest;
+
+class SlcanAdapter {
+ public:
+  SlcanAdapter() {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY);
+    if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) {
+      error_ = absl::StrCat("pty: ", std::strerror(errno));
+      return;
+    }
+    slave_ = ::open(::ptsname(master_), O_RDWR | O_NOCTTY);
+    int ldisc = N_SLCAN;
+    if (slave_ < 0 || ::ioctl(slave_, TIOCSETD, &ldisc) != 0) {  // needs slcan.ko
+      error_ = absl::StrCat("TIOCSETD N_SLCAN on ", ::ptsname(master_), ": ", std::strerror(errno));
+      return;
+    }
+    char name[IFNAMSIZ] = {};
+    if (::ioctl(slave_, SIOCGIFNAME, name) != 0) {
+      error_ = absl::StrCat("SIOCGIFNAME: ", std::strerror(errno));
+      return;
+    }
+    ifname_ = name;
+    reader_ = std::thread([this] { Read(); });
+  }
+  ~SlcanAdapter() {
+    stop_ = true;
+    if (reader_.joinable()) reader_.join();
+    if (slave_ >= 0) ::close(slave_);  // detaches the line discipline: slcanN goes away
+    if (master_ >= 0) ::close(master_);
+  }
+  // The interface the driver created ("slcan0"), empty if it could not be had.
+  const std::string& ifname() const { return ifname_; }
+  const std::string& error() const { return error_; }
+  // Every command line the driver sent so far, "\r" stripped.
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+  // Waits until the driver sent `line`.
+  bool WaitFor(const std::string& line, absl::Duration timeout = absl::Seconds(10)) {
+    return TestServer::WaitUntil(
+        [&] {
+          auto l = lines();
+          return std::find(l.begin(), l.end(), line) != l.end();
+        },
+        timeout);
+  }
+  // The adapter received `text` from the bus ("t1232AABB").
+  void FromBus(const std::string& text) {
+    const std::string line = text + "\r";
+    (void)!::write(master_, line.data(), line.size());
+  }
+
+ private:
+  void Read() {
+    std::string partial;
+    while (!stop_) {
+      pollfd p{master_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(master_, buf, sizeof buf);
+      if (n <= 0) continue;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] != '\r') {
+          partial += buf[i];
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        lines_.push_back(partial);
+        partial.clear();
+      }
+    }
+  }
+
+  int master_ = -1;
+  int slave_ = -1;
+  std::string ifname_;
+  std::string error_;
+  std::thread reader_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+std::string Sh(const std::string& cmd) {
+  auto [out, rc] = RunShell(cmd);
+  EXPECT_EQ(rc, 0) << cmd << ": " << out;
+  return out;
+}
+
+// 19. A driver with bit timing: `ip link set slcan0 type can bitrate 500000` reaches the adapter
+// as S6; BusResponse reports 500000 bit/s; a client asking for 250000 is refused under `check`;
+// under `apply` the server sets the bus to 250000 (S5 at the adapter) when the client is alone.
+TEST_F(VcanTest, Scenario19_SlcanBitTimingAndTheBitratePolicy) {
+  SlcanAdapter adapter;
+  if (adapter.ifname().empty()) GTEST_SKIP() << "no slcan here: " << adapter.error();
+  const std::string dev = adapter.ifname();
+  Sh(absl::StrFormat("ip link set %1$s type can bitrate 500000 && ip link set %1$s up", dev));
+  ASSERT_TRUE(adapter.WaitFor("S6")) << "the driver never told the adapter 500 kbit/s";
+  ASSERT_TRUE(adapter.WaitFor("O"));
+
+  for (BitratePolicy policy : {BitratePolicy::kCheck, BitratePolicy::kApply}) {
+    ServerOptions options;
+    options.bitrate_policy = policy;
+    auto ts = Serve(dev, false, options);
+    ASSERT_NE(ts, nullptr);
+    auto right = ts->Connect({}, 500000);
+    ASSERT_NE(right, nullptr);
+    EXPECT_THAT(right->channel_info(), HasSubstr("socketcan channel '" + dev + "', 500000 bit/s"));
+    // Frames both ways through the real driver.
+    ASSERT_TRUE(right->Send(CanFrame::Classic(0x123, {0xAA, 0xBB})).ok());
+    EXPECT_TRUE(adapter.WaitFor("t1232AABB"));
+    adapter.FromBus("t3211CC");
+    std::optional<CanFrame> got = Recv(*right);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, CanFrame::Classic(0x321, {0xCC}));
+
+    RemoteBusOptions opts;
+    opts.channel = ts->address();
+    opts.bitrate = 250000;
+    auto wrong = RemoteBus::Connect(opts);
+    ASSERT_FALSE(wrong.ok()) << "another client is on the bus: no rate change, under any policy";
+    EXPECT_THAT(std::string(wrong.status().message()),
+                HasSubstr(policy == BitratePolicy::kCheck
+                              ? "the client asked for 250000 bit/s, but socketcan channel '" + dev +
+                                    "' runs at 500000 bit/s"
+                              : "1 other client(s) use it at 500000 bit/s"));
+    if (policy == BitratePolicy::kApply) {
+      right->Shutdown();
+      ASSERT_TRUE(
+          TestServer::WaitUntil([&] { return ts->server().channel().subscriber_count() == 0; }));
+      auto alone = RemoteBus::Connect(opts);
+      ASSERT_TRUE(alone.ok()) << alone.status();
+      EXPECT_THAT((*alone)->channel_info(), HasSubstr("250000 bit/s"));
+      EXPECT_TRUE(adapter.WaitFor("S5")) << "the server did not set 250 kbit/s at the adapter";
+      std::printf("scenario 19: adapter saw: %s\n", absl::StrJoin(adapter.lines(), " ").c_str());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace canserver
