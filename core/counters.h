@@ -53,6 +53,8 @@ struct ChannelCounters {
   Counter tx_wait_max_us;    // CAN thread: longest time a frame waited from queued to written
   Counter tx_wait_total_us;  // CAN thread: sum over written frames (mean = total / bus_tx)
   Counter kernel_drops;   // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
+  Counter state_changes;  // CAN thread: controller state changes (error frames announcing them)
+  Counter bus_off;        // CAN thread: times the controller went bus-off
   Counter ring_drops;     // CAN thread: frames dropped for some client (sum over clients)
   Counter filtered_out;   // CAN thread: (frame, client) pairs rejected by the client's filters
 

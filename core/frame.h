@@ -55,6 +55,21 @@ struct CanFrame {
     return f;
   }
 
+  // An error frame (as SocketCAN delivers them: 8 data bytes) of the classes in `error_class`
+  // (linux/can/error.h CAN_ERR_*), data from `bytes`, the rest zero.
+  static CanFrame Error(uint32_t error_class, std::initializer_list<uint8_t> bytes = {}) {
+    CanFrame f;
+    f.id = error_class;
+    f.flags = kCanFlagError;
+    f.len = kCanClassicMaxLen;
+    uint8_t i = 0;
+    for (uint8_t b : bytes) {
+      if (i == kCanClassicMaxLen) break;
+      f.data[i++] = b;
+    }
+    return f;
+  }
+
   // Frames compare by content; the timestamp is not part of a frame's identity.
   friend bool operator==(const CanFrame& a, const CanFrame& b) {
     const size_t n = a.remote() ? 0 : a.len;

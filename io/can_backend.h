@@ -59,6 +59,13 @@ class CanBackend {
   // "socketcan channel 'can0'", "virtual channel 'vcan0'"… for BusResponse and logs. Thread-safe.
   virtual std::string channel_info() const = 0;
 
+  // Sets how long after bus-off the controller restarts by itself (0: never; SocketCAN:
+  // interface down, restart-ms, up; needs CAP_NET_ADMIN). Thread-safe.
+  virtual absl::Status SetRestartMs(uint32_t restart_ms) {
+    return absl::UnimplementedError(absl::StrCat(
+        channel_info(), " has no controller to restart (restart-ms ", restart_ms, ")"));
+  }
+
   // Readable when Receive() may return frames. CAN thread only.
   virtual int rx_fd() const = 0;
   // Changes whenever rx_fd() is replaced by another socket (an interface that went away and came

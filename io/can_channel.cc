@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "io/clock.h"
@@ -207,8 +208,24 @@ bool CanChannel::ReceiveBatch() {
   }
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
-  for (size_t i = 0; i < n; ++i) FanOut(frames[i], 0);
+  for (size_t i = 0; i < n; ++i) {
+    if (frames[i].error()) NoteBusState(frames[i]);
+    FanOut(frames[i], 0);
+  }
   return true;
+}
+
+void CanChannel::NoteBusState(const CanFrame& frame) noexcept {
+  const std::optional<BusState> state = StateFromErrorFrame(frame);
+  if (!state.has_value() || *state == bus_state()) return;
+  const BusState before = bus_state();
+  bus_state_.store(*state, std::memory_order_relaxed);
+  counters_.state_changes.Add();
+  if (*state == BusState::kBusOff) counters_.bus_off.Add();
+  // Rare by nature (a controller changes state a few times in a bad day), so logged each time.
+  LogLine(*state == BusState::kErrorActive ? LogLevel::kInfo : LogLevel::kWarning,
+          absl::StrFormat("%s: %s (was %s)", channel_info(), BusStateName(*state),
+                          BusStateName(before)));
 }
 
 size_t CanChannel::BuildBatch() {

@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/bus_state.h"
 #include "core/counters.h"
 #include "core/filter.h"
 #include "core/queues.h"
@@ -73,6 +74,9 @@ class CanChannel {
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
 
   const ChannelCounters& counters() const { return counters_; }
+  // The controller state the last state-announcing error frame gave ("error-active" until one
+  // says otherwise). Thread-safe.
+  BusState bus_state() const { return bus_state_.load(std::memory_order_relaxed); }
   CanBackend& backend() { return *backend_; }
   std::string channel_info() const { return backend_->channel_info(); }
   // Subscribers the CAN thread currently serves (for tests and logs).
@@ -106,6 +110,7 @@ class CanChannel {
   void ApplyCommands();
   void ReapLeaving();
   bool ReceiveBatch();
+  void NoteBusState(const CanFrame& frame) noexcept;
   bool TransmitBatch();
   size_t BuildBatch();
   void DropCarryFront(Entry& e, size_t n) noexcept;
@@ -139,6 +144,7 @@ class CanChannel {
   std::vector<const Wakeup*> to_wake_;
 
   ChannelCounters counters_;
+  std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
   std::jthread thread_;
 };

@@ -8,6 +8,7 @@
 #include <libsocketcan.h>
 #include <linux/can.h>
 #include <linux/can/bcm.h>
+#include <linux/can/error.h>
 #include <linux/can/netlink.h>
 #include <linux/can/raw.h>
 #include <linux/netlink.h>
@@ -178,11 +179,12 @@ absl::Status SocketCanBackend::OpenRaw() {
   const int on = 1;
   // FD frames where the interface allows; classic-only interfaces simply never send them.
   (void)::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_FD_FRAMES, &on, sizeof on);
-  if (options_.error_frames) {
-    const can_err_mask_t mask = CAN_ERR_MASK;
-    if (::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask) != 0) {
-      return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + interface_);
-    }
+  // The controller's state changes always (the CAN thread counts and logs them); every error
+  // class only when clients asked for error frames (they receive them only then, either way).
+  const can_err_mask_t mask =
+      options_.error_frames ? CAN_ERR_MASK : (CAN_ERR_CRTL | CAN_ERR_BUSOFF | CAN_ERR_RESTARTED);
+  if (::setsockopt(fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask) != 0) {
+    return ErrnoStatus("setsockopt(CAN_RAW_ERR_FILTER) on " + interface_);
   }
   if (::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0) {
     return ErrnoStatus("setsockopt(SO_TIMESTAMPNS) on " + interface_);
@@ -415,6 +417,26 @@ absl::Status SocketCanBackend::SetBitrate(int32_t bitrate) {
         absl::StrFormat("%s set to %d bit/s but not brought up again", interface_, bitrate));
   }
   CS_LOG(kInfo, "%s: bit rate set to %d bit/s", interface_, bitrate);
+  return absl::OkStatus();
+}
+
+absl::Status SocketCanBackend::SetRestartMs(uint32_t restart_ms) {
+  // Like the bit timing, restart-ms only changes while the interface is down.
+  const char* name = interface_.c_str();
+  if (can_do_stop(name) != 0) {
+    return ErrnoStatus(absl::StrFormat(
+        "could not set restart-ms %d on %s: taking it down failed (needs CAP_NET_ADMIN)",
+        restart_ms, interface_));
+  }
+  const int set = can_set_restart_ms(name, restart_ms);
+  const int set_errno = errno;
+  (void)can_do_start(name);
+  if (set != 0) {
+    errno = set_errno;
+    return ErrnoStatus(
+        absl::StrFormat("could not set restart-ms %d on %s", restart_ms, interface_));
+  }
+  CS_LOG(kInfo, "%s: restarts %d ms after bus-off", interface_, restart_ms);
   return absl::OkStatus();
 }
 

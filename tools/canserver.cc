@@ -67,6 +67,9 @@ ABSL_FLAG(std::string, bitrate_policy, "check",
           "its rate when no other client is on that channel (needs CAP_NET_ADMIN). Rate 0 and "
           "buses without bit timing always pass");
 ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
+ABSL_FLAG(int, restart_ms, -1,
+          "socketcan channels with bit timing: restart the controller this many ms after "
+          "bus-off (0: stay bus-off; -1: leave the interface's setting); needs CAP_NET_ADMIN");
 ABSL_FLAG(bool, wait_for_interface, false,
           "socketcan: start even when an interface does not exist yet, and serve it once it "
           "appears (an interface that disappears later is always waited for)");
@@ -275,6 +278,12 @@ int main(int argc, char** argv) {
       const BusTiming timing = backend->timing();
       if (timing.bitrate > 0 && timing.bitrate != want) {
         if (absl::Status set = backend->SetBitrate(want); !set.ok()) return fail(set.message());
+      }
+    }
+    if (const int restart_ms = absl::GetFlag(FLAGS_restart_ms); restart_ms >= 0) {
+      if (backend->timing().bitrate > 0) {
+        if (absl::Status set = backend->SetRestartMs(static_cast<uint32_t>(restart_ms)); !set.ok())
+          return fail(set.message());
       }
     }
     channels.push_back({std::move(backend), static_cast<uint16_t>(spec.port)});

@@ -1,5 +1,8 @@
 #include "core/bitrate_policy.h"
 
+#include <linux/can/error.h>
+
+#include "core/bus_state.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -48,6 +51,26 @@ TEST(BitratePolicyTest, TheBusResponseTellsTheTruth) {
   EXPECT_EQ(DescribeBitrate(250000, 500000, 1000000), "250000 bit/s");
   EXPECT_EQ(DescribeBitrate(0, 500000, 0), "no bit timing (asked 500000 bit/s)");
   EXPECT_EQ(DescribeBitrate(0, 500000, 1000000), "1000000 bit/s (--bitrate)");
+}
+
+CanFrame ErrorFrame(uint32_t cls, uint8_t crtl = 0) { return CanFrame::Error(cls, {0, crtl}); }
+
+TEST(BusStateTest, ErrorFramesAnnounceTheControllersState) {
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_BUSOFF)), BusState::kBusOff);
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_CRTL, CAN_ERR_CRTL_TX_PASSIVE)),
+            BusState::kErrorPassive);
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_CRTL, CAN_ERR_CRTL_RX_WARNING)),
+            BusState::kErrorWarning);
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_CRTL, CAN_ERR_CRTL_ACTIVE)),
+            BusState::kErrorActive);
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_RESTARTED)), BusState::kErrorActive);
+  EXPECT_EQ(StateFromErrorFrame(ErrorFrame(CAN_ERR_BUSOFF | CAN_ERR_CRTL, CAN_ERR_CRTL_ACTIVE)),
+            BusState::kBusOff)
+      << "the most severe class wins";
+  EXPECT_FALSE(StateFromErrorFrame(ErrorFrame(CAN_ERR_LOSTARB)).has_value());
+  EXPECT_FALSE(StateFromErrorFrame(CanFrame::Classic(CAN_ERR_BUSOFF, {})).has_value())
+      << "a data frame is no error frame, whatever its id";
+  EXPECT_EQ(BusStateName(BusState::kErrorPassive), "error-passive");
 }
 
 }  // namespace

@@ -255,6 +255,20 @@ TEST_F(CanChannelTest, ErrorFramesAreHeldBackUnlessAskedFor) {
   EXPECT_EQ(got[0].id, 0x9u);
 }
 
+TEST_F(CanChannelTest, StateChangesAreCountedAndErrorFramesStayHeldBack) {
+  auto a = Add(1);
+  WaitForSubscribers(1);
+  ASSERT_TRUE(bus_->Inject(CanFrame::Error(0x004, {0, 0x20})));  // CAN_ERR_CRTL, TX_PASSIVE
+  ASSERT_TRUE(bus_->Inject(CanFrame::Error(0x004, {0, 0x20})));  // the same state: no change
+  ASSERT_TRUE(bus_->Inject(CanFrame::Error(0x040)));             // CAN_ERR_BUSOFF
+  ASSERT_TRUE(bus_->Inject(CanFrame::Error(0x100)));             // CAN_ERR_RESTARTED
+  ASSERT_TRUE(bus_->Inject(CanFrame::Classic(0x9, {})));
+  ASSERT_EQ(Take(*a, 1).size(), 1u);
+  EXPECT_EQ(channel_->counters().state_changes.Get(), 3u);
+  EXPECT_EQ(channel_->counters().bus_off.Get(), 1u);
+  EXPECT_EQ(channel_->bus_state(), BusState::kErrorActive);
+}
+
 TEST_F(CanChannelTest, AnArmedSubscriberIsWokenOnce) {
   auto a = Add(1);
   WaitForSubscribers(1);

@@ -172,6 +172,20 @@ TEST_F(VcanTest, Scenario19_SlcanBitTimingAndTheBitratePolicy) {
       std::printf("scenario 19: adapter saw: %s\n", absl::StrJoin(adapter.lines(), " ").c_str());
     }
   }
+  // --restart-ms goes to the driver through netlink; slcan cannot restart from bus-off (no
+  // do_set_mode since kernel 6.1 checks for it), so the answer is a clear refusal, and the
+  // interface is up again afterwards.
+  auto backend = SocketCanBackend::Open({dev});
+  ASSERT_TRUE(backend.ok());
+  const absl::Status restart = (*backend)->SetRestartMs(100);
+  std::printf("scenario 19: restart-ms on %s: %s\n", dev.c_str(), restart.ToString().c_str());
+  if (restart.ok()) {
+    EXPECT_THAT(RunShell("ip -details link show " + dev).first, HasSubstr("restart-ms 100"));
+  } else {
+    EXPECT_THAT(std::string(restart.message()),
+                HasSubstr("could not set restart-ms 100 on " + dev));
+  }
+  EXPECT_THAT(RunShell("ip link show " + dev).first, HasSubstr(",UP"));
 }
 
 }  // namespace

@@ -434,6 +434,35 @@ TEST_F(VcanTest, Scenario18_WaitForInterface) {
   (void)std::system("ip link del vcan5");
 }
 
+// 20. Bus state: error frames announcing error-passive, bus-off and a restart (as a controller's
+// driver sends them; here written to vcan0 by a raw socket) are counted and logged, and reach
+// clients only with --error-frames.
+TEST_F(VcanTest, Scenario20_BusStateChangesAreCountedAndLogged) {
+  auto error = [](uint32_t cls, uint8_t crtl) { return CanFrame::Error(cls, {0, crtl}); };
+  for (bool error_frames : {false, true}) {
+    auto ts = Serve("vcan0", error_frames);
+    auto c = ts->Connect();
+    RawCan raw("vcan0");
+    ASSERT_TRUE(raw.Write(error(0x004, 0x20)));  // CAN_ERR_CRTL: TX_PASSIVE
+    ASSERT_TRUE(raw.Write(error(0x040, 0)));     // CAN_ERR_BUSOFF
+    ASSERT_TRUE(raw.Write(error(0x100, 0)));     // CAN_ERR_RESTARTED
+    ASSERT_TRUE(raw.Write(CanFrame::Classic(0x77, {})));
+    std::vector<uint32_t> got;
+    while (std::optional<CanFrame> f = Recv(*c, absl::Seconds(2))) {
+      got.push_back(f->id);
+      if (f->id == 0x77) break;
+    }
+    const std::vector<uint32_t> want = error_frames
+                                           ? std::vector<uint32_t>{0x004, 0x040, 0x100, 0x77}
+                                           : std::vector<uint32_t>{0x77};
+    EXPECT_EQ(got, want);
+    const ChannelCounters& counters = ts->server().channel().counters();
+    EXPECT_EQ(counters.state_changes.Get(), 3u);
+    EXPECT_EQ(counters.bus_off.Get(), 1u);
+    EXPECT_EQ(ts->server().channel().bus_state(), BusState::kErrorActive);
+  }
+}
+
 // 10. --error-frames: error frames on vcan0 reach clients with the error flag; otherwise not.
 TEST_F(VcanTest, Scenario10_ErrorFramesOnlyWithTheFlag) {
   CanFrame err;
