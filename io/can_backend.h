@@ -39,6 +39,8 @@ class PeriodicJobs {
 struct BusTiming {
   int32_t bitrate = 0;  // nominal bit/s; 0: the interface has no bit timing (vcan, virtual)
   std::string state;    // "error-active", "error-passive", "bus-off", …; empty where unknown
+  int tx_errors = -1;   // the controller's error counters; -1 where the driver has none
+  int rx_errors = -1;
 };
 
 class CanBackend {

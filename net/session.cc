@@ -302,8 +302,12 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
   out_.reserve(options_.output_buffer_bytes + 1024);
+  std::string state = timing.state.empty() ? "" : ", " + timing.state;
+  if (timing.tx_errors >= 0) {
+    state += absl::StrFormat(" (tx errors %d, rx errors %d)", timing.tx_errors, timing.rx_errors);
+  }
   CS_LOG(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_, channel_->channel_info(),
-         rate, timing.state.empty() ? "" : ", " + timing.state, filters.filters().size());
+         rate, state, filters.filters().size());
   channel_->Subscribe(subscriber_, std::move(filters));
   return absl::StrFormat("%s, %s", channel_->channel_info(), rate);
 }
