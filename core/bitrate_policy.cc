@@ -36,7 +36,8 @@ BitrateDecision DecideBitrate(BitratePolicy policy, int32_t asked, int32_t bus,
   return d;
 }
 
-std::string DescribeBitrate(int32_t bus, int32_t asked, int32_t forced) {
+std::string DescribeBitrate(int32_t bus, int32_t asked, int32_t forced, int32_t data_bus) {
+  if (bus > 0 && data_bus > 0) return absl::StrFormat("%d bit/s, data %d bit/s", bus, data_bus);
   if (bus > 0) return absl::StrFormat("%d bit/s", bus);
   if (forced > 0) return absl::StrFormat("%d bit/s (--bitrate)", forced);
   return absl::StrFormat("no bit timing (asked %d bit/s)", asked);

@@ -33,8 +33,9 @@ struct BitrateDecision {
 BitrateDecision DecideBitrate(BitratePolicy policy, int32_t asked, int32_t bus,
                               size_t other_clients, absl::string_view channel);
 
-// The rate part of BusResponse's text: "500000 bit/s", or for a bus without bit timing
-// "no bit timing (asked 500000 bit/s)" — or `forced` (canserver --bitrate) where given.
-std::string DescribeBitrate(int32_t bus, int32_t asked, int32_t forced);
+// The rate part of BusResponse's text: "500000 bit/s" ("500000 bit/s, data 2000000 bit/s" for
+// CAN FD), or for a bus without bit timing "no bit timing (asked 500000 bit/s)" — or `forced`
+// (canserver --bitrate) where given.
+std::string DescribeBitrate(int32_t bus, int32_t asked, int32_t forced, int32_t data_bus = 0);
 
 }  // namespace canserver

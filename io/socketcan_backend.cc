@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "io/can_netlink.h"
 #include "io/kernel_frame.h"
 
 namespace canserver {
@@ -368,6 +369,7 @@ BusTiming SocketCanBackend::timing() const {
   BusTiming t;
   can_bittiming bt{};
   if (can_get_bittiming(interface_.c_str(), &bt) == 0) t.bitrate = static_cast<int32_t>(bt.bitrate);
+  if (t.bitrate > 0) t.data_bitrate = QueryDataBitrate(ifindex_.load(std::memory_order_acquire));
   int state = -1;
   if (t.bitrate > 0 && can_get_state(interface_.c_str(), &state) == 0) {
     switch (state) {

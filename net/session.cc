@@ -288,7 +288,8 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
            channel_->channel_info(), timing.bitrate, bitrate);
     timing = channel_->backend().timing();
   }
-  const std::string rate = DescribeBitrate(timing.bitrate, bitrate, options_.forced_bitrate);
+  const std::string rate =
+      DescribeBitrate(timing.bitrate, bitrate, options_.forced_bitrate, timing.data_bitrate);
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs =
       channel_->backend().CreatePeriodicJobs(loop_);
   if (!jobs.ok()) {

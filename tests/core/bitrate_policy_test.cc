@@ -51,6 +51,7 @@ TEST(BitratePolicyTest, TheBusResponseTellsTheTruth) {
   EXPECT_EQ(DescribeBitrate(250000, 500000, 1000000), "250000 bit/s");
   EXPECT_EQ(DescribeBitrate(0, 500000, 0), "no bit timing (asked 500000 bit/s)");
   EXPECT_EQ(DescribeBitrate(0, 500000, 1000000), "1000000 bit/s (--bitrate)");
+  EXPECT_EQ(DescribeBitrate(500000, 0, 0, 2000000), "500000 bit/s, data 2000000 bit/s");
 }
 
 CanFrame ErrorFrame(uint32_t cls, uint8_t crtl = 0) { return CanFrame::Error(cls, {0, crtl}); }
