@@ -44,19 +44,19 @@ struct SessionCounters {
 
 // One CAN channel.
 struct ChannelCounters {
-  Counter bus_rx;         // CAN thread: frames received from the bus
-  Counter bus_tx;         // CAN thread: frames written to the bus
-  Counter bus_tx_failed;  // CAN thread: frames refused with TransmitFail (timeout + bus error)
-  Counter tx_timeout;     // CAN thread: refused because the bus took nothing for --tx-timeout
-  Counter tx_bus_error;   // CAN thread: refused for a reason waiting cannot fix (down, gone…)
-  Counter tx_busy;        // CAN thread: writes the bus deferred (ENOBUFS/EAGAIN), then retried
+  Counter bus_rx;            // CAN thread: frames received from the bus
+  Counter bus_tx;            // CAN thread: frames written to the bus
+  Counter bus_tx_failed;     // CAN thread: frames refused with TransmitFail (timeout + bus error)
+  Counter tx_timeout;        // CAN thread: refused because the bus took nothing for --tx-timeout
+  Counter tx_bus_error;      // CAN thread: refused for a reason waiting cannot fix (down, gone…)
+  Counter tx_busy;           // CAN thread: writes the bus deferred (ENOBUFS/EAGAIN), then retried
   Counter tx_wait_max_us;    // CAN thread: longest time a frame waited from queued to written
   Counter tx_wait_total_us;  // CAN thread: sum over written frames (mean = total / bus_tx)
-  Counter kernel_drops;   // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
-  Counter state_changes;  // CAN thread: controller state changes (error frames announcing them)
-  Counter bus_off;        // CAN thread: times the controller went bus-off
-  Counter ring_drops;     // CAN thread: frames dropped for some client (sum over clients)
-  Counter filtered_out;   // CAN thread: (frame, client) pairs rejected by the client's filters
+  Counter kernel_drops;      // CAN thread: frames the kernel dropped (SO_RXQ_OVFL)
+  Counter state_changes;     // CAN thread: controller state changes (error frames announcing them)
+  Counter bus_off;           // CAN thread: times the controller went bus-off
+  Counter ring_drops;        // CAN thread: frames dropped for some client (sum over clients)
+  Counter filtered_out;      // CAN thread: (frame, client) pairs rejected by the client's filters
 
   std::string Summary() const;
 };

@@ -37,10 +37,10 @@ class PeriodicJobs {
 
 // What the bus itself says about its timing and state.
 struct BusTiming {
-  int32_t bitrate = 0;  // nominal bit/s; 0: the interface has no bit timing (vcan, virtual)
+  int32_t bitrate = 0;       // nominal bit/s; 0: the interface has no bit timing (vcan, virtual)
   int32_t data_bitrate = 0;  // CAN FD data phase; 0: none (classic-only or no bit timing)
-  std::string state;    // "error-active", "error-passive", "bus-off", …; empty where unknown
-  int tx_errors = -1;   // the controller's error counters; -1 where the driver has none
+  std::string state;         // "error-active", "error-passive", "bus-off", …; empty where unknown
+  int tx_errors = -1;        // the controller's error counters; -1 where the driver has none
   int rx_errors = -1;
 };
 

@@ -21,7 +21,7 @@ struct ClientConfig {
   std::string interface = "remote";
   std::string channel;  // host[:port]
   int32_t bitrate = 0;  // 0: whatever the bus runs at
-  std::string source;  // where the channel came from, for messages
+  std::string source;   // where the channel came from, for messages
 };
 
 struct ClientConfigOverrides {

@@ -20,7 +20,7 @@ struct ServerOptions {
   // buses that have bit timing, at start).
   int32_t forced_bitrate = 0;
   BitratePolicy bitrate_policy = BitratePolicy::kCheck;
-  AccessList allow;            // empty: anyone may connect
+  AccessList allow;  // empty: anyone may connect
 
   // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +
   // output_buffer_bytes.

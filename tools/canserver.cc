@@ -20,7 +20,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -103,6 +102,39 @@ ABSL_FLAG(std::vector<std::string>, allow, {},
           "10.1.0.0/16,192.168.1.5,::1 (default: everyone); others are refused and logged");
 ABSL_FLAG(int, v, 0, "verbosity: -v logs periodic summaries, -vv per-event detail");
 
+namespace {
+
+// Reads a config file (core/server_config.h) and applies its [canserver] settings to the flags;
+// the command line, parsed afterwards, wins. Returns the file's channels.
+absl::StatusOr<std::vector<canserver::ChannelSpec>> LoadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrFormat("cannot read --config %s: %s", path, std::strerror(errno)));
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<canserver::ServerConfigFile> config = canserver::ParseServerConfig(text, path);
+  if (!config.ok()) return config.status();
+  for (const auto& [key, value] : config->settings) {
+    absl::CommandLineFlag* flag = key == "channel" || key == "config" || key == "help"
+                                      ? nullptr
+                                      : absl::FindCommandLineFlag(key);
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: unknown setting '%s' in [canserver]%s", path, key,
+                          key == "channel" ? " (channels are sections: [can0])" : ""));
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: %s = %s: %s", path, key, value, error));
+    }
+  }
+  return config->channels;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace canserver;
   absl::SetProgramUsageMessage(
@@ -115,70 +147,21 @@ int main(int argc, char** argv) {
       "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
       "(--error-frames) and -v/-vv.");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
-  // --channel may be repeated: join every occurrence into one list (abseil keeps only the last).
+  // --channel may be repeated (abseil keeps only the last), --config is read before the flags.
   std::vector<std::string> channel_args;
-  std::string config_path;
-  {
-    std::vector<std::string> kept;
-    for (size_t i = 0; i < args.size(); ++i) {
-      for (const char* name : {"--channel", "--config"}) {
-        const std::string flag = name;
-        std::string value;
-        bool matched = false;
-        if (args[i] == flag && i + 1 < args.size()) {
-          value = args[++i];
-          matched = true;
-        } else if (absl::StartsWith(args[i], flag + "=")) {
-          value = args[i].substr(flag.size() + 1);
-          matched = true;
-        }
-        if (!matched) continue;
-        if (flag == "--channel") {
-          for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty()))
-            channel_args.emplace_back(v);
-        } else {
-          config_path = value;
-        }
-        args[i].clear();
-        break;
-      }
-      if (!args[i].empty()) kept.push_back(args[i]);
-    }
-    args = std::move(kept);
+  for (const std::string& value : TakeFlagValues(args, "channel")) {
+    for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty()))
+      channel_args.emplace_back(v);
   }
-  // A config file's settings go in first, so that flags on the command line win.
+  const std::vector<std::string> config_paths = TakeFlagValues(args, "config");
   std::vector<ChannelSpec> config_channels;
-  if (!config_path.empty()) {
-    std::ifstream in(config_path);
-    if (!in) {
-      std::fprintf(stderr, "canserver: cannot read --config %s: %s\n", config_path.c_str(),
-                   std::strerror(errno));
+  if (!config_paths.empty()) {
+    absl::StatusOr<std::vector<ChannelSpec>> loaded = LoadConfig(config_paths.back());
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "canserver: %s\n", std::string(loaded.status().message()).c_str());
       return 2;
     }
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    absl::StatusOr<ServerConfigFile> config = ParseServerConfig(text, config_path);
-    if (!config.ok()) {
-      std::fprintf(stderr, "canserver: %s\n", std::string(config.status().message()).c_str());
-      return 2;
-    }
-    for (const auto& [key, value] : config->settings) {
-      absl::CommandLineFlag* flag = key == "channel" || key == "config" || key == "help"
-                                        ? nullptr
-                                        : absl::FindCommandLineFlag(key);
-      std::string error;
-      if (flag == nullptr) {
-        std::fprintf(stderr, "canserver: %s: unknown setting '%s' in [canserver]%s\n",
-                     config_path.c_str(), key.c_str(),
-                     key == "channel" ? " (channels are sections: [can0])" : "");
-        return 2;
-      }
-      if (!flag->ParseFrom(value, &error)) {
-        std::fprintf(stderr, "canserver: %s: %s = %s: %s\n", config_path.c_str(), key.c_str(),
-                     value.c_str(), error.c_str());
-        return 2;
-      }
-    }
-    config_channels = config->channels;
+    config_channels = *std::move(loaded);
   }
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
@@ -238,17 +221,12 @@ int main(int argc, char** argv) {
   if (interface != "virtual" && interface != "socketcan") {
     return fail(absl::StrFormat("--interface '%s' is not 'socketcan' or 'virtual'", interface));
   }
-  std::vector<ChannelSpec> specs;
-  if (!channel_args.empty()) {
-    for (const std::string& text : channel_args) {
-      absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
-      if (!spec.ok()) return fail(spec.status().message());
-      specs.push_back(*spec);
-    }
-  } else if (!config_channels.empty()) {
-    specs = config_channels;
-  } else {
-    for (const std::string& text : absl::GetFlag(FLAGS_channel)) {  // the default, can0
+  // Channels: the command line's, else the config file's, else --channel's default (can0).
+  std::vector<ChannelSpec> specs = config_channels;
+  if (!channel_args.empty() || specs.empty()) {
+    specs.clear();
+    for (const std::string& text :
+         channel_args.empty() ? absl::GetFlag(FLAGS_channel) : channel_args) {
       absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
       if (!spec.ok()) return fail(spec.status().message());
       specs.push_back(*spec);

@@ -37,4 +37,21 @@ std::vector<std::string> NormalizeArgs(int argc, char** argv) {
   return out;
 }
 
+std::vector<std::string> TakeFlagValues(std::vector<std::string>& args, const std::string& name) {
+  const std::string flag = "--" + name;
+  std::vector<std::string> values;
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == flag && i + 1 < args.size()) {
+      values.push_back(args[++i]);
+    } else if (absl::StartsWith(args[i], flag + "=")) {
+      values.push_back(args[i].substr(flag.size() + 1));
+    } else {
+      kept.push_back(args[i]);
+    }
+  }
+  args = std::move(kept);
+  return values;
+}
+
 }  // namespace canserver

@@ -11,4 +11,8 @@ namespace canserver {
 // Returns the rewritten arguments (argv[0] included).
 std::vector<std::string> NormalizeArgs(int argc, char** argv);
 
+// Removes every "--NAME VALUE" and "--NAME=VALUE" from `args` and returns the values in order.
+// For flags abseil would keep only the last of (a repeated --channel).
+std::vector<std::string> TakeFlagValues(std::vector<std::string>& args, const std::string& name);
+
 }  // namespace canserver
