@@ -29,13 +29,15 @@ struct SessionCounters {
   Counter bytes_to_client;     // io thread
   Counter bytes_from_client;   // io thread
   Counter drops_ring_full;     // CAN thread: frames this client missed because its ring was full
-  Counter drops_unsupported;   // io thread: frames protocol v5 cannot carry (CAN FD)
+  Counter drops_unsupported;   // io thread: CAN FD frames a version 5 client cannot receive
   // The transmit path (docs/architecture.md): a frame from the client is queued, then written or
-  // refused. tx_failed = tx_timeout + tx_bus_error; each one was answered with TransmitFail.
+  // refused. tx_failed = tx_timeout + tx_bus_error + tx_no_fd; each one was answered with
+  // TransmitFail.
   Counter tx_written;      // CAN thread: this client's frames the bus accepted
   Counter tx_failed;       // CAN thread: this client's frames refused (any reason)
   Counter tx_timeout;      // CAN thread: refused because the bus took nothing for --tx-timeout
   Counter tx_bus_error;    // CAN thread: refused by the bus for a reason waiting cannot fix
+  Counter tx_no_fd;        // CAN thread: CAN FD frames refused by a classic-only interface
   Counter tx_wait_max_us;  // CAN thread: longest time one of its frames waited for the bus
   Counter tx_paused;       // io thread: times reading stopped because its tx queue was full
 
@@ -46,9 +48,10 @@ struct SessionCounters {
 struct ChannelCounters {
   Counter bus_rx;            // CAN thread: frames received from the bus
   Counter bus_tx;            // CAN thread: frames written to the bus
-  Counter bus_tx_failed;     // CAN thread: frames refused with TransmitFail (timeout + bus error)
+  Counter bus_tx_failed;     // CAN thread: frames refused with TransmitFail (sum of the reasons)
   Counter tx_timeout;        // CAN thread: refused because the bus took nothing for --tx-timeout
   Counter tx_bus_error;      // CAN thread: refused for a reason waiting cannot fix (down, gone…)
+  Counter tx_no_fd;          // CAN thread: CAN FD frames refused by a classic-only interface
   Counter tx_busy;           // CAN thread: writes the bus deferred (ENOBUFS/EAGAIN), then retried
   Counter tx_wait_max_us;    // CAN thread: longest time a frame waited from queued to written
   Counter tx_wait_total_us;  // CAN thread: sum over written frames (mean = total / bus_tx)

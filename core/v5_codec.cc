@@ -54,6 +54,25 @@ absl::Status CheckDlc(uint8_t dlc) {
   return absl::OkStatus();
 }
 
+absl::Status CheckFdFrame(const CanFrame& frame) {
+  if (absl::Status s = CheckId(frame.id, frame.extended()); !s.ok()) return s;
+  if (!frame.fd()) return absl::InvalidArgumentError("a classic frame is not a CanFdMessage");
+  if (frame.remote()) {
+    return absl::InvalidArgumentError("CAN FD has no remote frames (RTR flag with FD)");
+  }
+  if (!IsFdLength(frame.len)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "length %u is not a CAN FD length (0..8, 12, 16, 20, 24, 32, 48, 64)", frame.len));
+  }
+  return absl::OkStatus();
+}
+
+// The flags byte of CanFdMessage / PeriodicFdMessageStart; FD is always set.
+uint8_t FdWireFlags(const CanFrame& frame, bool with_error) {
+  const uint8_t keep = kWireExtended | kWireBrs | kWireEsi | (with_error ? kWireError : 0);
+  return static_cast<uint8_t>((frame.flags & keep) | kWireFd);
+}
+
 void AppendString(EventId id, absl::string_view text, std::string* out) {
   const absl::string_view cut = TruncateUtf8(text, kMaxStringLen);
   out->push_back(static_cast<char>(id));
@@ -137,7 +156,56 @@ struct EncodeVisitor {
     out->push_back(static_cast<char>(EventId::kConnectionClosed));
     return absl::OkStatus();
   }
+  absl::Status operator()(const CanFdMessage& e) const {
+    if (absl::Status s = CheckFdFrame(e.frame); !s.ok()) return s;
+    uint8_t b[kMaxCanFdMessageSize];
+    AppendBytes(out, b, EncodeFrameV6(e.frame, b));
+    return absl::OkStatus();
+  }
+  absl::Status operator()(const PeriodicFdMessageStart& e) const {
+    if (absl::Status s = CheckFdFrame(e.frame); !s.ok()) return s;
+    uint8_t b[kPeriodicFdHeaderSize + kCanFdMaxLen] = {
+        static_cast<uint8_t>(EventId::kPeriodicFdMessageStart)};
+    PutU32(b + 1, static_cast<uint32_t>(e.period_ms));
+    PutU32(b + 5, static_cast<uint32_t>(e.duration_ms));
+    PutU32(b + 9, e.frame.id);
+    b[13] = e.frame.len;
+    b[14] = FdWireFlags(e.frame, /*with_error=*/false);
+    std::memcpy(b + kPeriodicFdHeaderSize, e.frame.data, e.frame.len);
+    AppendBytes(out, b, kPeriodicFdHeaderSize + e.frame.len);
+    return absl::OkStatus();
+  }
 };
+
+// CanFdMessage and PeriodicFdMessageStart carry their length at byte 13; 0 while not yet known.
+absl::StatusOr<size_t> FdEventSize(absl::Span<const uint8_t> in, size_t header) {
+  if (in.size() < 14) return 0;
+  if (!IsFdLength(in[13])) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: length %u is not a CAN FD length (0..8, 12, 16, 20, 24, 32, 48, 64)",
+                        EventName(static_cast<EventId>(in[0])), in[13]));
+  }
+  return header + in[13];
+}
+
+// The flags byte of an FD event: FD set, no RTR, no unknown bits; `error_ok` allows kWireError.
+absl::Status CheckFdWireFlags(EventId id, uint8_t flags, bool error_ok) {
+  const uint8_t known =
+      kWireExtended | kWireFd | kWireBrs | kWireEsi | (error_ok ? kWireError : uint8_t{0});
+  if (flags & kWireRemote) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s flags 0x%02x: CAN FD has no remote frames (RTR flag 0x02)", EventName(id), flags));
+  }
+  if ((flags & ~known) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s flags 0x%02x has unknown bits", EventName(id), flags));
+  }
+  if ((flags & kWireFd) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s flags 0x%02x lack the FD bit 0x08", EventName(id), flags));
+  }
+  return absl::OkStatus();
+}
 
 // Bytes needed for the event starting at in[0], or 0 if that is not yet known.
 absl::StatusOr<size_t> EventSize(absl::Span<const uint8_t> in) {
@@ -159,6 +227,10 @@ absl::StatusOr<size_t> EventSize(absl::Span<const uint8_t> in) {
       return 5;
     case EventId::kFilterConfig:
       return in.size() < 2 ? 0 : size_t{2} + size_t{8} * in[1];
+    case EventId::kCanFdMessage:
+      return FdEventSize(in, kCanFdHeaderSize);
+    case EventId::kPeriodicFdMessageStart:
+      return FdEventSize(in, kPeriodicFdHeaderSize);
   }
   if (in[0] == 9) {
     return absl::InvalidArgumentError(
@@ -201,16 +273,22 @@ absl::string_view EventName(EventId id) {
       return "FilterConfig";
     case EventId::kConnectionClosed:
       return "ConnectionClosed";
+    case EventId::kCanFdMessage:
+      return "CanFdMessage";
+    case EventId::kPeriodicFdMessageStart:
+      return "PeriodicFdMessageStart";
   }
   return "unknown event";
 }
 
 absl::string_view EventName(const Event& event) {
-  static constexpr EventId kIds[] = {EventId::kBusRequest,           EventId::kBusResponse,
-                                     EventId::kCanMessage,           EventId::kTransmitSuccess,
-                                     EventId::kTransmitFail,         EventId::kRemoteException,
-                                     EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop,
-                                     EventId::kFilterConfig,         EventId::kConnectionClosed};
+  static constexpr EventId kIds[] = {
+      EventId::kBusRequest,           EventId::kBusResponse,
+      EventId::kCanMessage,           EventId::kTransmitSuccess,
+      EventId::kTransmitFail,         EventId::kRemoteException,
+      EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop,
+      EventId::kFilterConfig,         EventId::kConnectionClosed,
+      EventId::kCanFdMessage,         EventId::kPeriodicFdMessageStart};
   static_assert(std::size(kIds) == std::variant_size_v<Event>);
   return EventName(kIds[event.index()]);
 }
@@ -237,6 +315,11 @@ int64_t SecondsToNanos(double seconds) {
          static_cast<int64_t>(std::llround((seconds - whole) * 1e9));
 }
 
+bool IsFdLength(uint8_t len) noexcept {
+  return len <= 8 || len == 12 || len == 16 || len == 20 || len == 24 || len == 32 || len == 48 ||
+         len == 64;
+}
+
 absl::Status Encode(const Event& event, std::string* out) {
   return std::visit(EncodeVisitor{out}, event);
 }
@@ -251,6 +334,18 @@ bool EncodeCanMessage(const CanFrame& frame, uint8_t* out) noexcept {
   std::memset(out + 15, 0, 8);
   if (!frame.remote()) std::memcpy(out + 15, frame.data, frame.len);
   return true;
+}
+
+size_t EncodeFrameV6(const CanFrame& frame, uint8_t* out) noexcept {
+  if (!frame.fd()) return EncodeCanMessage(frame, out) ? kCanMessageSize : 0;
+  if (frame.remote() || !IsFdLength(frame.len)) return 0;
+  out[0] = static_cast<uint8_t>(EventId::kCanFdMessage);
+  PutF64(out + 1, NanosToSeconds(frame.timestamp_ns));
+  PutU32(out + 9, frame.id);
+  out[13] = frame.len;
+  out[14] = FdWireFlags(frame, /*with_error=*/true);
+  std::memcpy(out + kCanFdHeaderSize, frame.data, frame.len);
+  return kCanFdHeaderSize + frame.len;
 }
 
 absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
@@ -346,6 +441,50 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
         msg.filters.push_back(f);
       }
       *out = std::move(msg);
+      break;
+    }
+    case EventId::kCanFdMessage: {
+      const uint8_t flags = p[14];
+      if (absl::Status s = CheckFdWireFlags(EventId::kCanFdMessage, flags, true); !s.ok()) return s;
+      CanFdMessage msg;
+      msg.frame.flags = flags;
+      const uint32_t id = GetU32(p + 9);
+      if (absl::Status s = CheckId(id, (flags & kWireExtended) != 0); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("CanFdMessage: ", s.message()));
+      }
+      msg.frame.id = id;
+      msg.frame.len = p[13];
+      std::memcpy(msg.frame.data, p + kCanFdHeaderSize, msg.frame.len);
+      msg.frame.timestamp_ns = SecondsToNanos(GetF64(p + 1));
+      *out = msg;
+      break;
+    }
+    case EventId::kPeriodicFdMessageStart: {
+      PeriodicFdMessageStart msg;
+      msg.period_ms = static_cast<int32_t>(GetU32(p + 1));
+      msg.duration_ms = static_cast<int32_t>(GetU32(p + 5));
+      if (msg.period_ms <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("PeriodicFdMessageStart period %d ms is not positive", msg.period_ms));
+      }
+      if (msg.duration_ms < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("PeriodicFdMessageStart duration %d ms is negative", msg.duration_ms));
+      }
+      const uint8_t flags = p[14];
+      if (absl::Status s = CheckFdWireFlags(EventId::kPeriodicFdMessageStart, flags, false);
+          !s.ok()) {
+        return s;
+      }
+      const uint32_t id = GetU32(p + 9);
+      if (absl::Status s = CheckId(id, (flags & kWireExtended) != 0); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("PeriodicFdMessageStart: ", s.message()));
+      }
+      msg.frame.flags = flags;
+      msg.frame.id = id;
+      msg.frame.len = p[13];
+      std::memcpy(msg.frame.data, p + kPeriodicFdHeaderSize, msg.frame.len);
+      *out = msg;
       break;
     }
   }

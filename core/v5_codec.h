@@ -1,4 +1,5 @@
-// Remote CAN protocol version 5: event types, encoder and incremental stream decoder.
+// Remote CAN protocol version 5, and version 6 (v5 plus CAN FD): event types, encoder and
+// incremental stream decoder.
 //
 // Wire format (docs/protocol.md): a stream of events, each a 1-byte id followed by a payload whose
 // length follows from the id; integers are big-endian. There is no framing, so the decoder must
@@ -33,6 +34,9 @@
 namespace canserver::v5 {
 
 inline constexpr uint8_t kProtocolVersion = 5;
+// Version 6 = version 5 plus CAN FD: the events CanFdMessage (11) and PeriodicFdMessageStart (12).
+// Everything else, classic CanMessages included, is byte for byte as in version 5.
+inline constexpr uint8_t kProtocolVersionFd = 6;
 inline constexpr uint16_t kDefaultPort = 54701;
 
 enum class EventId : uint8_t {
@@ -45,12 +49,17 @@ enum class EventId : uint8_t {
   kPeriodicMessageStart = 7,
   kPeriodicMessageStop = 8,
   kFilterConfig = 10,
+  kCanFdMessage = 11,            // version 6 only
+  kPeriodicFdMessageStart = 12,  // version 6 only
   kConnectionClosed = 255,
 };
 
 // Sizes on the wire, id byte included.
 inline constexpr size_t kCanMessageSize = 23;
 inline constexpr size_t kPeriodicStartSize = 23;
+inline constexpr size_t kCanFdHeaderSize = 15;  // CanFdMessage without its data
+inline constexpr size_t kMaxCanFdMessageSize = kCanFdHeaderSize + kCanFdMaxLen;  // 79
+inline constexpr size_t kPeriodicFdHeaderSize = 15;
 inline constexpr size_t kMaxStringLen = 255;
 inline constexpr size_t kMaxEventSize = 2 + 8 * kMaxFilters;  // FilterConfig with 255 filters
 
@@ -58,6 +67,10 @@ inline constexpr size_t kMaxEventSize = 2 + 8 * kMaxFilters;  // FilterConfig wi
 inline constexpr uint8_t kWireExtended = 0x01;
 inline constexpr uint8_t kWireRemote = 0x02;
 inline constexpr uint8_t kWireError = 0x04;
+// CanFdMessage flag bits on the wire (the same values as CanFrame's kCanFlag*).
+inline constexpr uint8_t kWireFd = 0x08;   // always set in CanFdMessage
+inline constexpr uint8_t kWireBrs = 0x10;  // bit rate switch
+inline constexpr uint8_t kWireEsi = 0x20;  // error state indicator
 
 struct BusRequest {
   uint8_t version = kProtocolVersion;
@@ -98,26 +111,47 @@ struct FilterConfig {
   std::vector<CanFilter> filters;
   friend bool operator==(const FilterConfig&, const FilterConfig&) = default;
 };
+struct CanFdMessage {
+  CanFrame frame;  // FD frames only (kCanFlagFd set)
+  friend bool operator==(const CanFdMessage& a, const CanFdMessage& b) {
+    return a.frame == b.frame && a.frame.timestamp_ns == b.frame.timestamp_ns;
+  }
+};
+struct PeriodicFdMessageStart {
+  int32_t period_ms = 0;
+  int32_t duration_ms = 0;  // 0 = forever
+  CanFrame frame;           // an FD frame: id, extended, BRS, ESI, len and data are used
+  friend bool operator==(const PeriodicFdMessageStart&, const PeriodicFdMessageStart&) = default;
+};
 struct ConnectionClosed {
   friend bool operator==(const ConnectionClosed&, const ConnectionClosed&) = default;
 };
 
 using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess, TransmitFail,
                            RemoteException, PeriodicMessageStart, PeriodicMessageStop, FilterConfig,
-                           ConnectionClosed>;
+                           ConnectionClosed, CanFdMessage, PeriodicFdMessageStart>;
 
 // "CanMessage", "BusRequest", ... for error messages.
 absl::string_view EventName(EventId id);
 absl::string_view EventName(const Event& event);
 
+// True for the lengths a CAN FD frame can have: 0..8, 12, 16, 20, 24, 32, 48, 64.
+bool IsFdLength(uint8_t len) noexcept;
+
 // Appends the wire form of `event`. Fails (appending nothing) when a field cannot be represented:
-// an arbitration id wider than 29 bits (or 11 for a standard frame), a dlc over 8, an FD frame,
-// more than 255 filters. Strings over 255 bytes are cut at a UTF-8 character boundary.
+// an arbitration id wider than 29 bits (or 11 for a standard frame), a dlc over 8, an FD frame in
+// a CanMessage, a classic frame, a remote frame or a length that is no FD length in a
+// CanFdMessage, more than 255 filters. Strings over 255 bytes are cut at a UTF-8 boundary.
 absl::Status Encode(const Event& event, std::string* out);
 
 // Hot path: writes a CanMessage for `frame` into `out` (kCanMessageSize bytes). Returns false, and
 // writes nothing, for frames that protocol v5 cannot carry (CAN FD). Never allocates.
 bool EncodeCanMessage(const CanFrame& frame, uint8_t* out) noexcept;
+
+// Hot path of a version 6 session: writes a CanMessage for a classic frame or a CanFdMessage for
+// an FD frame into `out` (room for kMaxCanFdMessageSize bytes). Returns the bytes written, 0 for a
+// frame no event can carry. Never allocates.
+size_t EncodeFrameV6(const CanFrame& frame, uint8_t* out) noexcept;
 
 // Cuts `text` to at most `max_bytes` without splitting a UTF-8 sequence.
 absl::string_view TruncateUtf8(absl::string_view text, size_t max_bytes);

@@ -42,6 +42,13 @@ absl::Status V5ServerSession::Fail(absl::Status status, std::string* reply) {
   return status;
 }
 
+absl::Status V5ServerSession::NeedsVersion6(const v5::Event& event) const {
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "protocol error: %s is a CAN FD event of protocol version 6; this session opened with "
+      "version %u (send BusRequest version 6 to use CAN FD)",
+      v5::EventName(event), version_));
+}
+
 absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
   if (std::holds_alternative<v5::ConnectionClosed>(event)) {
     return absl::CancelledError("client sent ConnectionClosed");
@@ -53,12 +60,14 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
         return absl::InvalidArgumentError(
             absl::StrCat("handshake error: expected BusRequest, got ", v5::EventName(event)));
       }
-      if (request->version != v5::kProtocolVersion) {
+      if (request->version != v5::kProtocolVersion && request->version != v5::kProtocolVersionFd) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "protocol version mismatch: client speaks version %u, server speaks version %u",
-            request->version, v5::kProtocolVersion));
+            "protocol version mismatch: client speaks version %u, server speaks versions %u and "
+            "%u (CAN FD)",
+            request->version, v5::kProtocolVersion, v5::kProtocolVersionFd));
       }
       bitrate_ = request->bitrate;
+      version_ = request->version;
       state_ = State::kAwaitFilterConfig;
       return absl::OkStatus();
     }
@@ -82,6 +91,16 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
       }
       if (auto* start = std::get_if<v5::PeriodicMessageStart>(&event)) {
         return actions_->StartPeriodic(*start);
+      }
+      if (auto* fd = std::get_if<v5::CanFdMessage>(&event)) {
+        if (!fd_enabled()) return NeedsVersion6(event);
+        actions_->Transmit(fd->frame);
+        return absl::OkStatus();
+      }
+      if (auto* fd_start = std::get_if<v5::PeriodicFdMessageStart>(&event)) {
+        if (!fd_enabled()) return NeedsVersion6(event);
+        return actions_->StartPeriodic(
+            v5::PeriodicMessageStart{fd_start->period_ms, fd_start->duration_ms, fd_start->frame});
       }
       if (auto* stop = std::get_if<v5::PeriodicMessageStop>(&event)) {
         return actions_->StopPeriodic(stop->arbitration_id);

@@ -7,9 +7,11 @@
 //   absl::Status s = proto.OnBytes(bytes, &reply);   // may call actions.OpenBus/Transmit/...
 //   send(reply); if (!s.ok()) close();               // reply then ends with a RemoteException
 //
-// Handshake: BusRequest(version 5, bitrate) then FilterConfig, answered by BusResponse, or by a
-// RemoteException that says what was wrong. Afterwards CanMessage, FilterConfig and
-// PeriodicMessageStart/Stop from the client are passed to the actions.
+// Handshake: BusRequest(version 5 or 6, bitrate) then FilterConfig, answered by BusResponse, or by
+// a RemoteException that says what was wrong. Afterwards CanMessage, FilterConfig and
+// PeriodicMessageStart/Stop from the client are passed to the actions; in a version 6 session also
+// CanFdMessage and PeriodicFdMessageStart (a version 5 client that sends them gets a protocol
+// error, as for any event it does not have).
 //
 // Single-owner: one thread (the session's io thread) at a time.
 #pragma once
@@ -33,13 +35,14 @@ class SessionActions {
   // Opens the client's view of the bus; returns the channel_info for the BusResponse.
   virtual absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) = 0;
   virtual void SetFilters(FilterSet filters) = 0;
-  // Queues a frame for the bus. TransmitFail is reported later, asynchronously. Called only while
-  // TransmitBlocked() is false.
+  // Queues a frame (classic, or CAN FD in a version 6 session) for the bus. TransmitFail is
+  // reported later, asynchronously. Called only while TransmitBlocked() is false.
   virtual void Transmit(const CanFrame& frame) = 0;
   // True while the client's transmit queue is full: the session then decodes nothing more and
   // keeps the client's bytes until Resume(), so the client's events stay in order and its TCP
   // connection, no longer read, slows it down.
   virtual bool TransmitBlocked() const { return false; }
+  // PeriodicFdMessageStart arrives here too, as a PeriodicMessageStart whose frame is FD.
   virtual absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) = 0;
   virtual absl::Status StopPeriodic(uint32_t arbitration_id) = 0;
 };
@@ -65,15 +68,21 @@ class V5ServerSession {
 
   State state() const { return state_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // The version the client asked for in its BusRequest (5 or 6); 0 before.
+  uint8_t version() const { return version_; }
+  // Version 6: CAN FD frames travel as CanFdMessage both ways.
+  bool fd_enabled() const { return version_ == v5::kProtocolVersionFd; }
 
  private:
   absl::Status Handle(v5::Event& event, std::string* reply);
   absl::Status Fail(absl::Status status, std::string* reply);
+  absl::Status NeedsVersion6(const v5::Event& event) const;
 
   SessionActions* actions_;
   v5::StreamDecoder decoder_;
   State state_ = State::kAwaitBusRequest;
   int32_t bitrate_ = 0;
+  uint8_t version_ = 0;
 };
 
 }  // namespace canserver

@@ -66,6 +66,10 @@ void CanChannel::Post(Command command) {
 
 void CanChannel::Subscribe(std::shared_ptr<Subscriber> subscriber, FilterSet filters) {
   const uint64_t id = subscriber->id;
+  {
+    std::lock_guard<std::mutex> lock(registry_mu_);
+    registry_.push_back(subscriber);
+  }
   Post({Command::Kind::kSubscribe, id, std::move(subscriber), std::move(filters)});
 }
 
@@ -74,7 +78,16 @@ void CanChannel::SetFilters(uint64_t subscriber_id, FilterSet filters) {
 }
 
 void CanChannel::Unsubscribe(uint64_t subscriber_id) {
+  {
+    std::lock_guard<std::mutex> lock(registry_mu_);
+    std::erase_if(registry_, [&](const auto& s) { return s->id == subscriber_id; });
+  }
   Post({Command::Kind::kUnsubscribe, subscriber_id, nullptr, {}});
+}
+
+std::vector<std::shared_ptr<const Subscriber>> CanChannel::Subscribers() const {
+  std::lock_guard<std::mutex> lock(registry_mu_);
+  return registry_;
 }
 
 bool CanChannel::Transmit(Subscriber& sub, CanFrame frame) noexcept {
@@ -344,15 +357,22 @@ void CanChannel::Refuse(size_t batch_index, bool timeout, int error) noexcept {
   Subscriber& sub = *e.subscriber;
   counters_.bus_tx_failed.Add();
   sub.counters.tx_failed.Add();
+  const CanFrame& frame = batch_[batch_index];
   if (timeout) {
     counters_.tx_timeout.Add();
     sub.counters.tx_timeout.Add();
+  } else if (frame.fd() && error == EINVAL) {
+    // The kernel's answer to a CANFD_MTU write on an interface whose MTU is CAN_MTU.
+    counters_.tx_no_fd.Add();
+    sub.counters.tx_no_fd.Add();
   } else {
     counters_.tx_bus_error.Add();
     sub.counters.tx_bus_error.Add();
   }
-  CS_VLOG(1, "%s: refused %s from session %d: %s", channel_info(), ToString(batch_[batch_index]),
-          sub.id, timeout ? "the bus took nothing within --tx-timeout" : std::strerror(error));
+  CS_VLOG(1, "%s: refused %s from session %d: %s", channel_info(), ToString(frame), sub.id,
+          timeout                         ? "the bus took nothing within --tx-timeout"
+          : frame.fd() && error == EINVAL ? "CAN FD frame on a classic-only interface (MTU 16)"
+                                          : std::strerror(error));
   if (e.leaving) return;  // nobody left to tell
   sub.tx_failed_pending.fetch_add(1, std::memory_order_relaxed);
   e.needs_wake = true;

@@ -81,6 +81,9 @@ class CanChannel {
   std::string channel_info() const { return backend_->channel_info(); }
   // Subscribers the CAN thread currently serves (for tests and logs).
   size_t subscriber_count() const { return subscriber_count_.load(std::memory_order_relaxed); }
+  // The subscribers between Subscribe() and Unsubscribe(), for their counters (status, tests).
+  // Thread-safe; a snapshot.
+  std::vector<std::shared_ptr<const Subscriber>> Subscribers() const;
 
  private:
   static constexpr size_t kBatch = 64;
@@ -126,6 +129,9 @@ class CanChannel {
   Wakeup wakeup_;
   WakeGate gate_;
   UniqueFd retry_timer_;  // timerfd: the CAN thread sleeps until the bus is worth retrying
+
+  mutable std::mutex registry_mu_;
+  std::vector<std::shared_ptr<const Subscriber>> registry_;  // guarded by registry_mu_
 
   std::mutex commands_mu_;
   std::vector<Command> commands_;  // guarded by commands_mu_

@@ -14,10 +14,12 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -44,21 +46,23 @@ class BcmPeriodicJobs final : public PeriodicJobs {
   absl::Status Start(const CanFrame& frame, absl::Duration period,
                      absl::Duration duration) override {
     RETURN_IF_ERROR(Connect());
+    if (frame.fd()) RETURN_IF_ERROR(CheckFdCapable());
     const absl::Time now = absl::Now();
     auto it = jobs_.find(frame.id);
     const bool running =
         it != jobs_.end() && (it->second.end == absl::InfiniteFuture() || now < it->second.end);
     const bool data_only = running && it->second.period == period &&
                            it->second.duration == duration &&
-                           it->second.extended == frame.extended();
+                           it->second.extended == frame.extended() && it->second.fd == frame.fd();
     bcm_msg_head head{};
     head.opcode = TX_SETUP;
     head.can_id = frame.id | (frame.extended() ? CAN_EFF_FLAG : 0);
     head.nframes = 1;
+    if (frame.fd()) head.flags |= CAN_FD_FRAME;  // the frame that follows is a canfd_frame
     if (!data_only) {
       // TX_ANNOUNCE sends the first frame at once; with count > 0 the kernel sends `count` frames
       // at ival1 and then, ival2 being zero, stops — that is the duration.
-      head.flags = SETTIMER | STARTTIMER | TX_ANNOUNCE;
+      head.flags |= SETTIMER | STARTTIMER | TX_ANNOUNCE;
       const int64_t count = PeriodicFrameCount(period, duration);
       head.count = static_cast<uint32_t>(count);
       const timeval tv = absl::ToTimeval(period);
@@ -71,16 +75,17 @@ class BcmPeriodicJobs final : public PeriodicJobs {
     size_t mtu;
     canfd_frame kframe;
     ToKernel(frame, &kframe, &mtu);
-    // bcm_msg_head ends in a flexible array: the frame follows it in the same buffer.
-    alignas(bcm_msg_head) uint8_t msg[sizeof(bcm_msg_head) + sizeof(can_frame)];
+    // bcm_msg_head ends in a flexible array: the frame (can_frame or canfd_frame) follows it.
+    alignas(bcm_msg_head) uint8_t msg[sizeof(bcm_msg_head) + sizeof(canfd_frame)];
     std::memcpy(msg, &head, sizeof head);
-    std::memcpy(msg + sizeof head, &kframe, sizeof(can_frame));
-    if (::write(fd_.get(), msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) {
+    std::memcpy(msg + sizeof head, &kframe, mtu);
+    const size_t size = sizeof head + mtu;
+    if (::write(fd_.get(), msg, size) != static_cast<ssize_t>(size)) {
       return ErrnoStatus(absl::StrFormat("write(CAN_BCM TX_SETUP 0x%X)", frame.id));
     }
     if (!data_only) {
       jobs_[frame.id] =
-          Job{period, duration, frame.extended(),
+          Job{period, duration, frame.extended(), frame.fd(),
               duration > absl::ZeroDuration() ? now + duration : absl::InfiniteFuture()};
     }
     return absl::OkStatus();
@@ -112,8 +117,25 @@ class BcmPeriodicJobs final : public PeriodicJobs {
     absl::Duration period;
     absl::Duration duration;
     bool extended;
+    bool fd;
     absl::Time end;
   };
+  // The broadcast manager accepts an FD job on any interface and then fails every send silently
+  // on a classic one (MTU 16), so ask the interface first.
+  absl::Status CheckFdCapable() const {
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, interface_.c_str(),
+                std::min(interface_.size(), size_t{IFNAMSIZ - 1}));
+    if (::ioctl(fd_.get(), SIOCGIFMTU, &ifr) != 0) {
+      return ErrnoStatus("ioctl(SIOCGIFMTU) on " + interface_);
+    }
+    if (ifr.ifr_mtu != CANFD_MTU) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s is a classic CAN interface (MTU %d): it cannot send CAN FD frames",
+                          interface_, ifr.ifr_mtu));
+    }
+    return absl::OkStatus();
+  }
   absl::Status Connect() {
     const int ifindex = ifindex_->load(std::memory_order_acquire);
     if (ifindex == 0) {

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status_macros.h"
@@ -16,13 +17,34 @@
 namespace canserver {
 
 absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::Connect(const RemoteBusOptions& options) {
+  if (options.protocol_version != v5::kProtocolVersion &&
+      options.protocol_version != v5::kProtocolVersionFd) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "protocol version %u: RemoteBus speaks versions 5 and 6", options.protocol_version));
+  }
+  absl::StatusOr<std::unique_ptr<RemoteBus>> bus =
+      ConnectVersion(options, options.protocol_version);
+  if (bus.ok() || options.protocol_version == v5::kProtocolVersion) return bus;
+  // A server that does not know version 6 says "version mismatch" (canserver before CAN FD) or,
+  // as the original server does, closes the connection without a reply.
+  const absl::string_view why = bus.status().message();
+  if (absl::StrContains(why, "version") || absl::StrContains(why, "connection closed")) {
+    absl::StatusOr<std::unique_ptr<RemoteBus>> v5_bus =
+        ConnectVersion(options, v5::kProtocolVersion);
+    if (v5_bus.ok()) return v5_bus;
+  }
+  return bus;
+}
+
+absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::ConnectVersion(
+    const RemoteBusOptions& options, uint8_t version) {
   ASSIGN_OR_RETURN(HostPort address, ParseHostPort(options.channel, v5::kDefaultPort));
   if (address.host.empty()) address.host = "localhost";
   ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(address, options.connect_timeout));
-  auto bus = std::unique_ptr<RemoteBus>(new RemoteBus(std::move(fd)));
+  auto bus = std::unique_ptr<RemoteBus>(new RemoteBus(std::move(fd), version));
   // BusRequest and FilterConfig in one write, as the original client does.
   std::string hello;
-  RETURN_IF_ERROR(v5::Encode(v5::BusRequest{v5::kProtocolVersion, options.bitrate}, &hello));
+  RETURN_IF_ERROR(v5::Encode(v5::BusRequest{version, options.bitrate}, &hello));
   RETURN_IF_ERROR(v5::Encode(v5::FilterConfig{options.filters}, &hello));
   if (::send(bus->fd_.get(), hello.data(), hello.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(hello.size())) {
@@ -60,10 +82,19 @@ absl::Status RemoteBus::SendEvent(const v5::Event& event) {
   return SendBytes(bytes);
 }
 
+absl::Status RemoteBus::EncodeFrame(const CanFrame& frame, std::string* out) const {
+  if (!frame.fd()) return v5::Encode(v5::CanMessage{frame}, out);
+  if (!fd()) {
+    return absl::InvalidArgumentError(
+        "the server speaks protocol version 5 only: it cannot carry CAN FD frames");
+  }
+  return v5::Encode(v5::CanFdMessage{frame}, out);
+}
+
 absl::Status RemoteBus::SendMany(absl::Span<const CanFrame> frames) {
   std::string bytes;
   bytes.reserve(frames.size() * v5::kCanMessageSize);
-  for (const CanFrame& f : frames) RETURN_IF_ERROR(v5::Encode(v5::CanMessage{f}, &bytes));
+  for (const CanFrame& f : frames) RETURN_IF_ERROR(EncodeFrame(f, &bytes));
   return SendBytes(bytes);
 }
 
@@ -83,7 +114,11 @@ absl::Status RemoteBus::SendBytes(const std::string& bytes) {
   return absl::OkStatus();
 }
 
-absl::Status RemoteBus::Send(const CanFrame& frame) { return SendEvent(v5::CanMessage{frame}); }
+absl::Status RemoteBus::Send(const CanFrame& frame) {
+  std::string bytes;
+  RETURN_IF_ERROR(EncodeFrame(frame, &bytes));
+  return SendBytes(bytes);
+}
 
 absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(Deadline& deadline) {
   while (true) {
@@ -126,6 +161,7 @@ absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) 
     ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
     if (!event.has_value()) return std::nullopt;
     if (auto* msg = std::get_if<v5::CanMessage>(&*event)) return msg->frame;
+    if (auto* fd_msg = std::get_if<v5::CanFdMessage>(&*event)) return fd_msg->frame;
     if (std::holds_alternative<v5::TransmitFail>(*event)) {
       transmit_failures_.fetch_add(1);
       continue;
@@ -149,10 +185,9 @@ absl::StatusOr<std::unique_ptr<PeriodicTask>> RemoteBus::SendPeriodic(const CanF
   if (period < absl::Milliseconds(1)) {
     return absl::InvalidArgumentError("period must be at least 1 ms (protocol v5 counts in ms)");
   }
-  v5::PeriodicMessageStart start{static_cast<int32_t>(absl::ToInt64Milliseconds(period)),
-                                 static_cast<int32_t>(absl::ToInt64Milliseconds(duration)), frame};
-  RETURN_IF_ERROR(SendEvent(start));
-  return std::unique_ptr<PeriodicTask>(new PeriodicTask(this, frame, period, duration));
+  auto task = std::unique_ptr<PeriodicTask>(new PeriodicTask(this, frame, period, duration));
+  RETURN_IF_ERROR(task->SendStart());
+  return task;
 }
 
 absl::Status RemoteBus::SetFilters(const std::vector<CanFilter>& filters) {
@@ -166,9 +201,19 @@ absl::Status PeriodicTask::Modify(const CanFrame& frame) {
     return absl::InvalidArgumentError("Modify() keeps the arbitration id; start a new task");
   }
   frame_ = frame;
-  v5::PeriodicMessageStart start{static_cast<int32_t>(absl::ToInt64Milliseconds(period_)),
-                                 static_cast<int32_t>(absl::ToInt64Milliseconds(duration_)), frame};
-  return bus_->SendEvent(start);
+  return SendStart();
+}
+
+absl::Status PeriodicTask::SendStart() {
+  const auto period_ms = static_cast<int32_t>(absl::ToInt64Milliseconds(period_));
+  const auto duration_ms = static_cast<int32_t>(absl::ToInt64Milliseconds(duration_));
+  if (!frame_.fd())
+    return bus_->SendEvent(v5::PeriodicMessageStart{period_ms, duration_ms, frame_});
+  if (!bus_->fd()) {
+    return absl::InvalidArgumentError(
+        "the server speaks protocol version 5 only: no CAN FD periodic jobs");
+  }
+  return bus_->SendEvent(v5::PeriodicFdMessageStart{period_ms, duration_ms, frame_});
 }
 
 }  // namespace canserver

@@ -1,4 +1,9 @@
-// RemoteBus: the C++ client of protocol v5 — a CAN bus on a canserver (or any v5 server).
+// RemoteBus: the C++ client of protocol v5/v6 — a CAN bus on a canserver (or any v5 server).
+//
+// It asks for version 6 (CAN FD) and, when the server refuses that version (the original Python
+// server closes the connection without a word), connects again with version 5: one client works
+// against both. On a version 5 session CAN FD frames cannot be sent (InvalidArgument) and never
+// arrive.
 //
 //   RemoteBusOptions opts;
 //   opts.channel = "rig1:54701";
@@ -37,6 +42,8 @@ struct RemoteBusOptions {
   int32_t bitrate = 0;                // the rate this client expects; 0: whatever the bus runs at
   std::vector<CanFilter> filters;
   absl::Duration connect_timeout = absl::Seconds(5);
+  // The version to ask for: 6 (CAN FD, falling back to 5 when the server refuses it) or 5.
+  uint8_t protocol_version = v5::kProtocolVersionFd;
 };
 
 class RemoteBus;
@@ -54,6 +61,8 @@ class PeriodicTask {
   friend class RemoteBus;
   PeriodicTask(RemoteBus* bus, CanFrame frame, absl::Duration period, absl::Duration duration)
       : bus_(bus), frame_(frame), period_(period), duration_(duration) {}
+  // PeriodicMessageStart, or PeriodicFdMessageStart for an FD frame (version 6 only).
+  absl::Status SendStart();
   RemoteBus* bus_;
   CanFrame frame_;
   absl::Duration period_;
@@ -81,11 +90,19 @@ class RemoteBus {
   // "<server channel_info> on host:port".
   const std::string& channel_info() const { return channel_info_; }
   uint64_t transmit_failures() const { return transmit_failures_.load(); }
+  // The version the session runs: 6 carries CAN FD, 5 does not.
+  uint8_t protocol_version() const { return version_; }
+  bool fd() const { return version_ == v5::kProtocolVersionFd; }
   int fileno() const { return fd_.get(); }
 
  private:
   friend class PeriodicTask;
-  RemoteBus(UniqueFd fd) : fd_(std::move(fd)) {}
+  RemoteBus(UniqueFd fd, uint8_t version) : fd_(std::move(fd)), version_(version) {}
+  // One connection and handshake with `version`.
+  static absl::StatusOr<std::unique_ptr<RemoteBus>> ConnectVersion(const RemoteBusOptions& options,
+                                                                   uint8_t version);
+  // CanMessage, or CanFdMessage for an FD frame on a version 6 session.
+  absl::Status EncodeFrame(const CanFrame& frame, std::string* out) const;
   absl::Status SendEvent(const v5::Event& event);
   absl::Status SendBytes(const std::string& bytes);
   // A deadline `timeout` from the first moment it is asked for.
@@ -105,6 +122,7 @@ class RemoteBus {
   absl::StatusOr<std::optional<v5::Event>> ReadEvent(Deadline& deadline);
 
   UniqueFd fd_;
+  const uint8_t version_;
   std::mutex send_mu_;
   v5::StreamDecoder decoder_;
   std::string channel_info_;

@@ -131,11 +131,14 @@ void Session::AppendReply(absl::string_view bytes) {
 bool Session::Pump() {
   if (closed_ || !subscriber_) return false;
   Subscriber& sub = *subscriber_;
+  // A version 6 session carries FD frames (CanFdMessage, up to 79 bytes); room is reserved for
+  // the largest event a frame can become and the buffer cut back to what was encoded.
+  const bool fd = protocol_.fd_enabled();
+  const size_t max_event = fd ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
   size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
   CanFrame frames[kPopBatch];
-  while (budget_frames > 0 &&
-         pending_bytes() + v5::kCanMessageSize <= options_.output_buffer_bytes) {
-    const size_t room = (options_.output_buffer_bytes - pending_bytes()) / v5::kCanMessageSize;
+  while (budget_frames > 0 && pending_bytes() + max_event <= options_.output_buffer_bytes) {
+    const size_t room = (options_.output_buffer_bytes - pending_bytes()) / max_event;
     const size_t n = sub.ring.PopBulk(frames, std::min({kPopBatch, room, budget_frames}));
     if (n == 0) break;
     budget_frames -= n;
@@ -144,14 +147,18 @@ bool Session::Pump() {
       out_head_ = 0;
     }
     size_t pos = out_.size();
-    out_.resize(pos + n * v5::kCanMessageSize);
+    out_.resize(pos + n * max_event);
     size_t encoded = 0;
     for (size_t i = 0; i < n; ++i) {
-      if (v5::EncodeCanMessage(frames[i], reinterpret_cast<uint8_t*>(&out_[pos]))) {
-        pos += v5::kCanMessageSize;
+      auto* at = reinterpret_cast<uint8_t*>(&out_[pos]);
+      const size_t len = fd                                    ? v5::EncodeFrameV6(frames[i], at)
+                         : v5::EncodeCanMessage(frames[i], at) ? v5::kCanMessageSize
+                                                               : 0;
+      if (len > 0) {
+        pos += len;
         ++encoded;
       } else {
-        sub.counters.drops_unsupported.Add();
+        sub.counters.drops_unsupported.Add();  // an FD frame for a version 5 client
       }
     }
     out_.resize(pos);
@@ -169,7 +176,8 @@ bool Session::Pump() {
 bool Session::PrepareSleep() {
   if (closed_ || !subscriber_) return true;
   // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
-  if (want_write_ || pending_bytes() + v5::kCanMessageSize > options_.output_buffer_bytes) {
+  const size_t max_event = protocol_.fd_enabled() ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
+  if (want_write_ || pending_bytes() + max_event > options_.output_buffer_bytes) {
     return true;
   }
   subscriber_->gate.Arm();

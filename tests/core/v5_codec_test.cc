@@ -1,5 +1,6 @@
 // Protocol v5 codec against every byte string of the original implementation (golden vectors),
-// plus decoder robustness: byte-by-byte and seeded random splits, errors that name the problem.
+// protocol v6's CAN FD events against the byte tables of docs/protocol.md, plus decoder robustness:
+// byte-by-byte and seeded random splits, errors that name the problem.
 #include "core/v5_codec.h"
 
 #include <cstdint>
@@ -44,10 +45,33 @@ PeriodicMessageStart Periodic(int32_t period_ms, int32_t duration_ms, CanFrame f
   return PeriodicMessageStart{period_ms, duration_ms, frame};
 }
 
+CanFdMessage FdMsg(CanFrame frame, double seconds) {
+  frame.flags |= kCanFlagFd;
+  frame.timestamp_ns = SecondsToNanos(seconds);
+  return CanFdMessage{frame};
+}
+
+PeriodicFdMessageStart PeriodicFd(int32_t period_ms, int32_t duration_ms, CanFrame frame) {
+  frame.flags |= kCanFlagFd;
+  return PeriodicFdMessageStart{period_ms, duration_ms, frame};
+}
+
+std::vector<uint8_t> Bytes(size_t n, uint8_t first, uint8_t step) {
+  std::vector<uint8_t> v;
+  for (size_t i = 0; i < n; ++i) v.push_back(static_cast<uint8_t>(first + step * i));
+  return v;
+}
+
+std::string Repeat(absl::string_view hex_byte, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) absl::StrAppend(&out, hex_byte, " ");
+  return out;
+}
+
 struct Golden {
   const char* name;
   Event event;
-  const char* hex;
+  std::string hex;
 };
 
 // Every byte string listed in the protocol reference, in its order.
@@ -82,6 +106,29 @@ const std::vector<Golden>& GoldenVectors() {
        "07 00 00 00 64 00 00 00 00 00 ab cd ef 03 01 01 02 03 00 00 00 00 00"},
       {"PeriodicMessageStop", PeriodicMessageStop{0x123}, "08 00 00 01 23"},
       {"ConnectionClosed", ConnectionClosed{}, "ff"},
+      // Protocol version 6 (docs/protocol.md, "Version 6: CAN FD"), computed independently with
+      // Python's struct.pack('>BdiBB', 11, ts, id, len, flags) + data.
+      {"BusRequest(6, 0)", BusRequest{6, 0}, "01 06 00 00 00 00"},
+      {"CanFdMessage std 0x123 12 bytes BRS",
+       FdMsg(Frame(0x123, Bytes(12, 0, 1), kCanFlagBrs), 1470925506.0621243),
+       "0b 41 d5 eb 22 b0 83 f9 d8 00 00 01 23 0c 18 00 01 02 03 04 05 06 07 08 09 0a 0b"},
+      {"CanFdMessage ext 64 bytes BRS ESI",
+       FdMsg(Frame(0x1ABCDEF0, Bytes(64, 0xaa, 0), kCanFlagExtended | kCanFlagBrs | kCanFlagEsi),
+             0),
+       "0b 00 00 00 00 00 00 00 00 1a bc de f0 40 39 " + Repeat("aa", 64)},
+      {"CanFdMessage std 0x7FF empty", FdMsg(Frame(0x7FF, {}), 0),
+       "0b 00 00 00 00 00 00 00 00 00 00 07 ff 00 08"},
+      {"CanFdMessage 5 bytes no BRS", FdMsg(Frame(0x1, {1, 2, 3, 4, 5}), 0),
+       "0b 00 00 00 00 00 00 00 00 00 00 00 01 05 08 01 02 03 04 05"},
+      {"CanFdMessage error flag", FdMsg(Frame(0x1, Bytes(8, 0, 0), kCanFlagError), 0),
+       "0b 00 00 00 00 00 00 00 00 00 00 00 01 08 0c 00 00 00 00 00 00 00 00"},
+      {"PeriodicFdMessageStart std 16 bytes BRS",
+       PeriodicFd(10, 0, Frame(0x123, Bytes(16, 0, 1), kCanFlagBrs)),
+       "0c 00 00 00 0a 00 00 00 00 00 00 01 23 10 18 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e "
+       "0f"},
+      {"PeriodicFdMessageStart ext 8 bytes",
+       PeriodicFd(100, 10000, Frame(0xABCDEF, Bytes(8, 1, 1), kCanFlagExtended)),
+       "0c 00 00 00 64 00 00 27 10 00 ab cd ef 08 09 01 02 03 04 05 06 07 08"},
   };
   return *vectors;
 }
@@ -135,6 +182,31 @@ TEST(V5CodecTest, EncodeRejectsFdFramesAndLongDlc) {
   EXPECT_FALSE(Encode(CanMessage{Frame(0x10, {}, 0, 9)}, &out).ok());
 }
 
+TEST(V5CodecTest, EncodeRejectsWhatCanFdMessageCannotCarry) {
+  std::string out;
+  CanFrame classic = Frame(0x123, {1});
+  EXPECT_FALSE(Encode(CanFdMessage{classic}, &out).ok()) << "a classic frame is a CanMessage";
+  CanFrame fd = Frame(0x123, Bytes(9, 0, 1), kCanFlagFd);
+  EXPECT_THAT(std::string(Encode(CanFdMessage{fd}, &out).message()),
+              HasSubstr("length 9 is not a CAN FD length"));
+  fd = Frame(0x123, {}, kCanFlagFd | kCanFlagRemote);
+  EXPECT_FALSE(Encode(CanFdMessage{fd}, &out).ok());
+  EXPECT_FALSE(Encode(PeriodicFdMessageStart{10, 0, fd}, &out).ok());
+  EXPECT_TRUE(out.empty());
+  uint8_t buf[kMaxCanFdMessageSize];
+  EXPECT_EQ(EncodeFrameV6(fd, buf), 0u);
+  EXPECT_EQ(EncodeFrameV6(classic, buf), kCanMessageSize) << "classic frames stay CanMessage in v6";
+  EXPECT_EQ(buf[0], 3);
+}
+
+TEST(V5CodecTest, EveryFdLengthAndNoOther) {
+  std::vector<int> lengths;
+  for (int len = 0; len < 256; ++len) {
+    if (IsFdLength(static_cast<uint8_t>(len))) lengths.push_back(len);
+  }
+  EXPECT_EQ(lengths, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64}));
+}
+
 TEST(V5CodecTest, LongStringsAreCutAtAUtf8Boundary) {
   // 127 two-byte characters (254 bytes) then one more: byte 255 would split it.
   std::string text;
@@ -183,7 +255,7 @@ INSTANTIATE_TEST_SUITE_P(
     Fields, DecodeErrorTest,
     ::testing::Values(
         BadInput{"00", "unknown event id 0"}, BadInput{"09 00 00 00 00", "unknown event id 9"},
-        BadInput{"0b", "unknown event id 11 (0x0b)"}, BadInput{"fe", "unknown event id 254"},
+        BadInput{"0d", "unknown event id 13 (0x0d)"}, BadInput{"fe", "unknown event id 254"},
         BadInput{"01 05 ff ff ff ff", "bitrate -1 is negative"},
         // CanMessage: id with bit 31 set, standard id over 11 bits, dlc 9, unknown flag bits.
         BadInput{"03 00 00 00 00 00 00 00 00 80 00 00 00 00 01 00 00 00 00 00 00 00 00",
@@ -201,7 +273,22 @@ INSTANTIATE_TEST_SUITE_P(
                  "duration -1 ms is negative"},
         BadInput{"07 00 00 00 0a 00 00 00 00 00 00 01 23 00 02 00 00 00 00 00 00 00 00",
                  "extended byte 2"},
-        BadInput{"08 20 00 00 00", "wider than 29 bits"}));
+        BadInput{"08 20 00 00 00", "wider than 29 bits"},
+        // CanFdMessage: no FD length (known from 14 bytes on), RTR, FD bit missing, unknown bits,
+        // standard id over 11 bits, extended id over 29 bits.
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 01 23 09", "length 9 is not a CAN FD length"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 01 23 41", "length 65 is not a CAN FD length"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 01 23 00 0a", "no remote frames"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 01 23 00 00", "lack the FD bit"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 01 23 00 48", "unknown bits"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 00 00 08 00 00 08", "wider than 11 bits"},
+        BadInput{"0b 00 00 00 00 00 00 00 00 20 00 00 00 00 09", "wider than 29 bits"},
+        // PeriodicFdMessageStart: length, zero period, negative duration, error flag, RTR.
+        BadInput{"0c 00 00 00 0a 00 00 00 00 00 00 01 23 0d", "length 13 is not a CAN FD length"},
+        BadInput{"0c 00 00 00 00 00 00 00 00 00 00 01 23 00 08", "period 0 ms is not positive"},
+        BadInput{"0c 00 00 00 0a ff ff ff ff 00 00 01 23 00 08", "duration -1 ms is negative"},
+        BadInput{"0c 00 00 00 0a 00 00 00 00 00 00 01 23 00 0c", "unknown bits"},
+        BadInput{"0c 00 00 00 0a 00 00 00 00 00 00 01 23 00 0a", "no remote frames"}));
 
 std::vector<std::string> AllGoldenStreamsConcatenated() {
   std::string stream;

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -188,6 +189,82 @@ TEST(V5ServerSessionTest, EofInsideAnEventIsReported) {
   std::string reply;
   ASSERT_TRUE(Feed(s, std::string("\x01\x05\x00", 3), &reply).ok());
   EXPECT_FALSE(s.OnEof().ok());
+}
+
+CanFrame FdFrame(uint32_t id, uint8_t len, uint8_t extra_flags = kCanFlagBrs) {
+  CanFrame f;
+  f.id = id;
+  f.flags = kCanFlagFd | extra_flags;
+  f.len = len;
+  for (uint8_t i = 0; i < len; ++i) f.data[i] = i;
+  return f;
+}
+
+TEST(V5ServerSessionTest, Version6CarriesCanFdFramesAndPeriodicJobs) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
+  EXPECT_TRUE(s.fd_enabled());
+  EXPECT_EQ(s.version(), 6);
+  reply.clear();
+  const CanFrame fd = FdFrame(0x123, 64, kCanFlagBrs | kCanFlagEsi);
+  const CanFrame classic = CanFrame::Classic(0x7, {1, 2});
+  ASSERT_TRUE(Feed(s,
+                   Bytes({v5::CanFdMessage{fd}, v5::CanMessage{classic},
+                          v5::PeriodicFdMessageStart{20, 0, FdFrame(0x55, 12)}}),
+                   &reply)
+                  .ok());
+  EXPECT_TRUE(reply.empty());
+  ASSERT_EQ(actions.sent.size(), 2u);
+  EXPECT_EQ(actions.sent[0], fd);
+  EXPECT_EQ(actions.sent[1], classic);
+  ASSERT_EQ(actions.started.size(), 1u);
+  EXPECT_EQ(actions.started[0].period_ms, 20);
+  EXPECT_EQ(actions.started[0].frame, FdFrame(0x55, 12));
+}
+
+TEST(V5ServerSessionTest, Version5ClientSendingCanFdIsAProtocolError) {
+  for (const v5::Event& fd_event :
+       {v5::Event(v5::CanFdMessage{FdFrame(0x123, 8)}),
+        v5::Event(v5::PeriodicFdMessageStart{10, 0, FdFrame(0x123, 8)})}) {
+    FakeActions actions;
+    V5ServerSession s(&actions);
+    std::string reply;
+    ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 0}, v5::FilterConfig{}}), &reply).ok());
+    EXPECT_FALSE(s.fd_enabled());
+    reply.clear();
+    const absl::Status st = Feed(s, Bytes({fd_event}), &reply);
+    EXPECT_FALSE(st.ok());
+    EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol error: "));
+    EXPECT_THAT(ExceptionText(reply), HasSubstr("CAN FD event of protocol version 6"));
+    EXPECT_TRUE(actions.sent.empty() && actions.started.empty());
+    EXPECT_EQ(s.state(), V5ServerSession::State::kClosed);
+  }
+}
+
+TEST(V5ServerSessionTest, InvalidCanFdInputEndsTheSessionWithAReason) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
+  reply.clear();
+  // Length 9 is no CAN FD length.
+  const std::string bad = absl::HexStringToBytes("0b0000000000000000000001230918");
+  EXPECT_FALSE(Feed(s, bad, &reply).ok());
+  EXPECT_THAT(ExceptionText(reply), HasSubstr("length 9 is not a CAN FD length"));
+}
+
+TEST(V5ServerSessionTest, TruncatedCanFdDataIsReportedAtEof) {
+  FakeActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
+  std::string event = Bytes({v5::CanFdMessage{FdFrame(0x123, 64)}});
+  event.resize(event.size() - 1);  // the last data byte never comes
+  EXPECT_TRUE(Feed(s, event, &reply).ok());
+  EXPECT_TRUE(actions.sent.empty());
+  EXPECT_THAT(std::string(s.OnEof().message()), HasSubstr("in the middle of an event"));
 }
 
 }  // namespace

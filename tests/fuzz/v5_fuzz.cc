@@ -1,4 +1,4 @@
-// libFuzzer target: the protocol v5 stream decoder and the server's session logic, fed arbitrary
+// libFuzzer target: the protocol v5/v6 stream decoder and the server's session logic, fed arbitrary
 // client bytes in arbitrary splits. Checks, besides memory safety (ASan/UBSan):
 //   - every event the decoder yields re-encodes, and decodes back to the same event;
 //   - the session never acts after it closed and never opens the bus twice.
@@ -22,7 +22,8 @@ class CountingActions : public SessionActions {
   void SetFilters(FilterSet) override { Check(); }
   void Transmit(const CanFrame& frame) override {
     Check();
-    if (frame.len > 8 || frame.id > kCanExtIdMax) std::abort();
+    if (frame.id > kCanExtIdMax) std::abort();
+    if (frame.fd() ? !v5::IsFdLength(frame.len) || frame.remote() : frame.len > 8) std::abort();
   }
   absl::Status StartPeriodic(const v5::PeriodicMessageStart& s) override {
     Check();
@@ -51,6 +52,9 @@ void CheckRoundTrip(const v5::Event& event) {
   if (std::holds_alternative<v5::CanMessage>(event)) {
     // Timestamps pass through nanoseconds; compare the frame itself.
     if (!(std::get<v5::CanMessage>(again).frame == std::get<v5::CanMessage>(event).frame))
+      std::abort();
+  } else if (std::holds_alternative<v5::CanFdMessage>(event)) {
+    if (!(std::get<v5::CanFdMessage>(again).frame == std::get<v5::CanFdMessage>(event).frame))
       std::abort();
   } else if (!(again == event)) {
     std::abort();

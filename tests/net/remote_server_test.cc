@@ -15,14 +15,9 @@ namespace {
 using testing::Encode;
 using ::testing::HasSubstr;
 using testing::ReadEventsUntilClosed;
+using testing::RecvFrame;
 using testing::SendAll;
 using testing::TestServer;
-
-std::optional<CanFrame> RecvFrame(RemoteBus& bus, absl::Duration timeout = absl::Seconds(5)) {
-  auto got = bus.Recv(timeout);
-  EXPECT_TRUE(got.ok()) << got.status();
-  return got.ok() ? *got : std::nullopt;
-}
 
 TEST(RemoteServerTest, TwoClientsExchangeFramesWithoutEcho) {
   TestServer ts;

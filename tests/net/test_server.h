@@ -65,11 +65,13 @@ class TestServer {
   RemoteServer& server() { return *server_; }
   VirtualBus& bus() { return *bus_; }  // virtual backend only
 
-  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 0) {
+  std::unique_ptr<RemoteBus> Connect(std::vector<CanFilter> filters = {}, int32_t bitrate = 0,
+                                     uint8_t version = v5::kProtocolVersionFd) {
     RemoteBusOptions opts;
     opts.channel = address();
     opts.filters = std::move(filters);
     opts.bitrate = bitrate;
+    opts.protocol_version = version;
     auto bus = RemoteBus::Connect(opts);
     EXPECT_TRUE(bus.ok()) << bus.status();
     if (!bus.ok()) return nullptr;
@@ -104,6 +106,14 @@ class TestServer {
   std::thread thread_;
   size_t subscribed_ = 0;
 };
+
+// The next frame from `bus` within `timeout`; nullopt (and a failure on errors) otherwise.
+inline std::optional<CanFrame> RecvFrame(RemoteBus& bus,
+                                         absl::Duration timeout = absl::Seconds(5)) {
+  auto got = bus.Recv(timeout);
+  EXPECT_TRUE(got.ok()) << got.status();
+  return got.ok() ? *got : std::nullopt;
+}
 
 inline void SendAll(int fd, const std::string& bytes) {
   ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
