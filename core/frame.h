@@ -1,8 +1,8 @@
 // CanFrame: one CAN or CAN FD frame as it travels through canserver.
 //
 // A plain value type (trivially copyable, 80 bytes) so rings can hold it without allocation.
-// Classic frames use up to 8 data bytes; the FD flags and 64-byte payload are here so CAN FD can
-// be added to the backends and protocols without changing the type.
+// Classic frames use up to 8 data bytes; CAN FD frames (kCanFlagFd) up to 64, in one of the FD
+// lengths (IsCanFdLength).
 //
 //   CanFrame f = CanFrame::Classic(0x123, {0x01, 0x02});
 //   f.flags |= kCanFlagExtended;
@@ -28,6 +28,12 @@ inline constexpr uint8_t kCanFlagError = 0x04;
 inline constexpr uint8_t kCanFlagFd = 0x08;
 inline constexpr uint8_t kCanFlagBrs = 0x10;  // FD bit rate switch
 inline constexpr uint8_t kCanFlagEsi = 0x20;  // FD error state indicator
+
+// True for the lengths a CAN FD frame can have: 0..8, 12, 16, 20, 24, 32, 48, 64.
+constexpr bool IsCanFdLength(uint8_t len) {
+  return len <= 8 || len == 12 || len == 16 || len == 20 || len == 24 || len == 32 || len == 48 ||
+         len == 64;
+}
 
 struct CanFrame {
   uint32_t id = 0;    // 11-bit or 29-bit arbitration id (no flag bits)

@@ -48,11 +48,25 @@ absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrFormat("'%s': standard id is over 7FF", text));
   }
   frame.id = id;
-  if (!data.empty() && data[0] == '#') {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("'%s': CAN FD frames cannot travel over protocol v5", text));
+  const bool fd = !data.empty() && data[0] == '#';
+  if (fd) {
+    // "##<flags nibble><data>": bit 0 BRS, bit 1 ESI (bit 2, CANFD_FDF, is implied).
+    if (data.size() < 2 || !absl::ascii_isxdigit(static_cast<unsigned char>(data[1]))) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "'%s': a CAN FD frame is <can_id>##<flags><data>, flags one hex digit (1 BRS, 2 ESI)",
+          text));
+    }
+    const int nibble = HexValue(data[1]);
+    if (nibble & ~0x7) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "'%s': CAN FD flags digit %c has bits other than 1 BRS, 2 ESI, 4 FDF", text, data[1]));
+    }
+    frame.flags |= kCanFlagFd;
+    if (nibble & 0x1) frame.flags |= kCanFlagBrs;
+    if (nibble & 0x2) frame.flags |= kCanFlagEsi;
+    data.remove_prefix(2);
   }
-  if (!data.empty() && (data[0] == 'R' || data[0] == 'r')) {
+  if (!fd && !data.empty() && (data[0] == 'R' || data[0] == 'r')) {
     frame.flags |= kCanFlagRemote;
     if (data.size() == 2 && data[1] >= '0' && data[1] <= '8') {
       frame.len = static_cast<uint8_t>(data[1] - '0');
@@ -73,13 +87,17 @@ absl::StatusOr<CanFrame> ParseCansend(absl::string_view text) {
   if (digits.size() % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrFormat("'%s': odd number of data digits", text));
   }
-  if (digits.size() > 16) {
-    return absl::InvalidArgumentError(absl::StrFormat("'%s': more than 8 data bytes", text));
+  const size_t max_len = fd ? kCanFdMaxLen : kCanClassicMaxLen;
+  if (digits.size() > 2 * max_len) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("'%s': more than %d data bytes", text, max_len));
   }
   for (size_t i = 0; i < digits.size(); i += 2) {
     frame.data[frame.len++] =
         static_cast<uint8_t>(HexValue(digits[i]) * 16 + HexValue(digits[i + 1]));
   }
+  // As cansend does: an FD payload between two FD lengths is padded with zeros to the next.
+  while (fd && !IsCanFdLength(frame.len)) frame.data[frame.len++] = 0;
   return frame;
 }
 
@@ -92,7 +110,11 @@ std::string FormatCansend(const CanFrame& frame) {
   } else {
     out = absl::StrFormat("%03X#", frame.id);
   }
-  if (frame.remote()) {
+  if (frame.fd()) {
+    // candump -L: "##" and the flags nibble (1 BRS, 2 ESI), then the data.
+    absl::StrAppendFormat(
+        &out, "#%X", ((frame.flags & kCanFlagBrs) ? 1 : 0) | ((frame.flags & kCanFlagEsi) ? 2 : 0));
+  } else if (frame.remote()) {
     out += 'R';
     if (frame.len > 0) absl::StrAppend(&out, frame.len);
     return out;

@@ -1,5 +1,5 @@
 // The text forms of frames and filters that can-utils users type and read:
-//   cansend syntax     "123#DEADBEEF", "1ABCDEF0#11.22", "123#R", "123#R8"
+//   cansend syntax     "123#DEADBEEF", "1ABCDEF0#11.22", "123#R", "123#R8", FD "123##1DEADBEEF"
 //   candump -L lines   "(1700000000.123456) can0 123#DEADBEEF"
 //   candump filters    "123:7FF" (either id type), "80000123:9FFFFFFF" (bit 31: extended only)
 // Pure functions; any thread.
@@ -14,12 +14,14 @@
 
 namespace canserver {
 
-// Parses cansend's "<id>#<data>" for classic frames: 3 hex digits = standard id, 8 = extended;
-// data is up to 8 hex bytes, optionally separated by '.'; "#R" (optionally with a dlc digit) is
-// a remote frame. CAN FD ("##") is refused: protocol v5 cannot carry it.
+// Parses cansend's "<id>#<data>": 3 hex digits = standard id, 8 = extended; data is up to 8 hex
+// bytes, optionally separated by '.'; "#R" (optionally with a dlc digit) is a remote frame.
+// CAN FD is "<id>##<flags><data>": one hex digit of flags (1 BRS, 2 ESI) and up to 64 bytes,
+// padded with zeros to the next CAN FD length as cansend does.
 absl::StatusOr<CanFrame> ParseCansend(absl::string_view text);
 
-// "123#DEADBEEF" as candump -L and cansend write it (error frames: id with bit 29 set, 8 digits).
+// "123#DEADBEEF" as candump -L and cansend write it (error frames: id with bit 29 set, 8 digits;
+// FD frames "123##1DEADBEEF" with the flags digit).
 std::string FormatCansend(const CanFrame& frame);
 
 // "(seconds.micros) ifname frame" — candump -L / canplayer / python-can's log reader format.

@@ -315,10 +315,7 @@ int64_t SecondsToNanos(double seconds) {
          static_cast<int64_t>(std::llround((seconds - whole) * 1e9));
 }
 
-bool IsFdLength(uint8_t len) noexcept {
-  return len <= 8 || len == 12 || len == 16 || len == 20 || len == 24 || len == 32 || len == 48 ||
-         len == 64;
-}
+bool IsFdLength(uint8_t len) noexcept { return IsCanFdLength(len); }
 
 absl::Status Encode(const Event& event, std::string* out) {
   return std::visit(EncodeVisitor{out}, event);

@@ -38,7 +38,8 @@ constexpr char kUsage[] =
     "           -t a|d|z   timestamps: absolute, delta, zero-based (default: none)\n"
     "           -L         log-line format: (seconds) ifname frame, as candump -L writes\n"
     "           -n COUNT   exit after COUNT frames\n"
-    "  send FRAME ...      send frames in cansend syntax: 123#DEADBEEF, 1ABCDEF0#11.22, 123#R\n"
+    "  send FRAME ...      send frames in cansend syntax: 123#DEADBEEF, 1ABCDEF0#11.22, 123#R;\n"
+    "                      CAN FD as 123##1DEADBEEF (digit after ##: 1 bit rate switch, 2 ESI)\n"
     "  log -f FILE         write the bus to FILE in candump -L format (canplayer, log2asc and\n"
     "                      python-can read it); a progress line on stderr, a summary at the end\n"
     "           -n COUNT   stop after COUNT frames;  -T SECONDS  stop after SECONDS\n";
@@ -187,9 +188,11 @@ int Dump(const Options& o) {
         const int64_t t = f.timestamp_ns - ref;
         line = absl::StrFormat("(%d.%06d) ", t / 1'000'000'000, (t % 1'000'000'000) / 1000);
       }
+      // As candump prints them: CAN FD lengths with two digits.
       absl::StrAppendFormat(
-          &line, " %s  %s   [%d] ", ifname,
-          f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id), f.len);
+          &line, " %s  %s   [%s] ", ifname,
+          f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id),
+          f.fd() ? absl::StrFormat("%02d", f.len) : absl::StrCat(f.len));
       if (f.remote()) {
         line += " remote request";
       } else {

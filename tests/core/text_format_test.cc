@@ -31,7 +31,30 @@ TEST(ParseCansendTest, ErrorsSayWhatIsWrong) {
   EXPECT_THAT(std::string(ParseCansend("123#001122334455667788").status().message()),
               HasSubstr("more than 8"));
   EXPECT_THAT(std::string(ParseCansend("123#zz").status().message()), HasSubstr("not a hex digit"));
-  EXPECT_THAT(std::string(ParseCansend("123##1AA").status().message()), HasSubstr("CAN FD"));
+  EXPECT_THAT(std::string(ParseCansend("123##").status().message()), HasSubstr("##<flags>"));
+  EXPECT_THAT(std::string(ParseCansend("123##8AA").status().message()), HasSubstr("flags digit"));
+  EXPECT_THAT(std::string(ParseCansend("123##1" + std::string(130, '0')).status().message()),
+              HasSubstr("more than 64 data bytes"));
+}
+
+TEST(ParseCansendTest, CanFdWithFlagsAndPadding) {
+  CanFrame f = *ParseCansend("123##1112233");
+  EXPECT_TRUE(f.fd());
+  EXPECT_TRUE(f.flags & kCanFlagBrs);
+  EXPECT_FALSE(f.flags & kCanFlagEsi);
+  EXPECT_EQ(f.len, 3);
+  EXPECT_EQ(f.data[2], 0x33);
+  CanFrame esi = *ParseCansend("1ABCDEF0##3" + std::string(128, 'A'));
+  EXPECT_TRUE(esi.extended() && (esi.flags & kCanFlagBrs) && (esi.flags & kCanFlagEsi));
+  EXPECT_EQ(esi.len, 64);
+  // 9 bytes are no CAN FD length: cansend pads to 12.
+  CanFrame padded = *ParseCansend("123##0010203040506070809");
+  EXPECT_EQ(padded.len, 12);
+  EXPECT_EQ(padded.data[8], 0x09);
+  EXPECT_EQ(padded.data[11], 0x00);
+  EXPECT_FALSE(padded.flags & kCanFlagBrs);
+  // FDF (4), which newer can-utils print, is accepted and implied.
+  EXPECT_TRUE(ParseCansend("123##5AA")->fd());
 }
 
 TEST(FormatTest, LogLinesLookLikeCandumpL) {
@@ -45,10 +68,14 @@ TEST(FormatTest, LogLinesLookLikeCandumpL) {
   err.id = 0x4;
   err.len = 8;
   EXPECT_EQ(FormatCansend(err), "20000004#0000000000000000");
+  CanFrame fd = *ParseCansend("123##1AABB");
+  fd.timestamp_ns = 1'700'000'000'000'001'000;
+  EXPECT_EQ(FormatLogLine(fd, "vcan0"), "(1700000000.000001) vcan0 123##1AABB");
 }
 
 TEST(FormatTest, CansendRoundTrips) {
-  for (const char* text : {"123#DEADBEEF", "1ABCDEF0#1122", "000#", "7FF#R", "00000001#R8"}) {
+  for (const char* text : {"123#DEADBEEF", "1ABCDEF0#1122", "000#", "7FF#R", "00000001#R8",
+                           "123##1DEADBEEF", "1ABCDEF0##3", "7FF##0000102030405060708090A0B"}) {
     EXPECT_EQ(FormatCansend(*ParseCansend(text)), text);
   }
 }

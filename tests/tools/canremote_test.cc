@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/text_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/test_server.h"
@@ -37,6 +38,34 @@ TEST(CanremoteTest, SendPutsCansendFramesOnTheBus) {
   ASSERT_TRUE(rtr.has_value());
   EXPECT_TRUE(rtr->remote());
   EXPECT_EQ(rtr->len, 8);
+}
+
+TEST(CanremoteTest, CanFdInCanUtilsSyntaxBothWays) {
+  TestServer ts;
+  auto listener = ts.Connect();
+  const std::string data64(128, 'E');
+  auto [out, rc] = Shell(
+      absl::StrCat(Canremote(), " send -c ", ts.address(), " 123##1112233 1ABCDEF0##3", data64));
+  ASSERT_EQ(rc, 0) << out;
+  std::optional<CanFrame> fd = *listener->Recv(absl::Seconds(5));
+  ASSERT_TRUE(fd.has_value());
+  EXPECT_EQ(FormatCansend(*fd), "123##1112233");
+  fd = *listener->Recv(absl::Seconds(5));
+  ASSERT_TRUE(fd.has_value());
+  EXPECT_EQ(fd->len, 64);
+  EXPECT_EQ(FormatCansend(*fd), "1ABCDEF0##3" + data64);
+
+  std::string dumped;
+  std::thread dump(
+      [&] { dumped = Shell(absl::StrCat(Canremote(), " dump -L -n 2 -c ", ts.address())).first; });
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 2; }));
+  ts.bus().Inject(*ParseCansend("7FF##2000102030405060708090A0B"));
+  ts.bus().Inject(CanFrame::Classic(0x100, {1}));
+  dump.join();
+  EXPECT_THAT(
+      Lines(dumped),
+      ElementsAre(MatchesRegex(R"(\([0-9]+\.[0-9]{6}\) test 7FF##2000102030405060708090A0B)"),
+                  MatchesRegex(R"(\([0-9]+\.[0-9]{6}\) test 100#01)")));
 }
 
 TEST(CanremoteTest, SendReportsBadFramesAndRefusedOnes) {
