@@ -1,11 +1,13 @@
-"""Remote CAN protocol version 5: event encoding and an incremental decoder.
+"""Remote CAN protocol version 5, and version 6 (5 plus CAN FD): encoding and a decoder.
 
-Every event is one id byte and a payload whose length follows from the id; integers are
-big-endian. See docs/protocol.md in the canserver repository.
+Every event is one id byte and a payload whose length follows from the id (for the CAN FD
+events, from their length byte); integers are big-endian. See docs/protocol.md in the canserver
+repository.
 """
 import struct
 
 PROTOCOL_VERSION = 5
+PROTOCOL_VERSION_FD = 6
 DEFAULT_PORT = 54701
 
 BUS_REQUEST = 1
@@ -17,14 +19,22 @@ REMOTE_EXCEPTION = 6
 PERIODIC_START = 7
 PERIODIC_STOP = 8
 FILTER_CONFIG = 10
+CAN_FD_MESSAGE = 11  # version 6
+PERIODIC_FD_START = 12  # version 6
 CONNECTION_CLOSED = 255
 
 FLAG_EXTENDED = 0x01
 FLAG_REMOTE = 0x02
 FLAG_ERROR = 0x04
+FLAG_FD = 0x08
+FLAG_BRS = 0x10
+FLAG_ESI = 0x20
+FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 
 _CAN_MESSAGE = struct.Struct(">dIBB8s")  # after the id byte: 22 bytes
 _PERIODIC = struct.Struct(">iiIBB8s")
+_CAN_FD_HEADER = struct.Struct(">dIBB")  # after the id byte: 14 bytes, then `length` data bytes
+_PERIODIC_FD_HEADER = struct.Struct(">iiIBB")
 
 
 class ProtocolError(Exception):
@@ -38,8 +48,8 @@ def _string(event_id, text):
     return bytes([event_id, len(data)]) + data
 
 
-def bus_request(bitrate):
-    return struct.pack(">BBi", BUS_REQUEST, PROTOCOL_VERSION, int(bitrate or 0))
+def bus_request(bitrate, version=PROTOCOL_VERSION):
+    return struct.pack(">BBi", BUS_REQUEST, version, int(bitrate or 0))
 
 
 def filter_config(filters):
@@ -67,9 +77,30 @@ def _check_id(arbitration_id, extended):
         )
 
 
-def can_message(msg):
+def _fd_flags(msg):
+    flags = FLAG_FD | (FLAG_EXTENDED if msg.is_extended_id else 0)
+    flags |= FLAG_BRS if msg.bitrate_switch else 0
+    return flags | (FLAG_ESI if msg.error_state_indicator else 0)
+
+
+def _fd_payload(msg):
+    if msg.is_remote_frame:
+        raise ValueError("CAN FD has no remote frames")
+    if msg.dlc not in FD_LENGTHS:
+        raise ValueError("length %d is not a CAN FD length (0..8, 12, 16, 20, 24, 32, 48, 64)" % msg.dlc)
+    return bytes(msg.data[: msg.dlc]).ljust(msg.dlc, b"\0")
+
+
+def can_message(msg, fd=False):
+    """CanMessage, or CanFdMessage for an FD message when the session speaks version 6 (fd)."""
     if getattr(msg, "is_fd", False):
-        raise ValueError("protocol v5 cannot carry CAN FD frames")
+        if not fd:
+            raise ValueError("the server speaks protocol version 5 only: it cannot carry CAN FD frames")
+        _check_id(msg.arbitration_id, msg.is_extended_id)
+        flags = _fd_flags(msg) | (FLAG_ERROR if msg.is_error_frame else 0)
+        data = _fd_payload(msg)
+        return bytes([CAN_FD_MESSAGE]) + _CAN_FD_HEADER.pack(
+            float(msg.timestamp or 0.0), msg.arbitration_id, len(data), flags) + data
     _check_id(msg.arbitration_id, msg.is_extended_id)
     if msg.dlc > 8:
         raise ValueError("dlc %d is over 8" % msg.dlc)
@@ -81,12 +112,18 @@ def can_message(msg):
     )
 
 
-def periodic_start(msg, period, duration):
+def periodic_start(msg, period, duration, fd=False):
     _check_id(msg.arbitration_id, msg.is_extended_id)
     period_ms = int(round(period * 1000))
     if period_ms < 1:
         raise ValueError("period must be at least 1 ms")
     duration_ms = int(round((duration or 0) * 1000))
+    if getattr(msg, "is_fd", False):
+        if not fd:
+            raise ValueError("the server speaks protocol version 5 only: no CAN FD periodic jobs")
+        data = _fd_payload(msg)
+        return bytes([PERIODIC_FD_START]) + _PERIODIC_FD_HEADER.pack(
+            period_ms, duration_ms, msg.arbitration_id, len(data), _fd_flags(msg)) + data
     data = bytes(msg.data[: msg.dlc]).ljust(8, b"\0")
     return bytes([PERIODIC_START]) + _PERIODIC.pack(
         period_ms, duration_ms, msg.arbitration_id, msg.dlc, 1 if msg.is_extended_id else 0, data
@@ -124,6 +161,12 @@ class Decoder:
             return 1
         if eid == PERIODIC_STOP:
             return 5
+        if eid in (CAN_FD_MESSAGE, PERIODIC_FD_START):
+            if len(b) < 14:
+                return None
+            if b[13] not in FD_LENGTHS:
+                raise ProtocolError("event %d: length %d is not a CAN FD length" % (eid, b[13]))
+            return 15 + b[13]
         raise ProtocolError("unknown event id %d (0x%02x)" % (eid, eid))
 
     def next(self):
@@ -140,4 +183,7 @@ class Decoder:
             return eid, raw[2:].decode("utf-8", "replace")
         if eid == CAN_MESSAGE:
             return eid, _CAN_MESSAGE.unpack(raw[1:])
+        if eid == CAN_FD_MESSAGE:
+            timestamp, arbitration_id, length, flags = _CAN_FD_HEADER.unpack(raw[1:15])
+            return eid, (timestamp, arbitration_id, length, flags, raw[15:])
         return eid, raw[1:]

@@ -38,7 +38,9 @@ class Server:
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(10)
+        code = self.proc.wait(10)
+        self.log.close()
+        return code
 
 
 class PythonCanTest(unittest.TestCase):
@@ -72,6 +74,93 @@ class PythonCanTest(unittest.TestCase):
         self.assertEqual((got.arbitration_id, got.dlc, got.is_extended_id), (0x1ABCDEF0, 8, True))
         self.assertIsNone(a.recv(0.2))
         self.assertIsNone(b.recv(0.2))
+
+    def test_can_fd_round_trip_with_flags(self):
+        a, b = self.bus(fd=True), self.bus(fd=True)
+        classic_only = self.bus()
+        self.assertTrue(a.fd)
+        self.assertFalse(classic_only.fd)
+        payload = bytes(range(64))
+        a.send(can.Message(arbitration_id=0x123, data=payload, is_fd=True, bitrate_switch=True,
+                           is_extended_id=False))
+        a.send(can.Message(arbitration_id=0x1ABCDEF0, data=payload[:12], is_fd=True,
+                           error_state_indicator=True, is_extended_id=True))
+        a.send(can.Message(arbitration_id=0x7, data=[1, 2], is_extended_id=False))
+        got = b.recv(5)
+        self.assertEqual((got.arbitration_id, bytes(got.data), got.dlc), (0x123, payload, 64))
+        self.assertTrue(got.is_fd and got.bitrate_switch and not got.error_state_indicator)
+        got = b.recv(5)
+        self.assertEqual((got.arbitration_id, got.dlc, got.is_extended_id), (0x1ABCDEF0, 12, True))
+        self.assertTrue(got.is_fd and got.error_state_indicator and not got.bitrate_switch)
+        got = b.recv(5)
+        self.assertFalse(got.is_fd)
+        # The version 5 session gets the classic frame only.
+        got = classic_only.recv(5)
+        self.assertEqual((got.arbitration_id, got.is_fd), (0x7, False))
+        self.assertIsNone(classic_only.recv(0.2))
+        with self.assertRaises(can.CanOperationError) as ctx:
+            classic_only.send(can.Message(arbitration_id=1, data=[1], is_fd=True))
+        self.assertIn("cannot carry CAN FD", str(ctx.exception))
+
+    def test_can_fd_periodic(self):
+        a, b = self.bus(fd=True), self.bus(fd=True)
+        msg = can.Message(arbitration_id=0x321, data=bytes(16), is_fd=True, bitrate_switch=True,
+                          is_extended_id=False)
+        a.send_periodic(msg, 0.02, 0.2)
+        frames = [m for m in iter(lambda: b.recv(0.5), None)]
+        self.assertEqual(len(frames), 10)
+        self.assertTrue(all(m.is_fd and m.bitrate_switch and m.dlc == 16 for m in frames))
+
+    def test_fd_falls_back_to_version_5_on_a_server_without_it(self):
+        import socket
+        import struct
+        import threading
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        versions = []
+
+        def serve():  # the original server: a version other than 5 closes without a word
+            for _ in range(2):
+                conn, _ = listener.accept()
+                request = conn.recv(6)
+                versions.append(request[1])
+                if request[1] == 5:
+                    info = b"v5 only"
+                    conn.sendall(bytes([2, len(info)]) + info)
+                    time.sleep(0.5)
+                conn.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        bus = can.Bus("127.0.0.1:%d" % listener.getsockname()[1], interface="remote", fd=True)
+        self.assertFalse(bus.fd)
+        self.assertIn("v5 only", bus.channel_info)
+        bus.shutdown()
+        t.join()
+        listener.close()
+        self.assertEqual(versions, [6, 5])
+
+    def test_logger_writes_fd_frames_that_the_log_reader_reads_back(self):
+        a = self.bus(fd=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "fd.log")
+            logger = subprocess.Popen([sys.executable, "-m", "can.logger", "-i", "remote", "--fd",
+                                       "-c", self.server.channel, "-f", path],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(2.0)  # interpreter start-up and connection
+            sent = [can.Message(arbitration_id=0x400 + i, data=bytes([i] * 64), is_fd=True,
+                                bitrate_switch=bool(i % 2), is_extended_id=False) for i in range(10)]
+            for m in sent:
+                a.send(m)
+            time.sleep(1.0)
+            logger.send_signal(signal.SIGINT)
+            logger.communicate(timeout=10)
+            read = list(can.LogReader(path))
+            self.assertEqual(len(read), 10)
+            for m, r in zip(sent, read):
+                self.assertEqual((r.arbitration_id, bytes(r.data), r.is_fd, r.bitrate_switch),
+                                 (m.arbitration_id, bytes(m.data), True, m.bitrate_switch))
 
     def test_remote_frames(self):
         a, b = self.bus(), self.bus()
@@ -168,7 +257,7 @@ class PythonCanTest(unittest.TestCase):
                 a.send(can.Message(arbitration_id=0x300 + i, data=[i], is_extended_id=False))
             time.sleep(1.0)
             logger.send_signal(signal.SIGINT)
-            logger.wait(10)
+            logger.communicate(timeout=10)
             with open(path) as f:
                 text = f.read()
             frames = [l for l in text.split("\n") if "#" in l]
