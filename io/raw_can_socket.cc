@@ -27,6 +27,8 @@ absl::StatusOr<std::unique_ptr<RawCanSocket>> RawCanSocket::Open(const std::stri
   }
   const int on = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  // CAN FD frames too (an interface whose MTU is CAN_MTU simply never has any).
+  ::setsockopt(fd.get(), SOL_CAN_RAW, CAN_RAW_FD_FRAMES, &on, sizeof on);
   const int rcvbuf = 8 << 20;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
