@@ -61,6 +61,9 @@ ABSL_FLAG(int64_t, count, 0, "frames to send (overrides --duration)");
 ABSL_FLAG(std::string, mix, "std", "ids: std, ext or mixed");
 ABSL_FLAG(std::string, dlc, "8",
           "data length of the frames: N (0..8) or a range A-B, cycled frame by frame (0-8: all)");
+ABSL_FLAG(bool, fd, false,
+          "CAN FD frames (protocol version 6): lengths 12..64 in turn, every other pair with bit "
+          "rate switch; --dlc is then ignored");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
@@ -125,8 +128,18 @@ std::optional<DlcRange> ParseDlc(absl::string_view text) {
   return r;
 }
 
-CanFrame MakeFrame(uint32_t seq, const std::string& mix, DlcRange dlc) {
+CanFrame MakeFrame(uint32_t seq, const std::string& mix, DlcRange dlc, bool fd) {
   const bool ext = mix == "ext" || (mix == "mixed" && (seq & 1));
+  if (fd) {
+    // The sequence number in data[0..3] as for classic frames; the rest a pattern.
+    static constexpr uint8_t kFdLens[] = {12, 16, 20, 24, 32, 48, 64};
+    CanFrame f = MakeSequencedFrame(seq, ext, 8);
+    f.flags |= kCanFlagFd;
+    if ((seq >> 1) & 1) f.flags |= kCanFlagBrs;
+    f.len = kFdLens[seq % std::size(kFdLens)];
+    for (uint8_t i = 8; i < f.len; ++i) f.data[i] = static_cast<uint8_t>(seq + i);
+    return f;
+  }
   const int len = dlc.lo + static_cast<int>(seq % static_cast<uint32_t>(dlc.hi - dlc.lo + 1));
   return MakeSequencedFrame(seq, ext, len);
 }
@@ -163,6 +176,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   const std::string source = absl::GetFlag(FLAGS_source);
   const std::string mix = absl::GetFlag(FLAGS_mix);
   const DlcRange dlc = *ParseDlc(absl::GetFlag(FLAGS_dlc));
+  const bool fd = absl::GetFlag(FLAGS_fd);
   const double rate = absl::GetFlag(FLAGS_rate);
 
   // The server: external, or in-process on the chosen backend.
@@ -317,7 +331,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
     batch.clear();
     const int64_t written = RealtimeNanos();  // one clock read per batch
     for (; seq < due; ++seq) {
-      batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc));
+      batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc, fd));
       send_times->Record(static_cast<uint32_t>(seq), written);
     }
     for (const CanFrame& f : batch) {
@@ -395,8 +409,10 @@ std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
 }
 
 void Print(const RunResult& r) {
-  std::printf("%s", absl::StrFormat("\n%d client(s): offered %d frames in %.2f s (%.0f frames/s)\n",
-                                    r.clients, r.sent, r.seconds, r.offered_fps)
+  std::printf("%s", absl::StrFormat(
+                        "\n%d client(s): offered %d %sframes in %.2f s (%.0f frames/s)\n",
+                        r.clients, r.sent, absl::GetFlag(FLAGS_fd) ? "CAN FD (12..64-byte) " : "",
+                        r.seconds, r.offered_fps)
                         .c_str());
   std::printf("%-10s %10s %10s %8s %11s %8s %8s %8s %8s %9s\n", "reader", "received", "lost",
               "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
