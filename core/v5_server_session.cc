@@ -8,8 +8,12 @@ namespace canserver {
 absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
   if (state_ == State::kClosed) return absl::FailedPreconditionError("session is closed");
   if (!bytes.empty()) decoder_.Append(bytes);
+  held_back_ = false;
   while (true) {
-    if (state_ == State::kOpen && actions_->TransmitBlocked()) return absl::OkStatus();
+    if (state_ == State::kOpen && actions_->TransmitBlocked()) {
+      held_back_ = decoder_.buffered() > 0;
+      return absl::OkStatus();
+    }
     absl::StatusOr<std::optional<v5::Event>> next = decoder_.Next();
     if (!next.ok()) {
       return Fail(

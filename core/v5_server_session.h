@@ -62,6 +62,10 @@ class V5ServerSession {
   absl::Status Resume(std::string* reply) { return OnBytes({}, reply); }
   // Bytes received and not yet decoded.
   size_t buffered() const { return decoder_.buffered(); }
+  // The last OnBytes/Resume stopped at a full transmit queue with bytes left to decode. Sticky
+  // until the next call, unlike TransmitBlocked(), which the CAN thread may clear a moment later:
+  // the caller must call Resume() again whatever the queue looks like by then.
+  bool held_back() const { return held_back_; }
 
   // The client closed its side. Returns an error if it cut an event short.
   absl::Status OnEof() const;
@@ -83,6 +87,7 @@ class V5ServerSession {
   State state_ = State::kAwaitBusRequest;
   int32_t bitrate_ = 0;
   uint8_t version_ = 0;
+  bool held_back_ = false;
 };
 
 }  // namespace canserver

@@ -54,7 +54,9 @@ bool Session::Decode(absl::Span<const uint8_t> bytes) {
     return false;
   }
   // A full queue may have stopped the decoder: the rest waits for the CAN thread to make room.
-  tx_waiting_ = TransmitBlocked();
+  // Asked of the decoder, not of the queue: the CAN thread may have made room since the decoder
+  // stopped, and bytes already read would then wait for more bytes that may never come.
+  tx_waiting_ = protocol_.held_back();
   return true;
 }
 

@@ -191,6 +191,38 @@ TEST(V5ServerSessionTest, EofInsideAnEventIsReported) {
   EXPECT_FALSE(s.OnEof().ok());
 }
 
+// The decoder stops at a full queue; the CAN thread may make room before the caller looks. The
+// session must still say it held bytes back, or those bytes wait for more that never come (a
+// client that had sent everything stalled for good: vcan scenario 13, 1 in ~20 runs).
+TEST(V5ServerSessionTest, HeldBackStaysTrueWhenTheQueueEmptiesAfterTheStop) {
+  class BlockingActions : public FakeActions {
+   public:
+    bool TransmitBlocked() const override { return blocked; }
+    void Transmit(const CanFrame& frame) override {
+      FakeActions::Transmit(frame);
+      blocked = sent.size() % 2 == 0;  // the queue is full after every second frame
+    }
+    bool blocked = false;
+  };
+  BlockingActions actions;
+  V5ServerSession s(&actions);
+  std::string reply;
+  ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 0}, v5::FilterConfig{}}), &reply).ok());
+  std::string frames;
+  for (uint8_t i = 0; i < 5; ++i) frames += Bytes({v5::CanMessage{CanFrame::Classic(i, {i})}});
+  ASSERT_TRUE(Feed(s, frames, &reply).ok());
+  EXPECT_EQ(actions.sent.size(), 2u);
+  actions.blocked = false;  // the CAN thread drained the queue meanwhile
+  EXPECT_TRUE(s.held_back()) << "three frames wait undecoded";
+  ASSERT_TRUE(s.Resume(&reply).ok());
+  EXPECT_EQ(actions.sent.size(), 4u);
+  EXPECT_TRUE(s.held_back());
+  actions.blocked = false;
+  ASSERT_TRUE(s.Resume(&reply).ok());
+  EXPECT_EQ(actions.sent.size(), 5u);
+  EXPECT_FALSE(s.held_back());
+}
+
 CanFrame FdFrame(uint32_t id, uint8_t len, uint8_t extra_flags = kCanFlagBrs) {
   CanFrame f;
   f.id = id;
