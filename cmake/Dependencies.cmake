@@ -15,3 +15,10 @@ find_path(MOODYCAMEL_RWQ_INCLUDE_DIR readerwriterqueue/readerwriterqueue.h REQUI
 add_library(moodycamel::queues INTERFACE IMPORTED)
 target_include_directories(moodycamel::queues SYSTEM INTERFACE
   "${MOODYCAMEL_CQ_INCLUDE_DIR}" "${MOODYCAMEL_RWQ_INCLUDE_DIR}")
+
+# The HTTP endpoint (--http): cpp-httplib (libcpp-httplib-dev) serves, nlohmann-json3-dev writes
+# /api/status. systemd's sd_notify (libsystemd-dev) for Type=notify units.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET GLOBAL libsystemd)
+find_package(nlohmann_json REQUIRED)

@@ -15,6 +15,23 @@ std::string SessionCounters::Summary() const {
       tx_paused.Get());
 }
 
+void DeliveryLatency::Record(const int64_t* latencies_ns, size_t n) noexcept {
+  uint64_t local[kBuckets] = {};
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t ns = latencies_ns[i] > 0 ? latencies_ns[i] : 0;
+    sum += static_cast<uint64_t>(ns);
+    size_t b = 0;
+    while (b < std::size(kBounds) && static_cast<double>(ns) > kBounds[b] * 1e9) ++b;
+    ++local[b];
+  }
+  for (size_t b = 0; b < kBuckets; ++b) {
+    if (local[b] != 0) buckets_[b].fetch_add(local[b], std::memory_order_relaxed);
+  }
+  sum_ns_.fetch_add(sum, std::memory_order_relaxed);
+  count_.fetch_add(n, std::memory_order_relaxed);
+}
+
 std::string ChannelCounters::Summary() const {
   return absl::StrFormat(
       "bus_rx=%d bus_tx=%d bus_tx_failed=%d tx_timeout=%d tx_bus_error=%d tx_no_fd=%d tx_busy=%d "

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 namespace canserver {
@@ -40,8 +42,34 @@ struct SessionCounters {
   Counter tx_no_fd;        // CAN thread: CAN FD frames refused by a classic-only interface
   Counter tx_wait_max_us;  // CAN thread: longest time one of its frames waited for the bus
   Counter tx_paused;       // io thread: times reading stopped because its tx queue was full
+  Counter ring_high_water;  // io thread: most frames seen waiting in its ring at once
 
   std::string Summary() const;
+};
+
+// Time from a frame's bus timestamp to its encoding for a client's socket, over every client of
+// a channel: a Prometheus histogram (cumulative buckets, sum, count). Written by every io thread
+// of the channel's sessions (relaxed fetch_add, one per bucket touched per batch), read by anyone.
+class DeliveryLatency {
+ public:
+  // Upper bounds in seconds; the last bucket (+Inf) is implied.
+  static constexpr double kBounds[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3, 5e-3,
+                                       10e-3, 25e-3,  50e-3,  100e-3, 250e-3, 1.0};
+  static constexpr size_t kBuckets = std::size(kBounds) + 1;
+
+  // Adds `n` latencies in nanoseconds (negative ones, from a clock step, count as zero).
+  void Record(const int64_t* latencies_ns, size_t n) noexcept;
+  // Per bucket (not cumulative), sum in seconds, total count.
+  uint64_t bucket(size_t i) const noexcept { return buckets_[i].load(std::memory_order_relaxed); }
+  double sum_seconds() const noexcept {
+    return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9;
+  }
+  uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> buckets_[kBuckets] = {};
+  std::atomic<uint64_t> sum_ns_{0};
+  std::atomic<uint64_t> count_{0};
 };
 
 // One CAN channel.

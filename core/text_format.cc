@@ -144,4 +144,18 @@ absl::StatusOr<CanFilter> ParseFilter(absl::string_view text) {
   return filter;
 }
 
+std::string FormatFilters(const FilterSet& filters) {
+  std::string out;
+  for (const CanFilter& f : filters.filters()) {
+    uint32_t id = f.can_id;
+    uint32_t mask = f.can_mask;
+    if (f.extended.has_value()) {
+      mask |= 0x80000000u;
+      if (*f.extended) id |= 0x80000000u;
+    }
+    absl::StrAppendFormat(&out, "%s%X:%X", out.empty() ? "" : " ", id, mask);
+  }
+  return out;
+}
+
 }  // namespace canserver

@@ -31,4 +31,7 @@ std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname);
 // bit 31 of the id then selects extended (as CAN_EFF_FLAG does for candump).
 absl::StatusOr<CanFilter> ParseFilter(absl::string_view text);
 
+// The filters in that syntax, space-separated ("" for none: everything passes).
+std::string FormatFilters(const FilterSet& filters);
+
 }  // namespace canserver

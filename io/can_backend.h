@@ -61,6 +61,8 @@ class CanBackend {
 
   // "socketcan channel 'can0'", "virtual channel 'vcan0'"… for BusResponse and logs. Thread-safe.
   virtual std::string channel_info() const = 0;
+  // "can0": the channel's name, for metrics labels and the status page. Thread-safe.
+  virtual std::string name() const = 0;
 
   // Sets how long after bus-off the controller restarts by itself (0: never; SocketCAN:
   // interface down, restart-ms, up; needs CAP_NET_ADMIN). Thread-safe.

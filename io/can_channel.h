@@ -74,6 +74,9 @@ class CanChannel {
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
 
   const ChannelCounters& counters() const { return counters_; }
+  // Bus time → encoded for a client's socket, all clients of the channel. Any thread.
+  DeliveryLatency& delivery_latency() { return delivery_latency_; }
+  const DeliveryLatency& delivery_latency() const { return delivery_latency_; }
   // The controller state the last state-announcing error frame gave ("error-active" until one
   // says otherwise). Thread-safe.
   BusState bus_state() const { return bus_state_.load(std::memory_order_relaxed); }
@@ -150,6 +153,7 @@ class CanChannel {
   std::vector<const Wakeup*> to_wake_;
 
   ChannelCounters counters_;
+  DeliveryLatency delivery_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
   std::jthread thread_;

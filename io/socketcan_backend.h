@@ -44,6 +44,7 @@ class SocketCanBackend final : public CanBackend {
   static absl::StatusOr<std::unique_ptr<SocketCanBackend>> Open(const SocketCanOptions& options);
 
   std::string channel_info() const override { return "socketcan channel '" + interface_ + "'"; }
+  std::string name() const override { return interface_; }
   // Through libsocketcan (netlink): the bit rate where the driver has bit timing, and the state.
   BusTiming timing() const override;
   absl::Status SetBitrate(int32_t bitrate) override;

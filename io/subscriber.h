@@ -15,6 +15,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "core/counters.h"
 #include "core/queues.h"
@@ -22,6 +24,14 @@
 #include "io/wakeup.h"
 
 namespace canserver {
+
+// Who the client is, for the status page and /metrics: set by the session before it subscribes,
+// read-only afterwards.
+struct SubscriberInfo {
+  std::string peer;              // "192.0.2.7:51234"
+  uint8_t protocol_version = 0;  // 5, or 6 (CAN FD)
+  int64_t connected_at_ns = 0;   // CLOCK_REALTIME
+};
 
 struct Subscriber {
   Subscriber(uint64_t id_in, size_t ring_capacity, std::shared_ptr<const Wakeup> io_wakeup,
@@ -53,6 +63,22 @@ struct Subscriber {
   const std::shared_ptr<const Wakeup> wakeup;
   std::atomic<uint32_t> tx_failed_pending{0};
   SessionCounters counters;
+  SubscriberInfo info;
+
+  // The client's filters in candump syntax ("123:7FF 80000000:80000000"; empty: everything).
+  // Any thread.
+  void set_filters_text(std::string text) {
+    std::lock_guard<std::mutex> lock(filters_mu_);
+    filters_text_ = std::move(text);
+  }
+  std::string filters_text() const {
+    std::lock_guard<std::mutex> lock(filters_mu_);
+    return filters_text_;
+  }
+
+ private:
+  mutable std::mutex filters_mu_;
+  std::string filters_text_;  // guarded by filters_mu_
 };
 
 }  // namespace canserver

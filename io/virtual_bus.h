@@ -51,6 +51,7 @@ class VirtualBus final : public CanBackend, public std::enable_shared_from_this<
   uint64_t inject_drops() const { return inject_drops_.load(std::memory_order_relaxed); }
 
   std::string channel_info() const override { return "virtual channel '" + channel_ + "'"; }
+  std::string name() const override { return channel_; }
   int rx_fd() const override { return wakeup_.fd(); }
   size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept override;
   size_t Send(const CanFrame* frames, size_t n, int* error) noexcept override;

@@ -10,6 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "core/version.h"
+#include "io/clock.h"
 #include "net/socket_util.h"
 
 namespace canserver {
@@ -63,6 +65,7 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
 
 RemoteServer::RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup)
     : options_(std::move(options)),
+      start_time_ns_(RealtimeNanos()),
       channels_(std::move(channels)),
       stop_wakeup_(std::move(wakeup)) {}
 
@@ -77,6 +80,44 @@ size_t RemoteServer::session_count() const {
   size_t n = 0;
   for (const auto& t : io_threads_) n += t->session_count();
   return n;
+}
+
+ServerStatus RemoteServer::Status() {
+  ServerStatus status;
+  status.version = kVersion;
+  status.start_time_ns = start_time_ns_;
+  status.now_ns = RealtimeNanos();
+  status.io_threads = options_.io_threads;
+  status.max_clients = options_.max_clients;
+  for (Served& c : channels_) {
+    CanBackend& backend = c.channel->backend();
+    const ChannelCounters& k = c.channel->counters();
+    const double fps =
+        FramesPerSecond(status.channels.size(), status.now_ns, k.bus_rx.Get() + k.bus_tx.Get());
+    status.channels.push_back(ChannelStatus{backend.name(), backend.channel_info(), c.port,
+                                            backend.timing(), fps, c.channel.get(),
+                                            c.channel->Subscribers()});
+  }
+  return status;
+}
+
+double RemoteServer::FramesPerSecond(size_t channel, int64_t now_ns, uint64_t frames) {
+  constexpr int64_t kWindowNs = 1'000'000'000;
+  std::lock_guard<std::mutex> lock(rates_mu_);
+  if (rate_samples_.size() < channels_.size()) rate_samples_.resize(channels_.size());
+  std::deque<RateSample>& samples = rate_samples_[channel];
+  if (samples.empty()) samples.push_back({start_time_ns_, 0});
+  // Against the newest sample at least a window old (else the oldest): a rate over 1..~2 s.
+  const RateSample* base = &samples.front();
+  for (const RateSample& s : samples) {
+    if (now_ns - s.at_ns >= kWindowNs) base = &s;
+  }
+  const int64_t dt = now_ns - base->at_ns;
+  const double fps =
+      dt > 0 ? static_cast<double>(frames - base->frames) * 1e9 / static_cast<double>(dt) : 0;
+  if (now_ns - samples.back().at_ns >= kWindowNs / 4) samples.push_back({now_ns, frames});
+  while (samples.size() > 2 && now_ns - samples[1].at_ns >= kWindowNs) samples.pop_front();
+  return fps;
 }
 
 absl::Status RemoteServer::ServeForever() {

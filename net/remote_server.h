@@ -15,7 +15,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@
 #include "io/wakeup.h"
 #include "net/io_thread.h"
 #include "net/server_options.h"
+#include "net/server_status.h"
 
 namespace canserver {
 
@@ -64,6 +67,9 @@ class RemoteServer {
   uint16_t port(size_t i = 0) const { return channels_[i].port; }
   CanChannel& channel(size_t i = 0) { return *channels_[i].channel; }
   size_t session_count() const;
+  // Channels, their bus and counters, and the sessions on each, for /metrics and the status page.
+  // Thread-safe (one netlink query per channel for the bus's timing).
+  ServerStatus Status();
   const ServerOptions& options() const { return options_; }
 
  private:
@@ -77,7 +83,17 @@ class RemoteServer {
   // Tells a connection we will not serve why (best effort), before it is closed.
   static void Refuse(int fd, const std::string& reason);
 
+  // Bus frame counts sampled by Status(), for a frames/s figure over the last seconds.
+  struct RateSample {
+    int64_t at_ns;
+    uint64_t frames;
+  };
+  double FramesPerSecond(size_t channel, int64_t now_ns, uint64_t frames);
+
   const ServerOptions options_;
+  const int64_t start_time_ns_;
+  std::mutex rates_mu_;
+  std::vector<std::deque<RateSample>> rate_samples_;  // per channel; guarded by rates_mu_
   std::vector<Served> channels_;
   std::vector<std::unique_ptr<IoThread>> io_threads_;
   Wakeup stop_wakeup_;

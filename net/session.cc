@@ -11,6 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
+#include "core/text_format.h"
+#include "core/version.h"
+#include "io/clock.h"
 
 namespace canserver {
 namespace {
@@ -138,7 +141,9 @@ bool Session::Pump() {
   const bool fd = protocol_.fd_enabled();
   const size_t max_event = fd ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
   size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
+  sub.counters.ring_high_water.Max(sub.ring.size_approx());
   CanFrame frames[kPopBatch];
+  int64_t latency_ns[kPopBatch];
   while (budget_frames > 0 && pending_bytes() + max_event <= options_.output_buffer_bytes) {
     const size_t room = (options_.output_buffer_bytes - pending_bytes()) / max_event;
     const size_t n = sub.ring.PopBulk(frames, std::min({kPopBatch, room, budget_frames}));
@@ -151,6 +156,7 @@ bool Session::Pump() {
     size_t pos = out_.size();
     out_.resize(pos + n * max_event);
     size_t encoded = 0;
+    const int64_t now = RealtimeNanos();  // one clock read per batch
     for (size_t i = 0; i < n; ++i) {
       auto* at = reinterpret_cast<uint8_t*>(&out_[pos]);
       const size_t len = fd                                    ? v5::EncodeFrameV6(frames[i], at)
@@ -158,13 +164,14 @@ bool Session::Pump() {
                                                                : 0;
       if (len > 0) {
         pos += len;
-        ++encoded;
+        latency_ns[encoded++] = now - frames[i].timestamp_ns;
       } else {
         sub.counters.drops_unsupported.Add();  // an FD frame for a version 5 client
       }
     }
     out_.resize(pos);
     sub.counters.frames_to_client.Add(encoded);
+    channel_->delivery_latency().Record(latency_ns, encoded);
   }
   if (const uint32_t failed = sub.TakeTxFailed(); failed > 0) {
     out_.append(failed, static_cast<char>(v5::EventId::kTransmitFail));
@@ -309,6 +316,8 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
   periodic_ = *std::move(jobs);
   subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
                                              options_.client_tx_frames);
+  subscriber_->info = {peer_, protocol_.version(), absl::ToUnixNanos(connected_at_)};
+  subscriber_->set_filters_text(FormatFilters(filters));
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
@@ -320,10 +329,13 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
   CS_LOG(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_, channel_->channel_info(),
          rate, state, filters.filters().size());
   channel_->Subscribe(subscriber_, std::move(filters));
-  return absl::StrFormat("%s, %s", channel_->channel_info(), rate);
+  return absl::StrFormat("%s, %s (canserver %s)", channel_->channel_info(), rate, kVersion);
 }
 
-void Session::SetFilters(FilterSet filters) { channel_->SetFilters(id_, std::move(filters)); }
+void Session::SetFilters(FilterSet filters) {
+  subscriber_->set_filters_text(FormatFilters(filters));
+  channel_->SetFilters(id_, std::move(filters));
+}
 
 void Session::Transmit(const CanFrame& frame) {
   subscriber_->counters.frames_from_client.Add();

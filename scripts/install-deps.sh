@@ -7,6 +7,12 @@ packages=(
   cmake ninja-build g++ clang ccache pkg-config
   libabsl-dev libconcurrentqueue-dev libreaderwriterqueue-dev
   libgtest-dev libgmock-dev libbenchmark-dev libinih-dev libsocketcan-dev
+  # --http (cpp-httplib, JSON), sd_notify
+  libcpp-httplib-dev nlohmann-json3-dev libsystemd-dev
+  # what operators and scrapers see: promtool and a real Prometheus, headless Chromium
+  prometheus chromium
+  # the .deb: dpkg-shlibdeps for its dependencies, lintian, man pages from --help, unit checks
+  dpkg-dev lintian help2man systemd
   # the vcan scenarios: a real kernel under qemu, can-utils as the oracle
   qemu-system-x86 busybox-static cpio can-utils iproute2 kmod
   # python-can through canserver

@@ -2,6 +2,7 @@
 // v5 (python-can's `remote` interface). See README.md and docs/.
 #include <pthread.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -27,8 +29,10 @@
 #include "core/channel_spec.h"
 #include "core/log.h"
 #include "core/server_config.h"
+#include "core/version.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
+#include "net/http_server.h"
 #include "net/remote_server.h"
 #include "tools/cli_args.h"
 
@@ -101,6 +105,10 @@ ABSL_FLAG(std::vector<std::string>, allow, {},
           "comma-separated addresses or CIDR blocks allowed to connect, e.g. "
           "10.1.0.0/16,192.168.1.5,::1 (default: everyone); others are refused and logged");
 ABSL_FLAG(int, v, 0, "verbosity: -v logs periodic summaries, -vv per-event detail");
+ABSL_FLAG(std::string, http, "",
+          "serve a status page (/), Prometheus metrics (/metrics) and JSON (/api/status) on "
+          "ADDR:PORT, e.g. 127.0.0.1:9754 (default: off); --allow applies, and the page shows "
+          "client addresses");
 
 namespace {
 
@@ -146,6 +154,14 @@ int main(int argc, char** argv) {
       "  canserver --config /etc/canserver/canserver.conf\n"
       "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
       "(--error-frames) and -v/-vv.");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return absl::StrCat("canserver ", kVersion, "\n"); };
+  // "Flags from tools/canserver.cc", whatever directory it was built in.
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t at = file.rfind("tools/");
+    return std::string(at == absl::string_view::npos ? file : file.substr(at));
+  };
+  absl::SetFlagsUsageConfig(usage);
   std::vector<std::string> args = NormalizeArgs(argc, argv);
   // --channel may be repeated (abseil keeps only the last), --config is read before the flags.
   std::vector<std::string> channel_args;
@@ -280,15 +296,47 @@ int main(int argc, char** argv) {
   auto server =
       RemoteServer::Create(options, std::move(channels), absl::GetFlag(FLAGS_error_frames));
   if (!server.ok()) return fail(server.status().message());
+  std::unique_ptr<HttpServer> http;  // destroyed before the server it reports on
+  if (const std::string http_flag = absl::GetFlag(FLAGS_http); !http_flag.empty()) {
+    absl::StatusOr<HostPort> address = ParseHostPort(http_flag, 9754);
+    if (!address.ok()) return fail(absl::StrCat("--http: ", address.status().message()));
+    RemoteServer* s = server->get();
+    auto started = HttpServer::Start(*address, options.allow, [s] { return s->Status(); });
+    if (!started.ok()) return fail(started.status().message());
+    http = *std::move(started);
+  }
 
+  // systemd (Type=notify): ready once every listener is bound; the watchdog is pinged from this
+  // thread while it runs, and STATUS says who is connected. Without systemd these are no-ops.
+  const size_t channel_count = (*server)->channel_count();
+  sd_notifyf(0, "READY=1\nSTATUS=serving %zu channel(s), no clients yet", channel_count);
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   std::jthread signal_waiter([&](std::stop_token stop) {
     const timespec tick{0, 200'000'000};
+    absl::Time last_ping = absl::Now();
+    absl::Time last_status = absl::Now();
+    size_t last_sessions = 0;
     while (!stop.stop_requested()) {
       const int sig = sigtimedwait(&signals, nullptr, &tick);
       if (sig > 0) {
         CS_LOG(kInfo, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
         (*server)->Shutdown();
         return;
+      }
+      const absl::Time now = absl::Now();
+      if (watchdog && now - last_ping >= absl::Microseconds(watchdog_usec / 2)) {
+        sd_notify(0, "WATCHDOG=1");
+        last_ping = now;
+      }
+      if (now - last_status >= absl::Seconds(2)) {
+        const size_t sessions = (*server)->session_count();
+        if (sessions != last_sessions) {
+          sd_notifyf(0, "STATUS=serving %zu channel(s), %zu client(s)", channel_count, sessions);
+          last_sessions = sessions;
+        }
+        last_status = now;
       }
     }
   });

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "core/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/test_server.h"
@@ -109,8 +110,8 @@ TEST(RemoteServerTest, ChannelInfoNamesTheChannelAndSaysItHasNoBitTiming) {
   TestServer ts;
   auto c = ts.Connect({}, 250000);
   EXPECT_EQ(c->channel_info(), absl::StrCat("virtual channel 'test', no bit timing (asked "
-                                            "250000 bit/s) on ",
-                                            ts.address()));
+                                            "250000 bit/s) (canserver ",
+                                            kVersion, ") on ", ts.address()));
 }
 
 TEST(RemoteServerTest, ForcedBitrateIsReportedForABusWithoutBitTiming) {

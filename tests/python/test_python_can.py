@@ -15,6 +15,11 @@ import unittest
 import can
 
 
+def canserver_version():
+    out = subprocess.run([os.environ["CANSERVER_BIN"], "--version"], capture_output=True, text=True)
+    return out.stdout.split()[1]
+
+
 class Server:
     """canserver on the virtual bus, on a free loopback port."""
 
@@ -63,8 +68,8 @@ class PythonCanTest(unittest.TestCase):
         a, b = self.bus(bitrate=250000), self.bus()
         self.assertEqual(b.recv(0.01), None)
         self.assertEqual(a.channel_info,
-                         "virtual channel 'pytest', no bit timing (asked 250000 bit/s) on %s"
-                         % self.server.channel)
+                         "virtual channel 'pytest', no bit timing (asked 250000 bit/s) "
+                         "(canserver %s) on %s" % (canserver_version(), self.server.channel))
         a.send(can.Message(arbitration_id=0x123, data=[1, 2, 3], is_extended_id=False))
         b.send(can.Message(arbitration_id=0x1ABCDEF0, data=b"\xff" * 8, is_extended_id=True))
         got = b.recv(5)
@@ -217,8 +222,8 @@ class PythonCanTest(unittest.TestCase):
             self.assertIn("the client asked for 500000 bit/s, but virtual channel 'pytest' runs "
                           "at 250000 bit/s", str(caught.exception))
             b = can.Bus(wire.channel, interface="remote")  # no bit rate asked: any will do
-            self.assertEqual(b.channel_info, "virtual channel 'pytest', 250000 bit/s on %s"
-                             % wire.channel)
+            self.assertEqual(b.channel_info, "virtual channel 'pytest', 250000 bit/s (canserver %s) on %s"
+                             % (canserver_version(), wire.channel))
             b.shutdown()
         finally:
             self.assertEqual(wire.stop(), 0)

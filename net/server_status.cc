@@ -1,0 +1,283 @@
+#include "net/server_status.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "core/bus_state.h"
+
+namespace canserver {
+namespace {
+
+// Label values escape backslash, double quote and newline (exposition format 0.0.4).
+std::string Escape(absl::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Writes metric families: HELP and TYPE once, then every sample of the family together, as the
+// format requires.
+class Exposition {
+ public:
+  void Family(absl::string_view name, absl::string_view type, absl::string_view help) {
+    absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  }
+  void Sample(absl::string_view name, absl::string_view labels, double value) {
+    absl::StrAppend(&out_, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}", " ",
+                    Number(value), "\n");
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  static std::string Number(double v) {
+    if (v == static_cast<double>(static_cast<int64_t>(v)) && v < 9e15 && v > -9e15) {
+      return absl::StrCat(static_cast<int64_t>(v));
+    }
+    return absl::StrFormat("%.9g", v);
+  }
+  std::string out_;
+};
+
+std::string ChannelLabel(const ChannelStatus& c) {
+  return absl::StrCat("channel=\"", Escape(c.name), "\"");
+}
+
+std::string SessionLabels(const ChannelStatus& c, const Subscriber& s) {
+  return absl::StrCat(ChannelLabel(c), ",session=\"", s.id, "\",peer=\"", Escape(s.info.peer),
+                      "\",protocol=\"v", s.info.protocol_version, "\"");
+}
+
+using ChannelValue = double (*)(const ChannelStatus&);
+using SessionValue = double (*)(const SessionCounters&);
+
+double V(const Counter& c) { return static_cast<double>(c.Get()); }
+
+}  // namespace
+
+std::string RenderMetrics(const ServerStatus& status) {
+  Exposition e;
+  e.Family("canserver_build_info", "gauge", "canserver's version (always 1)");
+  e.Sample("canserver_build_info", absl::StrCat("version=\"", Escape(status.version), "\""), 1);
+  e.Family("canserver_start_time_seconds", "gauge", "When the server started (Unix time)");
+  e.Sample("canserver_start_time_seconds", "", static_cast<double>(status.start_time_ns) / 1e9);
+  e.Family("canserver_io_threads", "gauge", "io threads serving the clients");
+  e.Sample("canserver_io_threads", "", status.io_threads);
+  e.Family("canserver_max_clients", "gauge", "Sessions allowed at once (--max-clients)");
+  e.Sample("canserver_max_clients", "", static_cast<double>(status.max_clients));
+
+  // Per channel.
+  struct ChannelMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    ChannelValue value;
+  };
+  static const ChannelMetric kChannel[] = {
+      {"canserver_clients", "gauge", "Clients connected to the channel",
+       [](const ChannelStatus& c) { return static_cast<double>(c.sessions.size()); }},
+      {"canserver_bus_rx_frames_total", "counter", "Frames received from the bus",
+       [](const ChannelStatus& c) { return V(c.channel->counters().bus_rx); }},
+      {"canserver_bus_tx_frames_total", "counter", "Frames written to the bus",
+       [](const ChannelStatus& c) { return V(c.channel->counters().bus_tx); }},
+      {"canserver_bus_tx_deferred_total", "counter",
+       "Writes the bus deferred (ENOBUFS/EAGAIN: device queue full), each retried",
+       [](const ChannelStatus& c) { return V(c.channel->counters().tx_busy); }},
+      {"canserver_bus_tx_wait_max_seconds", "gauge",
+       "Longest time a client's frame waited from queued to written",
+       [](const ChannelStatus& c) { return V(c.channel->counters().tx_wait_max_us) / 1e6; }},
+      {"canserver_kernel_drops_total", "counter",
+       "Frames the kernel dropped before canserver read them (SO_RXQ_OVFL)",
+       [](const ChannelStatus& c) { return V(c.channel->counters().kernel_drops); }},
+      {"canserver_ring_drops_total", "counter",
+       "Frames dropped for a client that did not keep up (sum over clients)",
+       [](const ChannelStatus& c) { return V(c.channel->counters().ring_drops); }},
+      {"canserver_bus_state_changes_total", "counter", "Controller state changes",
+       [](const ChannelStatus& c) { return V(c.channel->counters().state_changes); }},
+      {"canserver_bus_off_total", "counter", "Times the controller went bus-off",
+       [](const ChannelStatus& c) { return V(c.channel->counters().bus_off); }},
+      {"canserver_bus_bitrate", "gauge",
+       "The bus's nominal bit rate in bit/s (0: no bit timing, e.g. vcan)",
+       [](const ChannelStatus& c) { return static_cast<double>(c.timing.bitrate); }},
+      {"canserver_bus_data_bitrate", "gauge", "The CAN FD data phase bit rate in bit/s (0: none)",
+       [](const ChannelStatus& c) { return static_cast<double>(c.timing.data_bitrate); }},
+  };
+  for (const ChannelMetric& m : kChannel) {
+    e.Family(m.name, m.type, m.help);
+    for (const ChannelStatus& c : status.channels) e.Sample(m.name, ChannelLabel(c), m.value(c));
+  }
+  e.Family("canserver_bus_tx_refused_total", "counter",
+           "Client frames refused with TransmitFail, by reason");
+  for (const ChannelStatus& c : status.channels) {
+    const ChannelCounters& k = c.channel->counters();
+    for (auto [reason, counter] :
+         {std::pair{"timeout", &k.tx_timeout}, std::pair{"bus_error", &k.tx_bus_error},
+          std::pair{"no_fd", &k.tx_no_fd}}) {
+      e.Sample("canserver_bus_tx_refused_total",
+               absl::StrCat(ChannelLabel(c), ",reason=\"", reason, "\""), V(*counter));
+    }
+  }
+  e.Family("canserver_bus_state", "gauge",
+           "The controller's state as canserver last saw it (1 for the current state)");
+  for (const ChannelStatus& c : status.channels) {
+    e.Sample("canserver_bus_state",
+             absl::StrCat(ChannelLabel(c), ",state=\"", BusStateName(c.channel->bus_state()), "\""),
+             1);
+  }
+  e.Family("canserver_bus_error_counter", "gauge",
+           "The controller's error counters, where the driver reports them");
+  for (const ChannelStatus& c : status.channels) {
+    if (c.timing.tx_errors < 0) continue;
+    e.Sample("canserver_bus_error_counter", absl::StrCat(ChannelLabel(c), ",direction=\"tx\""),
+             c.timing.tx_errors);
+    e.Sample("canserver_bus_error_counter", absl::StrCat(ChannelLabel(c), ",direction=\"rx\""),
+             c.timing.rx_errors);
+  }
+  e.Family("canserver_delivery_latency_seconds", "histogram",
+           "From a frame's bus timestamp to its encoding for a client's socket");
+  for (const ChannelStatus& c : status.channels) {
+    const DeliveryLatency& h = c.channel->delivery_latency();
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < DeliveryLatency::kBuckets; ++b) {
+      cumulative += h.bucket(b);
+      const std::string le = b < std::size(DeliveryLatency::kBounds)
+                                 ? absl::StrFormat("%g", DeliveryLatency::kBounds[b])
+                                 : "+Inf";
+      e.Sample("canserver_delivery_latency_seconds_bucket",
+               absl::StrCat(ChannelLabel(c), ",le=\"", le, "\""), static_cast<double>(cumulative));
+    }
+    e.Sample("canserver_delivery_latency_seconds_sum", ChannelLabel(c), h.sum_seconds());
+    e.Sample("canserver_delivery_latency_seconds_count", ChannelLabel(c),
+             static_cast<double>(h.count()));
+  }
+
+  // Per session.
+  struct SessionMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    SessionValue value;
+  };
+  static const SessionMetric kSession[] = {
+      {"canserver_session_frames_to_client_total", "counter", "Frames sent to the client",
+       [](const SessionCounters& s) { return V(s.frames_to_client); }},
+      {"canserver_session_frames_from_client_total", "counter", "Frames received from the client",
+       [](const SessionCounters& s) { return V(s.frames_from_client); }},
+      {"canserver_session_bytes_to_client_total", "counter", "Bytes sent to the client",
+       [](const SessionCounters& s) { return V(s.bytes_to_client); }},
+      {"canserver_session_bytes_from_client_total", "counter", "Bytes received from the client",
+       [](const SessionCounters& s) { return V(s.bytes_from_client); }},
+      {"canserver_session_tx_written_total", "counter", "The client's frames the bus took",
+       [](const SessionCounters& s) { return V(s.tx_written); }},
+      {"canserver_session_tx_paused_total", "counter",
+       "Times reading from the client stopped because its transmit queue was full",
+       [](const SessionCounters& s) { return V(s.tx_paused); }},
+      {"canserver_session_ring_high_water_frames", "gauge",
+       "Most frames seen waiting for the client at once",
+       [](const SessionCounters& s) { return V(s.ring_high_water); }},
+      {"canserver_session_connected_since_seconds", "gauge", "When the client connected", nullptr},
+  };
+  for (const SessionMetric& m : kSession) {
+    e.Family(m.name, m.type, m.help);
+    for (const ChannelStatus& c : status.channels) {
+      for (const auto& s : c.sessions) {
+        e.Sample(
+            m.name, SessionLabels(c, *s),
+            m.value ? m.value(s->counters) : static_cast<double>(s->info.connected_at_ns) / 1e9);
+      }
+    }
+  }
+  e.Family("canserver_session_drops_total", "counter",
+           "Frames the client did not get, by reason (ring_full: it did not keep up; "
+           "unsupported: CAN FD for a protocol version 5 client)");
+  for (const ChannelStatus& c : status.channels) {
+    for (const auto& s : c.sessions) {
+      const std::string labels = SessionLabels(c, *s);
+      e.Sample("canserver_session_drops_total", labels + ",reason=\"ring_full\"",
+               V(s->counters.drops_ring_full));
+      e.Sample("canserver_session_drops_total", labels + ",reason=\"unsupported\"",
+               V(s->counters.drops_unsupported));
+    }
+  }
+  e.Family("canserver_session_tx_refused_total", "counter",
+           "The client's frames refused with TransmitFail, by reason");
+  for (const ChannelStatus& c : status.channels) {
+    for (const auto& s : c.sessions) {
+      const SessionCounters& k = s->counters;
+      const std::string labels = SessionLabels(c, *s);
+      e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"timeout\"",
+               V(k.tx_timeout));
+      e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"bus_error\"",
+               V(k.tx_bus_error));
+      e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"no_fd\"", V(k.tx_no_fd));
+    }
+  }
+  return e.Take();
+}
+
+std::string RenderStatusJson(const ServerStatus& status) {
+  using nlohmann::json;
+  json channels = json::array();
+  for (const ChannelStatus& c : status.channels) {
+    const ChannelCounters& k = c.channel->counters();
+    json sessions = json::array();
+    for (const auto& s : c.sessions) {
+      const SessionCounters& sc = s->counters;
+      sessions.push_back({
+          {"id", s->id},
+          {"peer", s->info.peer},
+          {"protocol", s->info.protocol_version},
+          {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
+          {"filters", s->filters_text()},
+          {"frames_to_client", sc.frames_to_client.Get()},
+          {"frames_from_client", sc.frames_from_client.Get()},
+          {"bytes_to_client", sc.bytes_to_client.Get()},
+          {"bytes_from_client", sc.bytes_from_client.Get()},
+          {"drops_ring_full", sc.drops_ring_full.Get()},
+          {"drops_unsupported", sc.drops_unsupported.Get()},
+          {"tx_written", sc.tx_written.Get()},
+          {"tx_failed", sc.tx_failed.Get()},
+          {"ring_high_water", sc.ring_high_water.Get()},
+      });
+    }
+    channels.push_back({
+        {"name", c.name},
+        {"info", c.info},
+        {"port", c.port},
+        {"bitrate", c.timing.bitrate},
+        {"data_bitrate", c.timing.data_bitrate},
+        {"state", c.timing.state.empty() ? std::string(BusStateName(c.channel->bus_state()))
+                                         : c.timing.state},
+        {"frames_per_second", c.frames_per_second},
+        {"bus_rx", k.bus_rx.Get()},
+        {"bus_tx", k.bus_tx.Get()},
+        {"bus_tx_failed", k.bus_tx_failed.Get()},
+        {"kernel_drops", k.kernel_drops.Get()},
+        {"ring_drops", k.ring_drops.Get()},
+        {"clients", sessions.size()},
+        {"sessions", std::move(sessions)},
+    });
+  }
+  const json doc = {
+      {"version", status.version},
+      {"start_time", static_cast<double>(status.start_time_ns) / 1e9},
+      {"now", static_cast<double>(status.now_ns) / 1e9},
+      {"io_threads", status.io_threads},
+      {"max_clients", status.max_clients},
+      {"channels", std::move(channels)},
+  };
+  return doc.dump(1);
+}
+
+}  // namespace canserver

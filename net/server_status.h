@@ -1,0 +1,53 @@
+// ServerStatus: what the server is doing right now — channels, their bus, counters and clients —
+// as /metrics (Prometheus text exposition) and /api/status (JSON) show it.
+//
+//   ServerStatus status = server.Status();      // any thread; a snapshot of the session list
+//   std::string text = RenderMetrics(status);   // counters are read live while rendering
+//
+// The snapshot holds shared_ptrs to the sessions' Subscribers (counters and who the client is)
+// and pointers to channels, which live as long as the server. Series of a session that closed
+// are simply absent from the next snapshot, so the metrics' cardinality follows the open
+// sessions (at most --max-clients).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/can_backend.h"
+#include "io/can_channel.h"
+#include "io/subscriber.h"
+
+namespace canserver {
+
+struct ChannelStatus {
+  std::string name;  // "can0"
+  std::string info;  // "socketcan channel 'can0'"
+  uint16_t port = 0;
+  BusTiming timing;  // bit rate, data bit rate, state and error counters where the bus has them
+  double frames_per_second = 0;  // bus_rx + bus_tx over the last few seconds (RemoteServer::Status)
+  const CanChannel* channel = nullptr;
+  std::vector<std::shared_ptr<const Subscriber>> sessions;
+};
+
+struct ServerStatus {
+  std::string version;
+  int64_t start_time_ns = 0;  // CLOCK_REALTIME
+  int64_t now_ns = 0;
+  int io_threads = 0;
+  size_t max_clients = 0;
+  std::vector<ChannelStatus> channels;
+};
+
+// Prometheus text exposition format 0.0.4: every counter the server keeps, per channel and per
+// session, the delivery latency histogram, and process figures.
+std::string RenderMetrics(const ServerStatus& status);
+
+// The same as JSON for scripts and the status page (docs/operations.md describes the fields).
+std::string RenderStatusJson(const ServerStatus& status);
+
+// The status page: one HTML document without external assets that polls /api/status.
+const std::string& StatusPageHtml();
+
+}  // namespace canserver
