@@ -45,7 +45,7 @@ class Exposition {
     if (v == static_cast<double>(static_cast<int64_t>(v)) && v < 9e15 && v > -9e15) {
       return absl::StrCat(static_cast<int64_t>(v));
     }
-    return absl::StrFormat("%.9g", v);
+    return absl::StrFormat("%.15g", v);  // start time to the 10 µs, small figures exactly
   }
   std::string out_;
 };

@@ -34,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "io/raw_can_socket.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
@@ -550,6 +551,7 @@ int RunSenders() {
 int main(int argc, char** argv) {
   using namespace canserver;
   absl::SetProgramUsageMessage("load and latency harness for canserver; see docs/benchmarks.md");
+  SetUsageConfig("canbench");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
   std::vector<char*> ptrs;
   for (std::string& a : args) ptrs.push_back(a.data());

@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "core/text_format.h"
+#include "core/version.h"
 #include "net/client_config.h"
 #include "net/remote_bus.h"
 
@@ -282,6 +283,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::printf("canremote %s\n", kVersion);
+    return 0;
   }
   const std::string command = argv[1];
   std::string error;

@@ -21,7 +21,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -154,14 +153,7 @@ int main(int argc, char** argv) {
       "  canserver --config /etc/canserver/canserver.conf\n"
       "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
       "(--error-frames) and -v/-vv.");
-  absl::FlagsUsageConfig usage;
-  usage.version_string = [] { return absl::StrCat("canserver ", kVersion, "\n"); };
-  // "Flags from tools/canserver.cc", whatever directory it was built in.
-  usage.normalize_filename = [](absl::string_view file) {
-    const size_t at = file.rfind("tools/");
-    return std::string(at == absl::string_view::npos ? file : file.substr(at));
-  };
-  absl::SetFlagsUsageConfig(usage);
+  SetUsageConfig("canserver");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
   // --channel may be repeated (abseil keeps only the last), --config is read before the flags.
   std::vector<std::string> channel_args;

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/version.h"
 
 namespace canserver {
 
@@ -52,6 +54,16 @@ std::vector<std::string> TakeFlagValues(std::vector<std::string>& args, const st
   }
   args = std::move(kept);
   return values;
+}
+
+void SetUsageConfig(const std::string& program) {
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [program] { return absl::StrCat(program, " ", kVersion, "\n"); };
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t at = file.rfind("tools/");
+    return std::string(at == absl::string_view::npos ? file : file.substr(at));
+  };
+  absl::SetFlagsUsageConfig(usage);
 }
 
 }  // namespace canserver

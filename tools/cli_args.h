@@ -15,4 +15,7 @@ std::vector<std::string> NormalizeArgs(int argc, char** argv);
 // For flags abseil would keep only the last of (a repeated --channel).
 std::vector<std::string> TakeFlagValues(std::vector<std::string>& args, const std::string& name);
 
+// --version prints "PROGRAM <version>"; --help names "tools/x.cc", not the build's path.
+void SetUsageConfig(const std::string& program);
+
 }  // namespace canserver
