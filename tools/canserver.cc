@@ -155,6 +155,21 @@ int main(int argc, char** argv) {
       "(--error-frames) and -v/-vv.");
   SetUsageConfig("canserver");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
+  if (std::any_of(args.begin() + 1, args.end(),
+                  [](const std::string& a) { return a == "--help" || a == "-h"; })) {
+    PrintGroupedHelp(
+        {{"Channels",
+          {"interface", "channel", "config", "wait_for_interface", "error_frames", "rcvbuf",
+           "virtual_bitrate", "virtual_txqueuelen"}},
+         {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
+         {"Network and access", {"host", "port", "threads", "allow", "http"}},
+         {"Limits (memory, time, fairness)",
+          {"ring_size", "output_buffer", "max_clients", "client_tx_queue", "tx_timeout",
+           "max_periodic_jobs", "handshake_timeout", "slow_client_timeout"}},
+         {"Logging", {"v", "stats_interval"}}},
+        "tools/canserver.cc");
+    return 0;
+  }
   // --channel may be repeated (abseil keeps only the last), --config is read before the flags.
   std::vector<std::string> channel_args;
   for (const std::string& value : TakeFlagValues(args, "channel")) {

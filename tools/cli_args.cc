@@ -1,10 +1,16 @@
 #include "tools/cli_args.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <set>
 
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/version.h"
 
 namespace canserver {
@@ -64,6 +70,70 @@ void SetUsageConfig(const std::string& program) {
     return std::string(at == absl::string_view::npos ? file : file.substr(at));
   };
   absl::SetFlagsUsageConfig(usage);
+}
+
+namespace {
+
+// `text` wrapped at 78 columns, each line indented by `indent` spaces.
+std::string Wrap(absl::string_view text, size_t indent) {
+  std::string out;
+  size_t column = 0;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (column > indent && column + 1 + word.size() > 78) {
+      out += '\n';
+      column = 0;
+    }
+    if (column == 0) {
+      out.append(indent, ' ');
+      column = indent;
+    } else {
+      out += ' ';
+      ++column;
+    }
+    absl::StrAppend(&out, word);
+    column += word.size();
+  }
+  return out + "\n";
+}
+
+void PrintFlag(const absl::CommandLineFlag& flag) {
+  std::string name(flag.Name());
+  std::replace(name.begin(), name.end(), '_', '-');  // as users type them (NormalizeArgs)
+  std::printf("  --%s (default: %s)\n%s", name.c_str(),
+              flag.DefaultValue().empty() ? "none" : flag.DefaultValue().c_str(),
+              Wrap(flag.Help(), 6).c_str());
+}
+
+}  // namespace
+
+void PrintGroupedHelp(const std::vector<FlagTopic>& topics, const std::string& source_file) {
+  // "tools/canserver.cc" → "canserver"
+  std::string program = source_file.substr(source_file.rfind('/') + 1);
+  program = program.substr(0, program.rfind('.'));
+  std::printf("%s: %s\n", program.c_str(), std::string(absl::ProgramUsageMessage()).c_str());
+  const auto all = absl::GetAllFlags();
+  std::set<std::string> shown;
+  for (const FlagTopic& topic : topics) {
+    std::printf("\n%s:\n", topic.title);
+    for (const char* name : topic.flags) {
+      auto it = all.find(name);
+      if (it == all.end()) continue;
+      PrintFlag(*it->second);
+      shown.insert(name);
+    }
+  }
+  std::vector<const absl::CommandLineFlag*> rest;
+  for (const auto& [name, flag] : all) {
+    if (absl::EndsWith(flag->Filename(), source_file) && !shown.count(std::string(name))) {
+      rest.push_back(flag);
+    }
+  }
+  std::sort(rest.begin(), rest.end(), [](auto* a, auto* b) { return a->Name() < b->Name(); });
+  if (!rest.empty()) std::printf("\nOther:\n");
+  for (const absl::CommandLineFlag* flag : rest) PrintFlag(*flag);
+  std::printf(
+      "\n  --version   print the version and exit\n"
+      "  --helpfull  every flag, abseil's own included\n");
 }
 
 }  // namespace canserver

@@ -18,4 +18,13 @@ std::vector<std::string> TakeFlagValues(std::vector<std::string>& args, const st
 // --version prints "PROGRAM <version>"; --help names "tools/x.cc", not the build's path.
 void SetUsageConfig(const std::string& program);
 
+// --help grouped by topic: the program's usage message, then for each (title, flag names) its
+// flags with their defaults and help, wrapped; flags of `source_file` in no topic come last under
+// "Other", so none is ever left out. Written to stdout.
+struct FlagTopic {
+  const char* title;
+  std::vector<const char*> flags;
+};
+void PrintGroupedHelp(const std::vector<FlagTopic>& topics, const std::string& source_file);
+
 }  // namespace canserver

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/remote_bus.h"
@@ -17,6 +18,7 @@ namespace canserver {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Bin() { return testing::BuildDir() + "/tools/canserver"; }
 std::pair<std::string, int> Shell(const std::string& cmd) { return testing::RunShell(cmd); }
@@ -119,13 +121,25 @@ TEST(CanserverFlagsTest, BadFlagsAreOneLineErrors) {
 
 TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [out, rc] = Shell(Bin() + " --help");
+  EXPECT_EQ(rc, 0);
   for (const char* flag : {"--interface", "--channel", "--host", "--port", "--threads", "--bitrate",
-                           "--error_frames", "--ring_size", "--output_buffer", "--max_clients",
-                           "--client_tx_queue", "--tx_timeout", "--virtual_bitrate", "--allow",
-                           "--handshake_timeout", "--slow_client_timeout", "--config"}) {
-    EXPECT_THAT(out, HasSubstr(flag));
+                           "--error-frames", "--ring-size", "--output-buffer", "--max-clients",
+                           "--client-tx-queue", "--tx-timeout", "--virtual-bitrate", "--allow",
+                           "--handshake-timeout", "--slow-client-timeout", "--config", "--http"}) {
+    EXPECT_THAT(out, HasSubstr(std::string(flag) + " (default: "));
   }
-  EXPECT_THAT(out, HasSubstr("default: 54701"));
+  EXPECT_THAT(out, HasSubstr("--port (default: 54701)"));
+  // Grouped by topic, every flag in one, and no path of the machine that built it.
+  for (const char* topic :
+       {"\nChannels:\n", "\nNetwork and access:\n", "\nLimits", "\nLogging:\n"}) {
+    EXPECT_THAT(out, HasSubstr(topic));
+  }
+  EXPECT_THAT(out, Not(HasSubstr("\nOther:\n"))) << "a flag without a topic";
+  EXPECT_THAT(out, Not(HasSubstr("Flags from")));
+  EXPECT_THAT(out, Not(HasSubstr("/work/")));
+  auto [version, vrc] = Shell(Bin() + " --version");
+  EXPECT_EQ(vrc, 0);
+  EXPECT_EQ(version, absl::StrCat("canserver ", kVersion, "\n"));
 }
 
 // "serving virtual channel 'NAME' on 127.0.0.1:PORT" → NAME → "127.0.0.1:PORT".
