@@ -1,16 +1,21 @@
 // The canserver program: flags, one-line errors, and shutdown on SIGTERM/SIGINT.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "io/unique_fd.h"
 #include "net/remote_bus.h"
 #include "process_util.h"
 
@@ -140,6 +145,52 @@ TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [version, vrc] = Shell(Bin() + " --version");
   EXPECT_EQ(vrc, 0);
   EXPECT_EQ(version, absl::StrCat("canserver ", kVersion, "\n"));
+}
+
+// Under systemd, stderr is the journal (JOURNAL_STREAM names it as device:inode): lines carry a
+// syslog priority and no timestamp of their own; elsewhere they keep "I 12:00:00.123 ".
+TEST(CanserverFlagsTest, LogLinesSuitTheJournalWhenStderrIsIt) {
+  const std::string log = ::testing::TempDir() + "/journal-stream.log";
+  const std::string run =
+      absl::StrCat("f=", log, "; : > $f; JOURNAL_STREAM=$(stat -c %d:%i $f) timeout -s TERM 1 ",
+                   Bin(), " --interface virtual --host 127.0.0.1 --port 0 2>>$f; cat $f");
+  auto [journal, rc] = Shell(run);
+  EXPECT_THAT(journal, HasSubstr("<6>serving virtual channel 'can0'"));
+  EXPECT_THAT(journal, Not(HasSubstr("I ")));
+  auto [plain, rc2] = Shell(absl::StrCat("JOURNAL_STREAM=1:1 timeout -s TERM 1 ", Bin(),
+                                         " --interface virtual --host 127.0.0.1 --port 0 2>&1"));
+  EXPECT_THAT(plain, ::testing::ContainsRegex("I [0-9:.]+ serving virtual channel 'can0'"));
+}
+
+// Type=notify: canserver tells systemd (NOTIFY_SOCKET) READY once bound, pings the watchdog
+// (WATCHDOG_USEC) and says STOPPING on SIGTERM.
+TEST(CanserverFlagsTest, NotifiesSystemdReadyWatchdogAndStopping) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/notify-", ::getpid());
+  ::unlink(path.c_str());
+  UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::thread server([&] {
+    (void)Shell(absl::StrCat("NOTIFY_SOCKET=", path, " WATCHDOG_USEC=400000 timeout -s TERM 2 ",
+                             Bin(), " --interface virtual --host 127.0.0.1 --port 0"));
+  });
+  std::string messages;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline && messages.find("STOPPING=1") == std::string::npos) {
+    pollfd p{sock.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[512];
+    const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+    if (n > 0) absl::StrAppend(&messages, absl::string_view(buf, static_cast<size_t>(n)), "|");
+  }
+  server.join();
+  ::unlink(path.c_str());
+  EXPECT_THAT(messages, HasSubstr("READY=1\nSTATUS=serving 1 channel(s)"));
+  EXPECT_THAT(messages, HasSubstr("WATCHDOG=1"));
+  EXPECT_THAT(messages, HasSubstr("STOPPING=1"));
+  EXPECT_LT(messages.find("READY=1"), messages.find("STOPPING=1"));
 }
 
 // "serving virtual channel 'NAME' on 127.0.0.1:PORT" → NAME → "127.0.0.1:PORT".
