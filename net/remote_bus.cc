@@ -86,7 +86,8 @@ absl::Status RemoteBus::EncodeFrame(const CanFrame& frame, std::string* out) con
   if (!frame.fd()) return v5::Encode(v5::CanMessage{frame}, out);
   if (!fd()) {
     return absl::InvalidArgumentError(
-        "the server speaks protocol version 5 only: it cannot carry CAN FD frames");
+        "this session speaks protocol version 5, which cannot carry CAN FD frames (the server "
+        "refused version 6, or RemoteBusOptions::protocol_version asked for 5)");
   }
   return v5::Encode(v5::CanFdMessage{frame}, out);
 }
@@ -211,7 +212,8 @@ absl::Status PeriodicTask::SendStart() {
     return bus_->SendEvent(v5::PeriodicMessageStart{period_ms, duration_ms, frame_});
   if (!bus_->fd()) {
     return absl::InvalidArgumentError(
-        "the server speaks protocol version 5 only: no CAN FD periodic jobs");
+        "this session speaks protocol version 5: no CAN FD periodic jobs (the server refused "
+        "version 6, or RemoteBusOptions::protocol_version asked for 5)");
   }
   return bus_->SendEvent(v5::PeriodicFdMessageStart{period_ms, duration_ms, frame_});
 }

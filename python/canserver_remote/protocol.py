@@ -95,7 +95,8 @@ def can_message(msg, fd=False):
     """CanMessage, or CanFdMessage for an FD message when the session speaks version 6 (fd)."""
     if getattr(msg, "is_fd", False):
         if not fd:
-            raise ValueError("the server speaks protocol version 5 only: it cannot carry CAN FD frames")
+            raise ValueError("this bus speaks protocol version 5, which cannot carry CAN FD frames "
+                             "(open it with fd=True; a server without version 6 cannot either)")
         _check_id(msg.arbitration_id, msg.is_extended_id)
         flags = _fd_flags(msg) | (FLAG_ERROR if msg.is_error_frame else 0)
         data = _fd_payload(msg)
@@ -120,7 +121,8 @@ def periodic_start(msg, period, duration, fd=False):
     duration_ms = int(round((duration or 0) * 1000))
     if getattr(msg, "is_fd", False):
         if not fd:
-            raise ValueError("the server speaks protocol version 5 only: no CAN FD periodic jobs")
+            raise ValueError("this bus speaks protocol version 5: no CAN FD periodic jobs "
+                             "(open it with fd=True; a server without version 6 cannot either)")
         data = _fd_payload(msg)
         return bytes([PERIODIC_FD_START]) + _PERIODIC_FD_HEADER.pack(
             period_ms, duration_ms, msg.arbitration_id, len(data), _fd_flags(msg)) + data

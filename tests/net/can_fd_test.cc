@@ -117,7 +117,8 @@ TEST(CanFdTest, Version5BusRefusesToSendFd) {
   ASSERT_TRUE(v5);
   absl::Status st = v5->Send(Fd(0x1, 12));
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(st.message()), HasSubstr("protocol version 5 only"));
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("speaks protocol version 5, which cannot carry CAN FD"));
   EXPECT_FALSE(v5->SendPeriodic(Fd(0x1, 12), absl::Milliseconds(10)).ok());
   EXPECT_TRUE(v5->Send(CanFrame::Classic(0x1, {1})).ok()) << "classic frames still go";
 }

@@ -55,9 +55,13 @@ TEST(CanremoteTest, CanFdInCanUtilsSyntaxBothWays) {
   EXPECT_EQ(fd->len, 64);
   EXPECT_EQ(FormatCansend(*fd), "1ABCDEF0##3" + data64);
 
+  // The send command's session must be gone, or the count below would count it, not the dump.
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
   std::string dumped;
-  std::thread dump(
-      [&] { dumped = Shell(absl::StrCat(Canremote(), " dump -L -n 2 -c ", ts.address())).first; });
+  std::thread dump([&] {
+    dumped =
+        Shell(absl::StrCat("timeout 20 ", Canremote(), " dump -L -n 2 -c ", ts.address())).first;
+  });
   ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 2; }));
   ts.bus().Inject(*ParseCansend("7FF##2000102030405060708090A0B"));
   ts.bus().Inject(CanFrame::Classic(0x100, {1}));
