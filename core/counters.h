@@ -35,13 +35,13 @@ struct SessionCounters {
   // The transmit path (docs/architecture.md): a frame from the client is queued, then written or
   // refused. tx_failed = tx_timeout + tx_bus_error + tx_no_fd; each one was answered with
   // TransmitFail.
-  Counter tx_written;      // CAN thread: this client's frames the bus accepted
-  Counter tx_failed;       // CAN thread: this client's frames refused (any reason)
-  Counter tx_timeout;      // CAN thread: refused because the bus took nothing for --tx-timeout
-  Counter tx_bus_error;    // CAN thread: refused by the bus for a reason waiting cannot fix
-  Counter tx_no_fd;        // CAN thread: CAN FD frames refused by a classic-only interface
-  Counter tx_wait_max_us;  // CAN thread: longest time one of its frames waited for the bus
-  Counter tx_paused;       // io thread: times reading stopped because its tx queue was full
+  Counter tx_written;       // CAN thread: this client's frames the bus accepted
+  Counter tx_failed;        // CAN thread: this client's frames refused (any reason)
+  Counter tx_timeout;       // CAN thread: refused because the bus took nothing for --tx-timeout
+  Counter tx_bus_error;     // CAN thread: refused by the bus for a reason waiting cannot fix
+  Counter tx_no_fd;         // CAN thread: CAN FD frames refused by a classic-only interface
+  Counter tx_wait_max_us;   // CAN thread: longest time one of its frames waited for the bus
+  Counter tx_paused;        // io thread: times reading stopped because its tx queue was full
   Counter ring_high_water;  // io thread: most frames seen waiting in its ring at once
 
   std::string Summary() const;

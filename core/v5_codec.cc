@@ -60,7 +60,7 @@ absl::Status CheckFdFrame(const CanFrame& frame) {
   if (frame.remote()) {
     return absl::InvalidArgumentError("CAN FD has no remote frames (RTR flag with FD)");
   }
-  if (!IsFdLength(frame.len)) {
+  if (!IsCanFdLength(frame.len)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "length %u is not a CAN FD length (0..8, 12, 16, 20, 24, 32, 48, 64)", frame.len));
   }
@@ -180,7 +180,7 @@ struct EncodeVisitor {
 // CanFdMessage and PeriodicFdMessageStart carry their length at byte 13; 0 while not yet known.
 absl::StatusOr<size_t> FdEventSize(absl::Span<const uint8_t> in, size_t header) {
   if (in.size() < 14) return 0;
-  if (!IsFdLength(in[13])) {
+  if (!IsCanFdLength(in[13])) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: length %u is not a CAN FD length (0..8, 12, 16, 20, 24, 32, 48, 64)",
                         EventName(static_cast<EventId>(in[0])), in[13]));
@@ -315,8 +315,6 @@ int64_t SecondsToNanos(double seconds) {
          static_cast<int64_t>(std::llround((seconds - whole) * 1e9));
 }
 
-bool IsFdLength(uint8_t len) noexcept { return IsCanFdLength(len); }
-
 absl::Status Encode(const Event& event, std::string* out) {
   return std::visit(EncodeVisitor{out}, event);
 }
@@ -335,7 +333,7 @@ bool EncodeCanMessage(const CanFrame& frame, uint8_t* out) noexcept {
 
 size_t EncodeFrameV6(const CanFrame& frame, uint8_t* out) noexcept {
   if (!frame.fd()) return EncodeCanMessage(frame, out) ? kCanMessageSize : 0;
-  if (frame.remote() || !IsFdLength(frame.len)) return 0;
+  if (frame.remote() || !IsCanFdLength(frame.len)) return 0;
   out[0] = static_cast<uint8_t>(EventId::kCanFdMessage);
   PutF64(out + 1, NanosToSeconds(frame.timestamp_ns));
   PutU32(out + 9, frame.id);

@@ -135,9 +135,6 @@ using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess,
 absl::string_view EventName(EventId id);
 absl::string_view EventName(const Event& event);
 
-// True for the lengths a CAN FD frame can have: 0..8, 12, 16, 20, 24, 32, 48, 64.
-bool IsFdLength(uint8_t len) noexcept;
-
 // Appends the wire form of `event`. Fails (appending nothing) when a field cannot be represented:
 // an arbitration id wider than 29 bits (or 11 for a standard frame), a dlc over 8, an FD frame in
 // a CanMessage, a classic frame, a remote frame or a length that is no FD length in a

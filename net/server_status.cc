@@ -59,8 +59,14 @@ std::string SessionLabels(const ChannelStatus& c, const Subscriber& s) {
                       "\",protocol=\"v", s.info.protocol_version, "\"");
 }
 
-using ChannelValue = double (*)(const ChannelStatus&);
-using SessionValue = double (*)(const SessionCounters&);
+// One metric family of a table below: its name, type, help, and how to read it from T.
+template <typename T>
+struct Metric {
+  const char* name;
+  const char* type;
+  const char* help;
+  double (*value)(const T&);
+};
 
 double V(const Counter& c) { return static_cast<double>(c.Get()); }
 
@@ -78,13 +84,7 @@ std::string RenderMetrics(const ServerStatus& status) {
   e.Sample("canserver_max_clients", "", static_cast<double>(status.max_clients));
 
   // Per channel.
-  struct ChannelMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-    ChannelValue value;
-  };
-  static const ChannelMetric kChannel[] = {
+  static const Metric<ChannelStatus> kChannel[] = {
       {"canserver_clients", "gauge", "Clients connected to the channel",
        [](const ChannelStatus& c) { return static_cast<double>(c.sessions.size()); }},
       {"canserver_bus_rx_frames_total", "counter", "Frames received from the bus",
@@ -113,7 +113,7 @@ std::string RenderMetrics(const ServerStatus& status) {
       {"canserver_bus_data_bitrate", "gauge", "The CAN FD data phase bit rate in bit/s (0: none)",
        [](const ChannelStatus& c) { return static_cast<double>(c.timing.data_bitrate); }},
   };
-  for (const ChannelMetric& m : kChannel) {
+  for (const auto& m : kChannel) {
     e.Family(m.name, m.type, m.help);
     for (const ChannelStatus& c : status.channels) e.Sample(m.name, ChannelLabel(c), m.value(c));
   }
@@ -163,39 +163,30 @@ std::string RenderMetrics(const ServerStatus& status) {
   }
 
   // Per session.
-  struct SessionMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-    SessionValue value;
-  };
-  static const SessionMetric kSession[] = {
+  static const Metric<Subscriber> kSession[] = {
       {"canserver_session_frames_to_client_total", "counter", "Frames sent to the client",
-       [](const SessionCounters& s) { return V(s.frames_to_client); }},
+       [](const Subscriber& s) { return V(s.counters.frames_to_client); }},
       {"canserver_session_frames_from_client_total", "counter", "Frames received from the client",
-       [](const SessionCounters& s) { return V(s.frames_from_client); }},
+       [](const Subscriber& s) { return V(s.counters.frames_from_client); }},
       {"canserver_session_bytes_to_client_total", "counter", "Bytes sent to the client",
-       [](const SessionCounters& s) { return V(s.bytes_to_client); }},
+       [](const Subscriber& s) { return V(s.counters.bytes_to_client); }},
       {"canserver_session_bytes_from_client_total", "counter", "Bytes received from the client",
-       [](const SessionCounters& s) { return V(s.bytes_from_client); }},
+       [](const Subscriber& s) { return V(s.counters.bytes_from_client); }},
       {"canserver_session_tx_written_total", "counter", "The client's frames the bus took",
-       [](const SessionCounters& s) { return V(s.tx_written); }},
+       [](const Subscriber& s) { return V(s.counters.tx_written); }},
       {"canserver_session_tx_paused_total", "counter",
        "Times reading from the client stopped because its transmit queue was full",
-       [](const SessionCounters& s) { return V(s.tx_paused); }},
+       [](const Subscriber& s) { return V(s.counters.tx_paused); }},
       {"canserver_session_ring_high_water_frames", "gauge",
        "Most frames seen waiting for the client at once",
-       [](const SessionCounters& s) { return V(s.ring_high_water); }},
-      {"canserver_session_connected_since_seconds", "gauge", "When the client connected", nullptr},
+       [](const Subscriber& s) { return V(s.counters.ring_high_water); }},
+      {"canserver_session_connected_since_seconds", "gauge", "When the client connected",
+       [](const Subscriber& s) { return static_cast<double>(s.info.connected_at_ns) / 1e9; }},
   };
-  for (const SessionMetric& m : kSession) {
+  for (const auto& m : kSession) {
     e.Family(m.name, m.type, m.help);
     for (const ChannelStatus& c : status.channels) {
-      for (const auto& s : c.sessions) {
-        e.Sample(
-            m.name, SessionLabels(c, *s),
-            m.value ? m.value(s->counters) : static_cast<double>(s->info.connected_at_ns) / 1e9);
-      }
+      for (const auto& s : c.sessions) e.Sample(m.name, SessionLabels(c, *s), m.value(*s));
     }
   }
   e.Family("canserver_session_drops_total", "counter",

@@ -24,6 +24,13 @@ constexpr size_t kPopBatch = 256;
 // freeing the receive window a chunk at a time falls under receiver-side silly-window avoidance
 // on loopback (64 KiB MSS), and the client then waits for TCP's persist timer (~200 ms a stall).
 constexpr size_t kMaxUndecoded = 4 * kReadChunk;
+// The event for `frame` in a session of that kind: bytes written, 0 for an FD frame a version 5
+// client cannot be given.
+size_t EncodeForClient(const CanFrame& frame, bool fd_session, uint8_t* out) {
+  if (fd_session) return v5::EncodeFrameV6(frame, out);
+  return v5::EncodeCanMessage(frame, out) ? v5::kCanMessageSize : 0;
+}
+
 }  // namespace
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
@@ -158,10 +165,7 @@ bool Session::Pump() {
     size_t encoded = 0;
     const int64_t now = RealtimeNanos();  // one clock read per batch
     for (size_t i = 0; i < n; ++i) {
-      auto* at = reinterpret_cast<uint8_t*>(&out_[pos]);
-      const size_t len = fd                                    ? v5::EncodeFrameV6(frames[i], at)
-                         : v5::EncodeCanMessage(frames[i], at) ? v5::kCanMessageSize
-                                                               : 0;
+      const size_t len = EncodeForClient(frames[i], fd, reinterpret_cast<uint8_t*>(&out_[pos]));
       if (len > 0) {
         pos += len;
         latency_ns[encoded++] = now - frames[i].timestamp_ns;

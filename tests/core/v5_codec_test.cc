@@ -202,7 +202,7 @@ TEST(V5CodecTest, EncodeRejectsWhatCanFdMessageCannotCarry) {
 TEST(V5CodecTest, EveryFdLengthAndNoOther) {
   std::vector<int> lengths;
   for (int len = 0; len < 256; ++len) {
-    if (IsFdLength(static_cast<uint8_t>(len))) lengths.push_back(len);
+    if (IsCanFdLength(static_cast<uint8_t>(len))) lengths.push_back(len);
   }
   EXPECT_EQ(lengths, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64}));
 }

@@ -23,7 +23,7 @@ class CountingActions : public SessionActions {
   void Transmit(const CanFrame& frame) override {
     Check();
     if (frame.id > kCanExtIdMax) std::abort();
-    if (frame.fd() ? !v5::IsFdLength(frame.len) || frame.remote() : frame.len > 8) std::abort();
+    if (frame.fd() ? !IsCanFdLength(frame.len) || frame.remote() : frame.len > 8) std::abort();
   }
   absl::Status StartPeriodic(const v5::PeriodicMessageStart& s) override {
     Check();
