@@ -76,6 +76,8 @@ class DeliveryLatency {
 struct ChannelCounters {
   Counter bus_rx;            // CAN thread: frames received from the bus
   Counter bus_tx;            // CAN thread: frames written to the bus
+  Counter bus_rx_bytes;      // CAN thread: data bytes of the frames received (socketcand's stat)
+  Counter bus_tx_bytes;      // CAN thread: data bytes of the frames written
   Counter bus_tx_failed;     // CAN thread: frames refused with TransmitFail (sum of the reasons)
   Counter tx_timeout;        // CAN thread: refused because the bus took nothing for --tx-timeout
   Counter tx_bus_error;      // CAN thread: refused for a reason waiting cannot fix (down, gone…)

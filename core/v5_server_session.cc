@@ -41,9 +41,34 @@ absl::Status V5ServerSession::OnEof() const {
 
 absl::Status V5ServerSession::Fail(absl::Status status, std::string* reply) {
   state_ = State::kClosed;
-  // Encoding a RemoteException cannot fail; long texts are truncated at a UTF-8 boundary.
-  (void)v5::Encode(v5::RemoteException{std::string(status.message())}, reply);
+  AppendError(status.message(), reply);
   return status;
+}
+
+void V5ServerSession::AppendError(absl::string_view text, std::string* out) const {
+  // Encoding a RemoteException cannot fail; long texts are truncated at a UTF-8 boundary.
+  (void)v5::Encode(v5::RemoteException{std::string(text)}, out);
+}
+
+void V5ServerSession::AppendTransmitFail(uint32_t count, std::string* out) const {
+  out->append(count, static_cast<char>(v5::EventId::kTransmitFail));
+}
+
+ServerProtocol::Encoded V5ServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,
+                                                     size_t* length) {
+  if (fd_enabled()) {
+    *length = v5::EncodeFrameV6(frame, out);
+    return Encoded::kWritten;
+  }
+  if (!v5::EncodeCanMessage(frame, out)) return Encoded::kUnsupported;  // CAN FD for a v5 client
+  *length = v5::kCanMessageSize;
+  return Encoded::kWritten;
+}
+
+absl::Status V5ServerSession::StartPeriodic(int32_t period_ms, int32_t duration_ms,
+                                            const CanFrame& frame) {
+  return actions_->StartPeriodic(
+      {absl::Milliseconds(period_ms), absl::Milliseconds(duration_ms), frame});
 }
 
 absl::Status V5ServerSession::NeedsVersion6(const v5::Event& event) const {
@@ -82,7 +107,7 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
             "handshake error: expected FilterConfig after BusRequest, got ", v5::EventName(event)));
       }
       absl::StatusOr<std::string> info =
-          actions_->OpenBus(bitrate_, FilterSet(std::move(config->filters)));
+          actions_->OpenBus("", bitrate_, FilterSet(std::move(config->filters)));
       if (!info.ok()) return info.status();
       state_ = State::kOpen;
       (void)v5::Encode(v5::BusResponse{*std::move(info)}, reply);
@@ -94,7 +119,7 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
         return absl::OkStatus();
       }
       if (auto* start = std::get_if<v5::PeriodicMessageStart>(&event)) {
-        return actions_->StartPeriodic(*start);
+        return StartPeriodic(start->period_ms, start->duration_ms, start->frame);
       }
       if (auto* fd = std::get_if<v5::CanFdMessage>(&event)) {
         if (!fd_enabled()) return NeedsVersion6(event);
@@ -103,8 +128,7 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
       }
       if (auto* fd_start = std::get_if<v5::PeriodicFdMessageStart>(&event)) {
         if (!fd_enabled()) return NeedsVersion6(event);
-        return actions_->StartPeriodic(
-            v5::PeriodicMessageStart{fd_start->period_ms, fd_start->duration_ms, fd_start->frame});
+        return StartPeriodic(fd_start->period_ms, fd_start->duration_ms, fd_start->frame);
       }
       if (auto* stop = std::get_if<v5::PeriodicMessageStop>(&event)) {
         return actions_->StopPeriodic(stop->arbitration_id);

@@ -23,55 +23,33 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/filter.h"
+#include "core/server_protocol.h"
 #include "core/v5_codec.h"
 
 namespace canserver {
 
-// What a session asks of the server. Errors returned here end the session with a RemoteException
-// carrying the status message.
-class SessionActions {
- public:
-  virtual ~SessionActions() = default;
-  // Opens the client's view of the bus; returns the channel_info for the BusResponse.
-  virtual absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) = 0;
-  virtual void SetFilters(FilterSet filters) = 0;
-  // Queues a frame (classic, or CAN FD in a version 6 session) for the bus. TransmitFail is
-  // reported later, asynchronously. Called only while TransmitBlocked() is false.
-  virtual void Transmit(const CanFrame& frame) = 0;
-  // True while the client's transmit queue is full: the session then decodes nothing more and
-  // keeps the client's bytes until Resume(), so the client's events stay in order and its TCP
-  // connection, no longer read, slows it down.
-  virtual bool TransmitBlocked() const { return false; }
-  // PeriodicFdMessageStart arrives here too, as a PeriodicMessageStart whose frame is FD.
-  virtual absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) = 0;
-  virtual absl::Status StopPeriodic(uint32_t arbitration_id) = 0;
-};
-
-class V5ServerSession {
+class V5ServerSession final : public ServerProtocol {
  public:
   enum class State { kAwaitBusRequest, kAwaitFilterConfig, kOpen, kClosed };
 
   explicit V5ServerSession(SessionActions* actions) : actions_(actions) {}
 
-  // Consumes bytes from the client and appends what must be sent back to *reply. Returns OK while
-  // the session goes on. Any other status means the session must end: *reply then ends with a
-  // RemoteException naming the problem, except for kCancelled (the client sent ConnectionClosed).
-  // Decoding stops (OK, bytes kept) while actions->TransmitBlocked().
-  absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply);
-  // Decodes what OnBytes kept back while transmit was blocked; same contract as OnBytes.
-  absl::Status Resume(std::string* reply) { return OnBytes({}, reply); }
-  // Bytes received and not yet decoded.
-  size_t buffered() const { return decoder_.buffered(); }
-  // The last OnBytes/Resume stopped at a full transmit queue with bytes left to decode. Sticky
-  // until the next call, unlike TransmitBlocked(), which the CAN thread may clear a moment later:
-  // the caller must call Resume() again whatever the queue looks like by then.
-  bool held_back() const { return held_back_; }
-
-  // The client closed its side. Returns an error if it cut an event short.
-  absl::Status OnEof() const;
+  // ServerProtocol (see there). A failing OnBytes ends *reply with a RemoteException, except
+  // for kCancelled (the client sent ConnectionClosed).
+  absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) override;
+  size_t buffered() const override { return decoder_.buffered(); }
+  bool held_back() const override { return held_back_; }
+  absl::Status OnEof() const override;
+  bool is_open() const override { return state_ == State::kOpen; }
+  std::string name() const override { return fd_enabled() ? "v6" : "v5"; }
+  size_t max_frame_bytes() const override {
+    return fd_enabled() ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
+  }
+  Encoded EncodeFrame(const CanFrame& frame, uint8_t* out, size_t* length) override;
+  void AppendTransmitFail(uint32_t count, std::string* out) const override;
+  void AppendError(absl::string_view text, std::string* out) const override;
 
   State state() const { return state_; }
-  bool is_open() const { return state_ == State::kOpen; }
   // The version the client asked for in its BusRequest (5 or 6); 0 before.
   uint8_t version() const { return version_; }
   // Version 6: CAN FD frames travel as CanFdMessage both ways.
@@ -81,6 +59,7 @@ class V5ServerSession {
   absl::Status Handle(v5::Event& event, std::string* reply);
   absl::Status Fail(absl::Status status, std::string* reply);
   absl::Status NeedsVersion6(const v5::Event& event) const;
+  absl::Status StartPeriodic(int32_t period_ms, int32_t duration_ms, const CanFrame& frame);
 
   SessionActions* actions_;
   v5::StreamDecoder decoder_;

@@ -221,10 +221,13 @@ bool CanChannel::ReceiveBatch() {
   }
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
+  uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
+    if (!frames[i].remote()) bytes += frames[i].len;
     FanOut(frames[i], 0);
   }
+  counters_.bus_rx_bytes.Add(bytes);
   return true;
 }
 
@@ -302,6 +305,7 @@ bool CanChannel::TransmitBatch() {
     e.subscriber->counters.tx_written.Add();
     ++e.written;
     f.timestamp_ns = now;  // the bus time of a frame we write is when we wrote it
+    if (!f.remote()) counters_.bus_tx_bytes.Add(f.len);
     FanOut(f, e.subscriber->id);
   }
   counters_.bus_tx.Add(sent);

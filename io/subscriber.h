@@ -28,9 +28,9 @@ namespace canserver {
 // Who the client is, for the status page and /metrics: set by the session before it subscribes,
 // read-only afterwards.
 struct SubscriberInfo {
-  std::string peer;              // "192.0.2.7:51234"
-  uint8_t protocol_version = 0;  // 5, or 6 (CAN FD)
-  int64_t connected_at_ns = 0;   // CLOCK_REALTIME
+  std::string peer;             // "192.0.2.7:51234"
+  std::string protocol;         // "v5", "v6" (CAN FD) or "socketcand"
+  int64_t connected_at_ns = 0;  // CLOCK_REALTIME
 };
 
 struct Subscriber {

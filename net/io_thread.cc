@@ -13,23 +13,24 @@ namespace {
 constexpr absl::Duration kTick = absl::Milliseconds(100);
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<IoThread>> IoThread::Create(int index,
-                                                           const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<IoThread>> IoThread::Create(int index, const ServerOptions& options,
+                                                           std::vector<CanChannel*> channels) {
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
   UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer.valid()) return ErrnoStatus("timerfd_create");
   const itimerspec spec{absl::ToTimespec(kTick), absl::ToTimespec(kTick)};
   if (::timerfd_settime(timer.get(), 0, &spec, nullptr) != 0) return ErrnoStatus("timerfd_settime");
-  return std::unique_ptr<IoThread>(new IoThread(index, options, std::move(loop),
-                                                std::make_shared<Wakeup>(std::move(wakeup)),
-                                                std::move(timer)));
+  return std::unique_ptr<IoThread>(
+      new IoThread(index, options, std::move(channels), std::move(loop),
+                   std::make_shared<Wakeup>(std::move(wakeup)), std::move(timer)));
 }
 
-IoThread::IoThread(int index, const ServerOptions& options, std::unique_ptr<EventLoop> loop,
-                   std::shared_ptr<Wakeup> wakeup, UniqueFd timer)
+IoThread::IoThread(int index, const ServerOptions& options, std::vector<CanChannel*> channels,
+                   std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer)
     : index_(index),
       options_(options),
+      channels_(std::move(channels)),
       loop_(std::move(loop)),
       wakeup_(std::move(wakeup)),
       timer_(std::move(timer)) {}
@@ -40,10 +41,10 @@ void IoThread::Start() {
   thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
 }
 
-void IoThread::Adopt(uint64_t session_id, UniqueFd fd, CanChannel* channel) {
+void IoThread::Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel) {
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
-    adopted_.push_back({session_id, std::move(fd), channel});
+    adopted_.push_back({session_id, std::move(fd), front_end, channel});
   }
   session_count_.fetch_add(1, std::memory_order_relaxed);
   wakeup_->Notify();
@@ -91,11 +92,11 @@ void IoThread::TakeAdopted() {
     std::lock_guard<std::mutex> lock(adopt_mu_);
     adopted.swap(adopted_);
   }
-  for (auto& [id, fd, channel] : adopted) {
+  for (auto& [id, fd, front_end, channel] : adopted) {
     const int raw = fd.get();
     std::string peer = PeerName(raw);
-    auto session =
-        std::make_unique<Session>(id, std::move(fd), peer, options_, channel, loop_.get(), wakeup_);
+    auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, front_end, channel,
+                                             channels_, loop_.get(), wakeup_);
     Session* s = session.get();
     absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {
       if (events & (EPOLLERR | EPOLLHUP)) {
@@ -111,6 +112,7 @@ void IoThread::TakeAdopted() {
       continue;
     }
     CS_VLOG(1, "session %d (%s) on io thread %d", id, peer, index_);
+    s->Start();
     sessions_.emplace(id, std::move(session));
   }
 }

@@ -29,12 +29,16 @@ namespace canserver {
 
 class IoThread {
  public:
-  static absl::StatusOr<std::unique_ptr<IoThread>> Create(int index, const ServerOptions& options);
+  // `channels`: every channel of the server (socketcand clients open one by name); they outlive
+  // the thread.
+  static absl::StatusOr<std::unique_ptr<IoThread>> Create(int index, const ServerOptions& options,
+                                                          std::vector<CanChannel*> channels);
   ~IoThread();
 
   void Start();
-  // Hands a freshly accepted connection for `channel` to this thread. Thread-safe.
-  void Adopt(uint64_t session_id, UniqueFd fd, CanChannel* channel);
+  // Hands a freshly accepted connection to this thread: a v5 client of `channel`, or a socketcand
+  // client (channel nullptr) that names its channel later. Thread-safe.
+  void Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel);
   // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
   // Thread-safe; returns once the thread has finished.
   void Stop();
@@ -45,10 +49,11 @@ class IoThread {
   struct Adopted {
     uint64_t id;
     UniqueFd fd;
+    FrontEnd front_end;
     CanChannel* channel;
   };
-  IoThread(int index, const ServerOptions& options, std::unique_ptr<EventLoop> loop,
-           std::shared_ptr<Wakeup> wakeup, UniqueFd timer);
+  IoThread(int index, const ServerOptions& options, std::vector<CanChannel*> channels,
+           std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer);
   void Run(std::stop_token stop);
   void TakeAdopted();
   void Housekeeping();
@@ -57,6 +62,7 @@ class IoThread {
 
   const int index_;
   const ServerOptions& options_;
+  const std::vector<CanChannel*> channels_;
   std::unique_ptr<EventLoop> loop_;
   std::shared_ptr<Wakeup> wakeup_;
   UniqueFd timer_;

@@ -1,6 +1,8 @@
 #include "net/remote_server.h"
 
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
+#include "core/socketcand_codec.h"
 #include "core/status_macros.h"
 #include "core/version.h"
 #include "io/clock.h"
@@ -53,11 +56,38 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
     s.channel = std::move(channel);
     served.push_back(std::move(s));
   }
+  UniqueFd socketcand;
+  if (options.socketcand_port.has_value()) {
+    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, *options.socketcand_port});
+    if (!listener.ok()) {
+      return absl::Status(listener.status().code(),
+                          absl::StrCat(listener.status().message(),
+                                       " (for socketcand clients, --socketcand-port)"));
+    }
+    socketcand = *std::move(listener);
+  }
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
   auto server = std::unique_ptr<RemoteServer>(
       new RemoteServer(std::move(options), std::move(served), std::move(wakeup)));
+  std::vector<CanChannel*> all;
+  std::vector<std::string> names;
+  for (Served& c : server->channels_) {
+    all.push_back(c.channel.get());
+    names.push_back(c.channel->backend().name());
+  }
+  if (socketcand.valid()) {
+    server->socketcand_port_ = LocalPort(socketcand.get());
+    server->socketcand_listener_ = std::move(socketcand);
+    if (server->options_.beacon) {
+      ASSIGN_OR_RETURN(server->beacon_,
+                       Beacon::Create(server->options_.host, server->socketcand_port_,
+                                      std::move(names), server->options_.beacon_to));
+    }
+  } else if (server->options_.beacon) {
+    return absl::InvalidArgumentError("--beacon announces the socketcand listener, which is off");
+  }
   for (int i = 0; i < server->options_.io_threads; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<IoThread> t, IoThread::Create(i, server->options_));
+    ASSIGN_OR_RETURN(std::unique_ptr<IoThread> t, IoThread::Create(i, server->options_, all));
     server->io_threads_.push_back(std::move(t));
   }
   return server;
@@ -129,10 +159,31 @@ absl::Status RemoteServer::ServeForever() {
     RETURN_IF_ERROR(
         loop->Add(channels_[i].listener.get(), EPOLLIN, [this, i](uint32_t) { AcceptAll(i); }));
   }
+  if (socketcand_listener_.valid()) {
+    RETURN_IF_ERROR(loop->Add(socketcand_listener_.get(), EPOLLIN,
+                              [this](uint32_t) { AcceptAll(kSocketcand); }));
+  }
   RETURN_IF_ERROR(
       loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
   for (const Served& c : channels_) {
     CS_LOG(kInfo, "serving %s on %s:%d", c.channel->channel_info(), options_.host, c.port);
+  }
+  if (socketcand_listener_.valid()) {
+    CS_LOG(kInfo, "serving socketcand clients on %s:%d", options_.host, socketcand_port_);
+  }
+  UniqueFd beacon_timer;
+  if (beacon_ != nullptr) {
+    beacon_timer.Reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    const itimerspec every{{2, 0}, {0, 1}};  // at once, then every 2 s
+    if (!beacon_timer.valid() || ::timerfd_settime(beacon_timer.get(), 0, &every, nullptr) != 0) {
+      return ErrnoStatus("timerfd for --beacon");
+    }
+    RETURN_IF_ERROR(
+        loop->Add(beacon_timer.get(), EPOLLIN, [this, fd = beacon_timer.get()](uint32_t) {
+          uint64_t expirations;
+          if (::read(fd, &expirations, sizeof expirations) > 0) beacon_->Send();
+        }));
+    CS_LOG(kInfo, "beacon: %s", beacon_->Text(""));
   }
   CS_LOG(kInfo, "%d channel(s), %d io threads", channels_.size(), options_.io_threads);
   absl::Status result;
@@ -144,6 +195,8 @@ absl::Status RemoteServer::ServeForever() {
     }
   }
   for (const Served& c : channels_) loop->Remove(c.listener.get());
+  if (socketcand_listener_.valid()) loop->Remove(socketcand_listener_.get());
+  if (beacon_timer.valid()) loop->Remove(beacon_timer.get());
   // Sessions first (they flush and unsubscribe), then the CAN threads.
   for (auto& t : io_threads_) t->Stop();
   for (Served& c : channels_) {
@@ -162,18 +215,26 @@ void RemoteServer::Shutdown() {
 
 void RemoteServer::ServerClose() {
   for (Served& c : channels_) c.listener.Reset();
+  socketcand_listener_.Reset();
 }
 
-void RemoteServer::Refuse(int fd, const std::string& reason) {
+void RemoteServer::Refuse(int fd, FrontEnd front_end, const std::string& reason) {
   std::string bytes;
-  (void)v5::Encode(v5::RemoteException{reason}, &bytes);
+  if (front_end == FrontEnd::kSocketcand) {
+    bytes = socketcand::ErrorElement(reason);
+  } else {
+    (void)v5::Encode(v5::RemoteException{reason}, &bytes);
+  }
   (void)::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void RemoteServer::AcceptAll(size_t channel) {
   while (true) {
-    UniqueFd fd(::accept4(channels_[channel].listener.get(), nullptr, nullptr,
-                          SOCK_NONBLOCK | SOCK_CLOEXEC));
+    const bool socketcand = channel == kSocketcand;
+    const FrontEnd front_end = socketcand ? FrontEnd::kSocketcand : FrontEnd::kV5;
+    UniqueFd fd(
+        ::accept4(socketcand ? socketcand_listener_.get() : channels_[channel].listener.get(),
+                  nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
       if (errno == EAGAIN || errno == EINTR) return;
       // EMFILE and friends: log and let the listener retry on the next readiness.
@@ -182,19 +243,20 @@ void RemoteServer::AcceptAll(size_t channel) {
     }
     (void)SetNoDelay(fd.get());
     if (!options_.allow.Allows(fd.get())) {
-      Refuse(fd.get(), "connection refused: address not allowed (--allow)");
+      Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");
       CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),
              options_.allow.ToString());
       continue;
     }
     if (session_count() >= options_.max_clients) {
-      Refuse(fd.get(), absl::StrFormat("server full (%d clients)", options_.max_clients));
+      Refuse(fd.get(), front_end,
+             absl::StrFormat("server full (%d clients)", options_.max_clients));
       CS_LOG(kWarning, "refused %s: server full (%d clients)", PeerName(fd.get()),
              options_.max_clients);
       continue;
     }
-    io_threads_[next_thread_]->Adopt(next_session_id_++, std::move(fd),
-                                     channels_[channel].channel.get());
+    io_threads_[next_thread_]->Adopt(next_session_id_++, std::move(fd), front_end,
+                                     socketcand ? nullptr : channels_[channel].channel.get());
     next_thread_ = (next_thread_ + 1) % io_threads_.size();
   }
 }

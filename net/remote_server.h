@@ -1,5 +1,6 @@
 // RemoteServer: serves one or more CAN channels to protocol v5 clients over TCP, each channel on
-// its own port, all of them on one set of io threads.
+// its own port, and optionally to socketcand clients on one more port (a client opens a channel by
+// name), all of them on one set of io threads.
 //
 //   std::vector<ServedChannel> channels = {{can0_backend, 54701}, {can1_backend, 54702}};
 //   auto server = RemoteServer::Create(options, std::move(channels));  // binds every port
@@ -28,6 +29,7 @@
 #include "io/event_loop.h"
 #include "io/unique_fd.h"
 #include "io/wakeup.h"
+#include "net/beacon.h"
 #include "net/io_thread.h"
 #include "net/server_options.h"
 #include "net/server_status.h"
@@ -65,6 +67,8 @@ class RemoteServer {
   size_t channel_count() const { return channels_.size(); }
   // The port and channel of channel `i` (in the order given to Create). Thread-safe.
   uint16_t port(size_t i = 0) const { return channels_[i].port; }
+  // The socketcand listener's port; 0 when it is off.
+  uint16_t socketcand_port() const { return socketcand_port_; }
   CanChannel& channel(size_t i = 0) { return *channels_[i].channel; }
   size_t session_count() const;
   // Channels, their bus and counters, and the sessions on each, for /metrics and the status page.
@@ -79,9 +83,11 @@ class RemoteServer {
     std::unique_ptr<CanChannel> channel;
   };
   RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup);
+  // Accepts on channel `channel`'s listener, or on the socketcand one (channel == kSocketcand).
   void AcceptAll(size_t channel);
+  static constexpr size_t kSocketcand = SIZE_MAX;
   // Tells a connection we will not serve why (best effort), before it is closed.
-  static void Refuse(int fd, const std::string& reason);
+  static void Refuse(int fd, FrontEnd front_end, const std::string& reason);
 
   // Bus frame counts sampled by Status(), for a frames/s figure over the last seconds.
   struct RateSample {
@@ -95,6 +101,9 @@ class RemoteServer {
   std::mutex rates_mu_;
   std::vector<std::deque<RateSample>> rate_samples_;  // per channel; guarded by rates_mu_
   std::vector<Served> channels_;
+  UniqueFd socketcand_listener_;
+  uint16_t socketcand_port_ = 0;
+  std::unique_ptr<Beacon> beacon_;  // accept thread, once serving
   std::vector<std::unique_ptr<IoThread>> io_threads_;
   Wakeup stop_wakeup_;
   std::atomic<bool> stop_requested_{false};

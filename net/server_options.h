@@ -3,18 +3,28 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "core/bitrate_policy.h"
 #include "core/v5_codec.h"
 #include "net/access_list.h"
+#include "net/socket_util.h"
 
 namespace canserver {
 
 struct ServerOptions {
   std::string host = "0.0.0.0";
   uint16_t port = v5::kDefaultPort;  // 0: any free port (tests)
+  // socketcand's ASCII protocol for every channel on this port (canserver's default 29536);
+  // nullopt: off; 0: any free port (tests).
+  std::optional<uint16_t> socketcand_port;
+  // socketcand's discovery beacon (net/beacon.h) every 2 s, with the socketcand listener only;
+  // sent to every interface's broadcast address and to each of beacon_to.
+  bool beacon = false;
+  std::vector<HostPort> beacon_to;
   int io_threads = 2;
   // > 0: the rate BusResponse reports for a bus without bit timing (canserver also sets it on
   // buses that have bit timing, at start).

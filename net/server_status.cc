@@ -56,7 +56,7 @@ std::string ChannelLabel(const ChannelStatus& c) {
 
 std::string SessionLabels(const ChannelStatus& c, const Subscriber& s) {
   return absl::StrCat(ChannelLabel(c), ",session=\"", s.id, "\",peer=\"", Escape(s.info.peer),
-                      "\",protocol=\"v", s.info.protocol_version, "\"");
+                      "\",protocol=\"", s.info.protocol, "\"");
 }
 
 // One metric family of a table below: its name, type, help, and how to read it from T.
@@ -228,7 +228,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
       sessions.push_back({
           {"id", s->id},
           {"peer", s->info.peer},
-          {"protocol", s->info.protocol_version},
+          {"protocol", s->info.protocol},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
           {"filters", s->filters_text()},
           {"frames_to_client", sc.frames_to_client.Get()},

@@ -10,8 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/log.h"
+#include "core/socketcand_server_session.h"
 #include "core/text_format.h"
+#include "core/v5_server_session.h"
 #include "core/version.h"
 #include "io/clock.h"
 
@@ -24,25 +27,40 @@ constexpr size_t kPopBatch = 256;
 // freeing the receive window a chunk at a time falls under receiver-side silly-window avoidance
 // on loopback (64 KiB MSS), and the client then waits for TCP's persist timer (~200 ms a stall).
 constexpr size_t kMaxUndecoded = 4 * kReadChunk;
-// The event for `frame` in a session of that kind: bytes written, 0 for an FD frame a version 5
-// client cannot be given.
-size_t EncodeForClient(const CanFrame& frame, bool fd_session, uint8_t* out) {
-  if (fd_session) return v5::EncodeFrameV6(frame, out);
-  return v5::EncodeCanMessage(frame, out) ? v5::kCanMessageSize : 0;
+// Replies beyond the output cap (control replies may exceed it, see AppendReply) a client may
+// leave unread before it is disconnected: socketcand's "< echo >" answers each request.
+constexpr size_t kReplySlack = 64 << 10;
+
+std::unique_ptr<ServerProtocol> MakeProtocol(FrontEnd front_end, SessionActions* actions) {
+  if (front_end == FrontEnd::kSocketcand) {
+    return std::make_unique<SocketcandServerSession>(actions);
+  }
+  return std::make_unique<V5ServerSession>(actions);
 }
 
 }  // namespace
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
-                 CanChannel* channel, EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup)
+                 FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
+                 EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup)
     : id_(id),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
       options_(options),
       channel_(channel),
+      channels_(channels),
       loop_(loop),
       io_wakeup_(std::move(io_wakeup)),
+      protocol_(MakeProtocol(front_end, this)),
       connected_at_(absl::Now()) {}
+
+void Session::Start() {
+  std::string greeting;
+  protocol_->Greet(&greeting);
+  if (greeting.empty()) return;
+  AppendReply(greeting);
+  Flush(options_.write_budget_bytes);
+}
 
 Session::~Session() {
   if (!closed_) Close("server stopped", "");
@@ -51,22 +69,28 @@ Session::~Session() {
 bool Session::TransmitBlocked() const { return subscriber_ && subscriber_->tx_room() == 0; }
 
 bool Session::ReadBlocked() const {
-  return tx_waiting_ && protocol_.buffered() + kReadChunk > kMaxUndecoded;
+  return tx_waiting_ && protocol_->buffered() + kReadChunk > kMaxUndecoded;
 }
 
 bool Session::Decode(absl::Span<const uint8_t> bytes) {
   std::string reply;
-  const absl::Status status = protocol_.OnBytes(bytes, &reply);
-  if (!reply.empty()) AppendReply(reply);
+  const absl::Status status = protocol_->OnBytes(bytes, &reply);
+  if (!reply.empty()) {
+    AppendReply(reply);
+    // Replies go out at once, each in its own write: python-can 4.1's socketcand client expects
+    // "< ok >" alone in one read, and a BusResponse should not wait for the next pump.
+    Flush(options_.write_budget_bytes);
+    if (closed_) return false;
+  }
   if (!status.ok()) {
-    // The reply already carries the RemoteException naming the problem.
+    // The reply already carries the error naming the problem.
     Close(status.message(), "");
     return false;
   }
   // A full queue may have stopped the decoder: the rest waits for the CAN thread to make room.
   // Asked of the decoder, not of the queue: the CAN thread may have made room since the decoder
   // stopped, and bytes already read would then wait for more bytes that may never come.
-  tx_waiting_ = protocol_.held_back();
+  tx_waiting_ = protocol_->held_back();
   return true;
 }
 
@@ -83,7 +107,7 @@ void Session::OnReadable() {
     }
     const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0) {
-      const absl::Status eof = protocol_.OnEof();
+      const absl::Status eof = protocol_->OnEof();
       Close(eof.ok() ? "client closed the connection" : eof.message(), "");
       return;
     }
@@ -135,18 +159,21 @@ void Session::OnWritable() {
 }
 
 void Session::AppendReply(absl::string_view bytes) {
-  // Control replies (BusResponse, TransmitFail, RemoteException) are small and rare; they may
-  // exceed the output cap by their own size so they are never lost.
+  // Control replies (BusResponse, TransmitFail, RemoteException, socketcand's "< ok >") are small
+  // and rare; they may exceed the output cap by their own size so they are never lost. A client
+  // that asks for replies and never reads them is disconnected before it costs more.
   out_.append(bytes.data(), bytes.size());
+  if (pending_bytes() > options_.output_buffer_bytes + kReplySlack && !closed_) {
+    Close("client does not read its replies", "");
+  }
 }
 
 bool Session::Pump() {
   if (closed_ || !subscriber_) return false;
   Subscriber& sub = *subscriber_;
-  // A version 6 session carries FD frames (CanFdMessage, up to 79 bytes); room is reserved for
-  // the largest event a frame can become and the buffer cut back to what was encoded.
-  const bool fd = protocol_.fd_enabled();
-  const size_t max_event = fd ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
+  // Room is reserved for the largest event a frame can become (a CanFdMessage is 79 bytes, a
+  // socketcand element up to 192) and the buffer cut back to what was encoded.
+  const size_t max_event = protocol_->max_frame_bytes();
   size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
   sub.counters.ring_high_water.Max(sub.ring.size_approx());
   CanFrame frames[kPopBatch];
@@ -165,12 +192,17 @@ bool Session::Pump() {
     size_t encoded = 0;
     const int64_t now = RealtimeNanos();  // one clock read per batch
     for (size_t i = 0; i < n; ++i) {
-      const size_t len = EncodeForClient(frames[i], fd, reinterpret_cast<uint8_t*>(&out_[pos]));
-      if (len > 0) {
-        pos += len;
-        latency_ns[encoded++] = now - frames[i].timestamp_ns;
-      } else {
-        sub.counters.drops_unsupported.Add();  // an FD frame for a version 5 client
+      size_t len = 0;
+      switch (protocol_->EncodeFrame(frames[i], reinterpret_cast<uint8_t*>(&out_[pos]), &len)) {
+        case ServerProtocol::Encoded::kWritten:
+          pos += len;
+          latency_ns[encoded++] = now - frames[i].timestamp_ns;
+          break;
+        case ServerProtocol::Encoded::kUnsupported:
+          sub.counters.drops_unsupported.Add();  // e.g. an FD frame for a version 5 client
+          break;
+        case ServerProtocol::Encoded::kNotWanted:
+          break;  // the client's own receive rules (socketcand BCM filters) passed it over
       }
     }
     out_.resize(pos);
@@ -178,7 +210,7 @@ bool Session::Pump() {
     channel_->delivery_latency().Record(latency_ns, encoded);
   }
   if (const uint32_t failed = sub.TakeTxFailed(); failed > 0) {
-    out_.append(failed, static_cast<char>(v5::EventId::kTransmitFail));
+    protocol_->AppendTransmitFail(failed, &out_);
   }
   Flush(options_.write_budget_bytes);
   if (closed_) return false;
@@ -189,8 +221,8 @@ bool Session::Pump() {
 bool Session::PrepareSleep() {
   if (closed_ || !subscriber_) return true;
   // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
-  const size_t max_event = protocol_.fd_enabled() ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
-  if (want_write_ || pending_bytes() + max_event > options_.output_buffer_bytes) {
+  if (want_write_ ||
+      pending_bytes() + protocol_->max_frame_bytes() > options_.output_buffer_bytes) {
     return true;
   }
   subscriber_->gate.Arm();
@@ -237,13 +269,18 @@ void Session::UpdateInterest() {
 
 void Session::Tick(absl::Time now) {
   if (closed_) return;
-  if (!protocol_.is_open()) {
+  if (!protocol_->is_open()) {
     if (now - connected_at_ > options_.handshake_timeout) {
-      Close("handshake timeout",
-            absl::StrFormat("handshake timeout: no BusRequest and FilterConfig within %s",
-                            absl::FormatDuration(options_.handshake_timeout)));
+      Close("handshake timeout", absl::StrFormat("handshake timeout: no bus opened within %s",
+                                                 absl::FormatDuration(options_.handshake_timeout)));
     }
     return;
+  }
+  std::string timed;
+  protocol_->OnTick(now, &timed);
+  if (!timed.empty()) {
+    AppendReply(timed);
+    if (closed_) return;
   }
   const uint64_t drops = subscriber_->counters.drops_ring_full.Get();
   if (drops == drops_seen_) {
@@ -263,7 +300,7 @@ void Session::Tick(absl::Time now) {
 
 void Session::AppendException(absl::string_view text) {
   std::string bytes;
-  (void)v5::Encode(v5::RemoteException{std::string(text)}, &bytes);
+  protocol_->AppendError(text, &bytes);
   AppendReply(bytes);
 }
 
@@ -291,7 +328,23 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   CS_LOG(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
 }
 
-absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters) {
+absl::StatusOr<CanChannel*> Session::FindChannel(absl::string_view name) const {
+  std::vector<std::string> names;
+  for (CanChannel* c : channels_) {
+    if (c->backend().name() == name) return c;
+    names.push_back(c->backend().name());
+  }
+  return absl::NotFoundError(absl::StrFormat("no channel '%s' here; this server serves %s", name,
+                                             absl::StrJoin(names, ", ")));
+}
+
+absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t bitrate,
+                                             FilterSet filters) {
+  if (channel_ == nullptr) {
+    absl::StatusOr<CanChannel*> found = FindChannel(channel);
+    if (!found.ok()) return found.status();
+    channel_ = *found;
+  }
   // The bus's own rate decides, not the client's wish (core/bitrate_policy.h).
   BusTiming timing = channel_->backend().timing();
   const BitrateDecision decision =
@@ -320,7 +373,7 @@ absl::StatusOr<std::string> Session::OpenBus(int32_t bitrate, FilterSet filters)
   periodic_ = *std::move(jobs);
   subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
                                              options_.client_tx_frames);
-  subscriber_->info = {peer_, protocol_.version(), absl::ToUnixNanos(connected_at_)};
+  subscriber_->info = {peer_, protocol_->name(), absl::ToUnixNanos(connected_at_)};
   subscriber_->set_filters_text(FormatFilters(filters));
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
@@ -346,20 +399,26 @@ void Session::Transmit(const CanFrame& frame) {
   // The protocol calls this only while TransmitBlocked() is false: the queue has room.
   if (!channel_->Transmit(*subscriber_, frame)) {
     subscriber_->counters.tx_failed.Add();  // unreachable by design; never silent all the same
-    AppendReply(std::string(1, static_cast<char>(v5::EventId::kTransmitFail)));
+    std::string fail;
+    protocol_->AppendTransmitFail(1, &fail);
+    AppendReply(fail);
   }
 }
 
-absl::Status Session::StartPeriodic(const v5::PeriodicMessageStart& start) {
+absl::Status Session::StartPeriodic(const PeriodicRequest& start) {
   // Modifying an existing job is always allowed; only new ones count against the limit.
   if (periodic_->size() >= options_.max_periodic_jobs && !periodic_->Contains(start.frame.id)) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "too many periodic jobs: at most %d per session", options_.max_periodic_jobs));
   }
-  absl::Status s = periodic_->Start(start.frame, absl::Milliseconds(start.period_ms),
-                                    absl::Milliseconds(start.duration_ms));
+  absl::Status s = periodic_->Start(start.frame, start.period, start.duration);
   if (!s.ok()) return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
   return absl::OkStatus();
+}
+
+BusTraffic Session::Traffic() const {
+  const ChannelCounters& k = channel_->counters();
+  return {k.bus_rx_bytes.Get(), k.bus_rx.Get(), k.bus_tx_bytes.Get(), k.bus_tx.Get()};
 }
 
 absl::Status Session::StopPeriodic(uint32_t arbitration_id) {

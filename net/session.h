@@ -1,10 +1,11 @@
 // Session: one TCP client of the server, owned by one io thread.
 //
-// It reads the client's bytes into the protocol logic (V5ServerSession), which calls back into
-// the SessionActions this class implements: subscribing to the channel, queueing frames for the
-// bus, periodic jobs. Outgoing events collect in a bounded output buffer; frames from the ring are
-// encoded into it only while it has room, so a client that stops reading makes its ring fill and
-// overflow (counted), never the server's memory grow.
+// It reads the client's bytes into its front end's protocol logic (V5ServerSession or
+// SocketcandServerSession, core/server_protocol.h), which calls back into the SessionActions this
+// class implements: subscribing to the channel, queueing frames for the bus, periodic jobs. The
+// bus side is this one class for both front ends. Outgoing events collect in a bounded output
+// buffer; frames from the ring are encoded into it only while it has room, so a client that stops
+// reading makes its ring fill and overflow (counted), never the server's memory grow.
 //
 // Owning io thread only, for every method.
 #pragma once
@@ -16,7 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "core/v5_server_session.h"
+#include "absl/types/span.h"
+#include "core/server_protocol.h"
 #include "io/can_backend.h"
 #include "io/can_channel.h"
 #include "io/event_loop.h"
@@ -26,17 +28,26 @@
 
 namespace canserver {
 
+// The wire protocol a listener speaks.
+enum class FrontEnd { kV5, kSocketcand };
+
 class Session final : public SessionActions {
  public:
+  // `channel`: the channel a v5 client's port serves; nullptr for socketcand, whose client opens
+  // one of `channels` by name.
   Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
-          CanChannel* channel, EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup);
+          FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
+          EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup);
   ~Session() override;
+
+  // Sends the front end's greeting (socketcand's "< hi >"); call once the socket is in the loop.
+  void Start();
 
   uint64_t id() const { return id_; }
   int fd() const { return fd_.get(); }
   const std::string& peer() const { return peer_; }
   bool closed() const { return closed_; }
-  bool is_open() const { return protocol_.is_open(); }
+  bool is_open() const { return protocol_->is_open(); }
   absl::Time connected_at() const { return connected_at_; }
   const Subscriber* subscriber() const { return subscriber_.get(); }
 
@@ -66,16 +77,20 @@ class Session final : public SessionActions {
   void Close(absl::string_view reason, absl::string_view remote_exception);
 
   // SessionActions: called by protocol_ from OnReadable.
-  absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) override;
+  absl::StatusOr<std::string> OpenBus(absl::string_view channel, int32_t bitrate,
+                                      FilterSet filters) override;
   void SetFilters(FilterSet filters) override;
   void Transmit(const CanFrame& frame) override;
   bool TransmitBlocked() const override;
-  absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) override;
+  absl::Status StartPeriodic(const PeriodicRequest& request) override;
   absl::Status StopPeriodic(uint32_t arbitration_id) override;
+  BusTraffic Traffic() const override;
 
  private:
   size_t pending_bytes() const { return out_.size() - out_head_; }
   void AppendReply(absl::string_view bytes);
+  // The channel a socketcand client named, or an error listing those served.
+  absl::StatusOr<CanChannel*> FindChannel(absl::string_view name) const;
   // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
   void Flush(size_t budget);
   void UpdateInterest();
@@ -88,10 +103,11 @@ class Session final : public SessionActions {
   UniqueFd fd_;
   const std::string peer_;
   const ServerOptions& options_;
-  CanChannel* const channel_;
+  CanChannel* channel_;  // set at accept (v5) or by OpenBus (socketcand)
+  const absl::Span<CanChannel* const> channels_;
   EventLoop* const loop_;
   std::shared_ptr<const Wakeup> io_wakeup_;
-  V5ServerSession protocol_{this};
+  std::unique_ptr<ServerProtocol> protocol_;
   std::shared_ptr<Subscriber> subscriber_;
   std::unique_ptr<PeriodicJobs> periodic_;
   SessionCounters local_counters_;  // before the bus is open, and for sessions never opened

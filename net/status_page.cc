@@ -92,7 +92,7 @@ function render(st) {
       cell(r, c.name);
       cell(r, s.id, "n");
       cell(r, s.peer);
-      cell(r, "v" + s.protocol + (s.protocol === 6 ? " (CAN FD)" : ""));
+      cell(r, s.protocol + (s.protocol === "v6" ? " (CAN FD)" : ""));
       cell(r, duration(st.now - s.connected_at));
       cell(r, s.filters || "everything");
       cell(r, fmt(rate(s, ps, "frames_to_client", dt)), "n");

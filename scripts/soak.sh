@@ -10,7 +10,7 @@ rate="${2:-2000}"
 build=build
 port=54790
 log=$(mktemp)
-"$build/tools/canserver" --interface virtual --host 127.0.0.1 --port "$port" -v \
+"$build/tools/canserver" --interface virtual --host 127.0.0.1 --port "$port" --socketcand-port 0 -v \
   --stats-interval 60s 2>"$log" &
 server=$!
 trap 'kill $server 2>/dev/null; kill $churn 2>/dev/null; rm -f "$log"' EXIT

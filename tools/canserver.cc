@@ -28,6 +28,7 @@
 #include "core/channel_spec.h"
 #include "core/log.h"
 #include "core/server_config.h"
+#include "core/socketcand_codec.h"
 #include "core/version.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
@@ -57,6 +58,16 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on ('::' for all IPv6 addresses)");
 ABSL_FLAG(int, port, 54701,
           "TCP port of the first channel; further channels count up from it (0: any free port)");
+ABSL_FLAG(int, socketcand_port, 29536,
+          "TCP port for socketcand's ASCII protocol (python-can's 'socketcand' interface, "
+          "SavvyCAN, Kayak): one port for every channel, the client opens one by name "
+          "(0: off)");
+ABSL_FLAG(bool, beacon, false,
+          "announce the socketcand port and every channel with socketcand's UDP beacon "
+          "(port 42000, every 2 s) on each interface's broadcast address");
+ABSL_FLAG(std::vector<std::string>, beacon_to, {},
+          "with --beacon, also send it to these HOST:PORT addresses (unicast; port default "
+          "42000), e.g. a PC on another subnet");
 ABSL_FLAG(int, threads, DefaultThreads(),
           "io threads serving clients (default: CPU count, at most 4)");
 ABSL_FLAG(int, bitrate, 0,
@@ -151,8 +162,9 @@ int main(int argc, char** argv) {
       "  canserver --channel can0 --threads 4           # a SocketCAN interface\n"
       "  canserver --channel can0 --channel can1:55000  # can0 on 54701, can1 on 55000\n"
       "  canserver --config /etc/canserver/canserver.conf\n"
-      "Clients: python-can Bus('host:54701', interface='remote'). Flags also accept dashes\n"
-      "(--error-frames) and -v/-vv.");
+      "Clients: python-can Bus('host:54701', interface='remote'), or any socketcand client on\n"
+      "port 29536: Bus(interface='socketcand', host='host', port=29536, channel='can0').\n"
+      "Flags also accept dashes (--error-frames) and -v/-vv.");
   SetUsageConfig("canserver");
   std::vector<std::string> args = NormalizeArgs(argc, argv);
   if (std::any_of(args.begin() + 1, args.end(),
@@ -163,6 +175,8 @@ int main(int argc, char** argv) {
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
          {"Network and access", {"host", "port", "threads", "allow", "http"}},
+         {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
+          {"socketcand_port", "beacon", "beacon_to"}},
          {"Limits (memory, time, fairness)",
           {"ring_size", "output_buffer", "max_clients", "client_tx_queue", "tx_timeout",
            "max_periodic_jobs", "handshake_timeout", "slow_client_timeout"}},
@@ -214,9 +228,22 @@ int main(int argc, char** argv) {
   if (port < 0 || port > 65535) return fail(absl::StrFormat("--port %d is not 0..65535", port));
   if (absl::GetFlag(FLAGS_bitrate) < 0) return fail("--bitrate must not be negative");
 
+  const int socketcand_port = absl::GetFlag(FLAGS_socketcand_port);
+  if (socketcand_port < 0 || socketcand_port > 65535) {
+    return fail(absl::StrFormat("--socketcand-port %d is not 0..65535", socketcand_port));
+  }
+
   ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = static_cast<uint16_t>(port);
+  if (socketcand_port > 0) options.socketcand_port = static_cast<uint16_t>(socketcand_port);
+  options.beacon = absl::GetFlag(FLAGS_beacon);
+  for (const std::string& to : absl::GetFlag(FLAGS_beacon_to)) {
+    absl::StatusOr<HostPort> address = ParseHostPort(to, socketcand::kBeaconPort);
+    if (!address.ok()) return fail(absl::StrCat("--beacon-to: ", address.status().message()));
+    options.beacon_to.push_back(*address);
+  }
+  if (!options.beacon_to.empty() && !options.beacon) return fail("--beacon-to needs --beacon");
   options.io_threads = absl::GetFlag(FLAGS_threads);
   options.forced_bitrate = absl::GetFlag(FLAGS_bitrate);
   absl::StatusOr<BitratePolicy> policy = ParseBitratePolicy(absl::GetFlag(FLAGS_bitrate_policy));

@@ -15,7 +15,9 @@ using ::testing::HasSubstr;
 
 class FakeActions : public SessionActions {
  public:
-  absl::StatusOr<std::string> OpenBus(int32_t bitrate, FilterSet filters) override {
+  absl::StatusOr<std::string> OpenBus(absl::string_view channel, int32_t bitrate,
+                                      FilterSet filters) override {
+    opened_channel = std::string(channel);
     opened_bitrate = bitrate;
     opened_filters = filters.filters();
     if (!open_error.ok()) return open_error;
@@ -23,7 +25,7 @@ class FakeActions : public SessionActions {
   }
   void SetFilters(FilterSet filters) override { new_filters = filters.filters(); }
   void Transmit(const CanFrame& frame) override { sent.push_back(frame); }
-  absl::Status StartPeriodic(const v5::PeriodicMessageStart& start) override {
+  absl::Status StartPeriodic(const PeriodicRequest& start) override {
     started.push_back(start);
     return absl::OkStatus();
   }
@@ -33,11 +35,12 @@ class FakeActions : public SessionActions {
   }
 
   absl::Status open_error;
+  std::string opened_channel = "unset";
   int32_t opened_bitrate = -1;
   std::vector<CanFilter> opened_filters;
   std::vector<CanFilter> new_filters;
   std::vector<CanFrame> sent;
-  std::vector<v5::PeriodicMessageStart> started;
+  std::vector<PeriodicRequest> started;
   std::vector<uint32_t> stopped;
 };
 
@@ -159,7 +162,9 @@ TEST(V5ServerSessionTest, OpenSessionPassesFramesPeriodicAndFilters) {
   ASSERT_EQ(actions.sent.size(), 1u);
   EXPECT_EQ(actions.sent[0], f);
   ASSERT_EQ(actions.started.size(), 1u);
-  EXPECT_TRUE(actions.started[0] == start);
+  EXPECT_EQ(actions.started[0].period, absl::Milliseconds(start.period_ms));
+  EXPECT_EQ(actions.started[0].duration, absl::Milliseconds(start.duration_ms));
+  EXPECT_EQ(actions.started[0].frame, start.frame);
   EXPECT_EQ(actions.stopped, std::vector<uint32_t>{0x123});
   EXPECT_EQ(actions.new_filters, filters);
 }
@@ -252,7 +257,7 @@ TEST(V5ServerSessionTest, Version6CarriesCanFdFramesAndPeriodicJobs) {
   EXPECT_EQ(actions.sent[0], fd);
   EXPECT_EQ(actions.sent[1], classic);
   ASSERT_EQ(actions.started.size(), 1u);
-  EXPECT_EQ(actions.started[0].period_ms, 20);
+  EXPECT_EQ(actions.started[0].period, absl::Milliseconds(20));
   EXPECT_EQ(actions.started[0].frame, FdFrame(0x55, 12));
 }
 

@@ -15,7 +15,7 @@ namespace {
 
 class CountingActions : public SessionActions {
  public:
-  absl::StatusOr<std::string> OpenBus(int32_t, FilterSet filters) override {
+  absl::StatusOr<std::string> OpenBus(absl::string_view, int32_t, FilterSet filters) override {
     if (++opens > 1 || filters.filters().size() > kMaxFilters) std::abort();
     return std::string("fuzz channel");
   }
@@ -25,9 +25,9 @@ class CountingActions : public SessionActions {
     if (frame.id > kCanExtIdMax) std::abort();
     if (frame.fd() ? !IsCanFdLength(frame.len) || frame.remote() : frame.len > 8) std::abort();
   }
-  absl::Status StartPeriodic(const v5::PeriodicMessageStart& s) override {
+  absl::Status StartPeriodic(const PeriodicRequest& s) override {
     Check();
-    if (s.period_ms <= 0 || s.duration_ms < 0) std::abort();
+    if (s.period <= absl::ZeroDuration() || s.duration < absl::ZeroDuration()) std::abort();
     return jobs++ < 8 ? absl::OkStatus() : absl::ResourceExhaustedError("too many");
   }
   absl::Status StopPeriodic(uint32_t) override {

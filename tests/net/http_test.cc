@@ -85,7 +85,7 @@ TEST_F(HttpTest, StatusJsonNamesChannelsAndClients) {
   const auto& ch = st["channels"][0];
   EXPECT_EQ(ch["name"], "test");
   EXPECT_EQ(ch["clients"], 1);
-  EXPECT_EQ(ch["sessions"][0]["protocol"], 6);
+  EXPECT_EQ(ch["sessions"][0]["protocol"], "v6");
   EXPECT_EQ(ch["sessions"][0]["filters"], "123:800007FF");
   EXPECT_THAT(ch["sessions"][0]["peer"].get<std::string>(), HasSubstr("127.0.0.1:"));
   EXPECT_EQ(st["version"], kVersion);

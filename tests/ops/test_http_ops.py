@@ -73,7 +73,7 @@ class OpsTest(unittest.TestCase):
         cls.log = open(os.path.join(cls.out, "canserver.log"), "w+")
         cls.proc = subprocess.Popen(
             [os.environ["CANSERVER_BIN"], "--interface", "virtual", "--channel", "bench0",
-             "--channel", "bench1", "--host", "127.0.0.1", "--port", "0",
+             "--channel", "bench1", "--host", "127.0.0.1", "--port", "0", "--socketcand-port", "0",
              "--http", "127.0.0.1:0", "--virtual-bitrate", "500000"],
             stderr=cls.log, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10

@@ -40,8 +40,9 @@ class Child {
     if (pid_ == 0) {
       (void)::freopen(log_.c_str(), "w", stderr);
       const std::string bin = Bin();
-      std::vector<std::string> args = {bin,         "--interface", "virtual", "--host",
-                                       "127.0.0.1", "--port",      "0"};
+      std::vector<std::string> args = {bin,      "--interface",        "virtual",
+                                       "--host", "127.0.0.1",          "--port",
+                                       "0",      "--socketcand-port=0"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());

@@ -58,6 +58,9 @@ class CanserverProcess {
     if (pid_ == 0) {
       const std::string bin = BuildDir() + "/tools/canserver";
       (void)::freopen(log_.c_str(), "w", stderr);
+      // socketcand's fixed default port would collide between servers; scenarios that use it
+      // give their own --socketcand-port (a later flag wins).
+      args.insert(args.begin(), "--socketcand-port=0");
       args.insert(args.begin(), bin);
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());

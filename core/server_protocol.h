@@ -1,0 +1,111 @@
+// ServerProtocol: one client's wire protocol on the server side, as pure logic — client bytes in,
+// actions on the bus and reply bytes out, and the encoding of the bus's frames for that client.
+// Two front ends implement it: protocol v5/v6 (V5ServerSession) and socketcand's ASCII protocol
+// (SocketcandServerSession). net::Session drives either one; everything on the bus side
+// (subscribing, filters, transmit, periodic jobs, limits, counters) stays in net::Session and
+// CanChannel, behind SessionActions, so both front ends share it.
+//
+// Single-owner: one thread (the session's io thread) at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "core/filter.h"
+#include "core/frame.h"
+
+namespace canserver {
+
+// A periodic transmit job as the front ends ask for it.
+struct PeriodicRequest {
+  absl::Duration period;
+  absl::Duration duration;  // zero: until stopped
+  CanFrame frame;
+};
+
+// The channel's traffic for socketcand's `< stat … >`: what the bus carried, in frames and data
+// bytes.
+struct BusTraffic {
+  uint64_t rx_bytes = 0;
+  uint64_t rx_frames = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t tx_frames = 0;
+};
+
+// What a session asks of the server. Errors returned here are reported to the client (v5: a
+// RemoteException that ends the session; socketcand: `< error … >`, the session goes on).
+class SessionActions {
+ public:
+  virtual ~SessionActions() = default;
+  // Opens the client's view of the bus `channel` ("" for a v5 client: the channel its port
+  // serves); returns the channel_info for the reply.
+  virtual absl::StatusOr<std::string> OpenBus(absl::string_view channel, int32_t bitrate,
+                                              FilterSet filters) = 0;
+  virtual void SetFilters(FilterSet filters) = 0;
+  // Queues a frame (classic, or CAN FD) for the bus. A refusal is reported later,
+  // asynchronously. Called only while TransmitBlocked() is false.
+  virtual void Transmit(const CanFrame& frame) = 0;
+  // True while the client's transmit queue is full: the protocol then decodes nothing more and
+  // keeps the client's bytes until Resume(), so the client's events stay in order and its TCP
+  // connection, no longer read, slows it down.
+  virtual bool TransmitBlocked() const { return false; }
+  // Starts or modifies the job for request.frame.id (same period and duration on a running job:
+  // new data only, its timer untouched).
+  virtual absl::Status StartPeriodic(const PeriodicRequest& request) = 0;
+  virtual absl::Status StopPeriodic(uint32_t arbitration_id) = 0;
+  // The open channel's traffic so far.
+  virtual BusTraffic Traffic() const { return {}; }
+};
+
+class ServerProtocol {
+ public:
+  virtual ~ServerProtocol() = default;
+
+  // What to send as soon as the client has connected (socketcand's "< hi >"; v5: nothing).
+  virtual void Greet(std::string* reply) { (void)reply; }
+  // Consumes bytes from the client and appends what must be sent back to *reply. Returns OK while
+  // the session goes on. Any other status means the session must end: *reply then ends with the
+  // protocol's error message naming the problem, except for kCancelled (the client said goodbye).
+  // Decoding stops (OK, bytes kept) while actions->TransmitBlocked().
+  virtual absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) = 0;
+  // Decodes what OnBytes kept back while transmit was blocked; same contract as OnBytes.
+  absl::Status Resume(std::string* reply) { return OnBytes({}, reply); }
+  // Bytes received and not yet decoded.
+  virtual size_t buffered() const = 0;
+  // The last OnBytes/Resume stopped at a full transmit queue with bytes left to decode. Sticky
+  // until the next call, unlike TransmitBlocked(), which the CAN thread may clear a moment later:
+  // the caller must call Resume() again whatever the queue looks like by then.
+  virtual bool held_back() const = 0;
+  // The client closed its side. Returns an error if it cut a message short.
+  virtual absl::Status OnEof() const = 0;
+  // The bus is open (frames flow).
+  virtual bool is_open() const = 0;
+  // "v5", "v6" or "socketcand": the protocol label of /metrics and the status page.
+  virtual std::string name() const = 0;
+
+  // The most bytes EncodeFrame writes for one frame.
+  virtual size_t max_frame_bytes() const = 0;
+  enum class Encoded { kWritten, kUnsupported, kNotWanted };
+  // Encodes a frame from the client's ring into `out` (room: max_frame_bytes()) and sets *length.
+  // kUnsupported: the client cannot be given it (CAN FD on a version 5 session), a counted drop;
+  // kNotWanted: the client's own receive rules (socketcand's BCM content filters) pass it over.
+  virtual Encoded EncodeFrame(const CanFrame& frame, uint8_t* out, size_t* length) = 0;
+  // Tells the client that `count` of its frames were refused by the bus.
+  virtual void AppendTransmitFail(uint32_t count, std::string* out) const = 0;
+  // A message that ends the session (shutdown, slow client, handshake timeout).
+  virtual void AppendError(absl::string_view text, std::string* out) const = 0;
+  // Called about every 100 ms on an open session: timed output (socketcand's statistics and
+  // throttled BCM updates) goes to *reply.
+  virtual void OnTick(absl::Time now, std::string* reply) {
+    (void)now;
+    (void)reply;
+  }
+};
+
+}  // namespace canserver

@@ -1,0 +1,86 @@
+// The server side of one socketcand session (linux-can/socketcand, doc/protocol.md), as pure
+// logic beside V5ServerSession: client bytes in, actions and reply bytes out.
+//
+//   NO_BUS   "< hi >" on connect; "< open NAME >" → "< ok >" and BCM mode, or "< error … >"
+//   BCM      send / sendrtr / fdsend, add / update / delete (periodic jobs), subscribe / filter /
+//            muxfilter / unsubscribe (receive: BcmReceive), echo
+//   RAW      every frame on the bus; send / sendrtr / fdsend, echo
+//   CONTROL  statistics MS → "< stat RBYTES RPACKETS TBYTES TPACKETS >" every MS (≥ 100 ms)
+//   ISOTP    refused with an error: canserver has no ISO-TP yet
+// "< rawmode >", "< bcmmode >", "< controlmode >", "< isotpmode >" switch modes after open.
+// Extension: "< fdframes on >" asks for CAN FD frames ("< fdframe … >"); without it a client never
+// sees them (counted as unsupported), so clients that do not know the element are not confused.
+//
+// Where socketcand logs a bad command and answers nothing, this answers "< error WHAT >" and goes
+// on; garbage between elements is answered the same way, and after kMaxErrors of those the
+// session ends. Periodic jobs live until "< delete >" or the end of the session (socketcand ends
+// them when the client leaves BCM mode); BCM receive jobs are kept and apply in BCM mode.
+//
+// Single-owner: one thread (the session's io thread) at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/bcm_receive.h"
+#include "core/server_protocol.h"
+#include "core/socketcand_codec.h"
+
+namespace canserver {
+
+class SocketcandServerSession final : public ServerProtocol {
+ public:
+  enum class Mode { kNoBus, kBcm, kRaw, kControl, kIsoTp, kClosed };
+  // Malformed input answered with "< error … >" before the session is ended.
+  static constexpr int kMaxErrors = 32;
+
+  explicit SocketcandServerSession(SessionActions* actions) : actions_(actions) {}
+
+  void Greet(std::string* reply) override { reply->append("< hi >"); }
+  absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) override;
+  size_t buffered() const override { return input_.size() - input_pos_ + parser_.buffered(); }
+  bool held_back() const override { return held_back_; }
+  absl::Status OnEof() const override;
+  bool is_open() const override { return mode_ != Mode::kNoBus && mode_ != Mode::kClosed; }
+  std::string name() const override { return "socketcand"; }
+  size_t max_frame_bytes() const override { return socketcand::kMaxFrameElementLength; }
+  Encoded EncodeFrame(const CanFrame& frame, uint8_t* out, size_t* length) override;
+  void AppendTransmitFail(uint32_t count, std::string* out) const override;
+  void AppendError(absl::string_view text, std::string* out) const override;
+  void OnTick(absl::Time now, std::string* reply) override;
+
+  Mode mode() const { return mode_; }
+
+ private:
+  // Handles one element; a non-OK status is answered with "< error … >" (and counted).
+  absl::Status Handle(absl::string_view element, std::string* reply);
+  absl::Status HandleNoBus(const std::vector<absl::string_view>& w, std::string* reply);
+  absl::Status HandleSend(const std::vector<absl::string_view>& w);
+  absl::Status HandlePeriodic(const std::vector<absl::string_view>& w);
+  absl::Status HandleReceive(const std::vector<absl::string_view>& w);
+  absl::Status SwitchMode(Mode mode, std::string* reply);
+  // The channel filters the mode needs: everything in RAW, the BCM ids in BCM, else nothing.
+  FilterSet ModeFilters() const;
+  // Counts an error; false once there were too many.
+  bool CountError();
+
+  SessionActions* actions_;
+  socketcand::ElementParser parser_;
+  std::string input_;  // client bytes not yet parsed (kept while transmit is blocked)
+  size_t input_pos_ = 0;
+  Mode mode_ = Mode::kNoBus;
+  bool held_back_ = false;
+  bool fd_frames_ = false;
+  int errors_ = 0;
+  BcmReceive rx_;
+  std::map<uint32_t, absl::Duration> periods_;  // the periodic jobs started with "add"
+  absl::Duration statistics_every_ = absl::ZeroDuration();
+  absl::Time next_statistics_ = absl::InfiniteFuture();
+  std::vector<CanFrame> due_;  // scratch for OnTick
+};
+
+}  // namespace canserver
