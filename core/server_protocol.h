@@ -19,6 +19,7 @@
 #include "absl/types/span.h"
 #include "core/filter.h"
 #include "core/frame.h"
+#include "core/isotp_config.h"
 
 namespace canserver {
 
@@ -61,6 +62,18 @@ class SessionActions {
   virtual absl::Status StopPeriodic(uint32_t arbitration_id) = 0;
   // The open channel's traffic so far.
   virtual BusTraffic Traffic() const { return {}; }
+  // ISO-TP (socketcand's ISOTP mode) on the open channel: one channel per session, replaced by a
+  // new OpenIsoTp; PDUs received arrive through ServerProtocol::AppendPdu.
+  virtual absl::Status OpenIsoTp(const IsoTpConfig& config) {
+    (void)config;
+    return absl::UnimplementedError("ISO-TP is not available here");
+  }
+  // Queues a PDU (at most kIsoTpMaxPdu bytes) on the open ISO-TP channel.
+  virtual absl::Status SendPdu(absl::string_view pdu) {
+    (void)pdu;
+    return absl::FailedPreconditionError("no ISO-TP channel open");
+  }
+  virtual void CloseIsoTp() {}
 };
 
 class ServerProtocol {
@@ -100,6 +113,12 @@ class ServerProtocol {
   virtual void AppendTransmitFail(uint32_t count, std::string* out) const = 0;
   // A message that ends the session (shutdown, slow client, handshake timeout).
   virtual void AppendError(absl::string_view text, std::string* out) const = 0;
+  // A PDU from the session's ISO-TP channel (socketcand: "< pdu SECONDS HEX >").
+  virtual void AppendPdu(int64_t timestamp_ns, absl::string_view pdu, std::string* out) const {
+    (void)timestamp_ns;
+    (void)pdu;
+    (void)out;
+  }
   // Called about every 100 ms on an open session: timed output (socketcand's statistics and
   // throttled BCM updates) goes to *reply.
   virtual void OnTick(absl::Time now, std::string* reply) {

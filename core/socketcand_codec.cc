@@ -182,6 +182,21 @@ absl::StatusOr<uint64_t> ParseDecimal(absl::string_view word, uint64_t max,
   return value;
 }
 
+absl::StatusOr<uint32_t> ParseHex(absl::string_view word, uint32_t max, absl::string_view what) {
+  uint32_t value = 0;
+  bool ok = !word.empty() && word.size() <= 8;
+  for (char c : word) {
+    const int v = HexValue(c);
+    if (v < 0) ok = false;
+    if (ok) value = value << 4 | static_cast<uint32_t>(v);
+  }
+  if (!ok || value > max) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s '%s': hex up to %X expected", what, word, max));
+  }
+  return value;
+}
+
 absl::StatusOr<std::string> ParseHexRun(absl::string_view word, size_t max) {
   if (word.size() % 2 != 0 || word.size() / 2 > max) {
     return absl::InvalidArgumentError(absl::StrFormat(

@@ -78,6 +78,8 @@ absl::StatusOr<ParsedId> ParseId(absl::string_view word);
 absl::StatusOr<uint8_t> ParseHexByte(absl::string_view word);
 // A decimal number in [0, max].
 absl::StatusOr<uint64_t> ParseDecimal(absl::string_view word, uint64_t max, absl::string_view what);
+// 1..8 hex digits, at most `max` ("C", "200").
+absl::StatusOr<uint32_t> ParseHex(absl::string_view word, uint32_t max, absl::string_view what);
 // A run of hex digits, two per byte ("00112233…"), at most `max` bytes.
 absl::StatusOr<std::string> ParseHexRun(absl::string_view word, size_t max);
 

@@ -1,5 +1,6 @@
 #include "core/socketcand_server_session.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -149,6 +150,7 @@ absl::Status SocketcandServerSession::Handle(absl::string_view element, std::str
       return HandleReceive(w);
     }
   }
+  if (mode_ == Mode::kIsoTp && (cmd == "isotpconf" || cmd == "sendpdu")) return HandleIsoTp(w);
   if (mode_ == Mode::kControl && cmd == "statistics") {
     if (w.size() != 2) return WrongCount("statistics MILLISECONDS");
     ASSIGN_OR_RETURN(uint64_t ms, ParseDecimal(w[1], 86'400'000, "statistics interval"));
@@ -188,9 +190,9 @@ absl::Status SocketcandServerSession::HandleNoBus(const Words& w, std::string* r
 }
 
 absl::Status SocketcandServerSession::SwitchMode(Mode mode, std::string* reply) {
-  if (mode == Mode::kIsoTp) {
-    return absl::UnimplementedError(
-        "isotpmode: canserver has no ISO-TP support; the session stays in its mode");
+  if (mode_ == Mode::kIsoTp && mode != Mode::kIsoTp && isotp_open_) {
+    actions_->CloseIsoTp();  // as socketcand closes its ISO-TP socket on leaving the mode
+    isotp_open_ = false;
   }
   mode_ = mode;
   actions_->SetFilters(ModeFilters());
@@ -307,6 +309,69 @@ absl::Status SocketcandServerSession::HandleReceive(const Words& w) {
   }
   actions_->SetFilters(ModeFilters());
   return absl::OkStatus();
+}
+
+absl::Status SocketcandServerSession::HandleIsoTp(const Words& w) {
+  if (w[0] == "sendpdu") {
+    if (w.size() != 2) return WrongCount("sendpdu HEXDATA");
+    if (!isotp_open_) {
+      return absl::FailedPreconditionError("sendpdu: no ISO-TP channel yet (isotpconf first)");
+    }
+    ASSIGN_OR_RETURN(std::string pdu, socketcand::ParseHexRun(w[1], kIsoTpMaxPdu));
+    if (pdu.empty()) return absl::InvalidArgumentError("sendpdu: an empty PDU");
+    return actions_->SendPdu(pdu);
+  }
+  // isotpconf TX RX FLAGS BS STMIN [WFTMAX TXPAD RXPAD EXT RXEXT]: socketcand's layout, bs and
+  // wftmax decimal, the rest hex; the optional values a flag needs must be there.
+  if (w.size() < 6 || w.size() > 11) {
+    return WrongCount("isotpconf TX_ID RX_ID FLAGS BLOCKSIZE STMIN [WFTMAX TXPAD RXPAD EXT RXEXT]");
+  }
+  IsoTpConfig c;
+  ASSIGN_OR_RETURN(socketcand::ParsedId tx, ParseId(w[1]));
+  ASSIGN_OR_RETURN(socketcand::ParsedId rx, ParseId(w[2]));
+  c.tx_id = tx.id;
+  c.tx_extended = tx.extended;
+  c.rx_id = rx.id;
+  c.rx_extended = rx.extended;
+  // Only the options socketcand documents (001..200): others, CAN_ISOTP_WAIT_TX_DONE above all
+  // (it would block the server's thread), are refused.
+  ASSIGN_OR_RETURN(c.flags, socketcand::ParseHex(w[3], 0x3FF, "isotpconf flags"));
+  ASSIGN_OR_RETURN(uint64_t bs, ParseDecimal(w[4], 255, "blocksize"));
+  c.block_size = static_cast<uint8_t>(bs);
+  ASSIGN_OR_RETURN(c.stmin, ParseHexByte(w[5]));
+  const size_t given = w.size() - 6;
+  size_t needed = 0;
+  if (c.flags & 0x004) needed = std::max<size_t>(needed, 2);  // CAN_ISOTP_TX_PADDING: txpad
+  if (c.flags & 0x008) needed = std::max<size_t>(needed, 3);  // CAN_ISOTP_RX_PADDING: rxpad
+  if (c.flags & 0x002) needed = std::max<size_t>(needed, 4);  // CAN_ISOTP_EXTEND_ADDR: ext
+  if (c.flags & 0x200) needed = std::max<size_t>(needed, 5);  // CAN_ISOTP_RX_EXT_ADDR: rxext
+  if (given < needed) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "isotpconf: flags %X need %d values after STMIN, %d given", c.flags, needed, given));
+  }
+  if (given > 0) {
+    ASSIGN_OR_RETURN(uint64_t wft, ParseDecimal(w[6], 255, "wftmax"));
+    c.wftmax = static_cast<uint8_t>(wft);
+  }
+  uint8_t* optional[] = {&c.txpad, &c.rxpad, &c.ext_address, &c.rx_ext_address};
+  for (size_t i = 1; i < given; ++i) {
+    ASSIGN_OR_RETURN(*optional[i - 1], ParseHexByte(w[6 + i]));
+  }
+  RETURN_IF_ERROR(actions_->OpenIsoTp(c));
+  isotp_open_ = true;
+  return absl::OkStatus();
+}
+
+void SocketcandServerSession::AppendPdu(int64_t timestamp_ns, absl::string_view pdu,
+                                        std::string* out) const {
+  const uint64_t t = timestamp_ns > 0 ? static_cast<uint64_t>(timestamp_ns) : 0;
+  absl::StrAppendFormat(out, "< pdu %d.%06d ", t / 1'000'000'000, t % 1'000'000'000 / 1000);
+  constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char b : pdu) {
+    out->push_back(kHex[b >> 4]);
+    out->push_back(kHex[b & 0xF]);
+  }
+  out->append(" >");
 }
 
 ServerProtocol::Encoded SocketcandServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,

@@ -6,7 +6,8 @@
 //            muxfilter / unsubscribe (receive: BcmReceive), echo
 //   RAW      every frame on the bus; send / sendrtr / fdsend, echo
 //   CONTROL  statistics MS → "< stat RBYTES RPACKETS TBYTES TPACKETS >" every MS (≥ 100 ms)
-//   ISOTP    refused with an error: canserver has no ISO-TP yet
+//   ISOTP    isotpconf (opens the channel's ISO-TP socket), sendpdu HEX; "< pdu SECONDS HEX >"
+//            for each PDU received (SocketCAN only: the kernel's CAN_ISOTP)
 // "< rawmode >", "< bcmmode >", "< controlmode >", "< isotpmode >" switch modes after open.
 // Extension: "< fdframes on >" asks for CAN FD frames ("< fdframe … >"); without it a client never
 // sees them (counted as unsupported), so clients that do not know the element are not confused.
@@ -52,6 +53,7 @@ class SocketcandServerSession final : public ServerProtocol {
   void AppendTransmitFail(uint32_t count, std::string* out) const override;
   void AppendError(absl::string_view text, std::string* out) const override;
   void OnTick(absl::Time now, std::string* reply) override;
+  void AppendPdu(int64_t timestamp_ns, absl::string_view pdu, std::string* out) const override;
 
   Mode mode() const { return mode_; }
 
@@ -62,6 +64,7 @@ class SocketcandServerSession final : public ServerProtocol {
   absl::Status HandleSend(const std::vector<absl::string_view>& w);
   absl::Status HandlePeriodic(const std::vector<absl::string_view>& w);
   absl::Status HandleReceive(const std::vector<absl::string_view>& w);
+  absl::Status HandleIsoTp(const std::vector<absl::string_view>& w);
   absl::Status SwitchMode(Mode mode, std::string* reply);
   // The channel filters the mode needs: everything in RAW, the BCM ids in BCM, else nothing.
   FilterSet ModeFilters() const;
@@ -75,6 +78,7 @@ class SocketcandServerSession final : public ServerProtocol {
   Mode mode_ = Mode::kNoBus;
   bool held_back_ = false;
   bool fd_frames_ = false;
+  bool isotp_open_ = false;
   int errors_ = 0;
   BcmReceive rx_;
   std::map<uint32_t, absl::Duration> periods_;  // the periodic jobs started with "add"

@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/frame.h"
+#include "core/isotp_config.h"
+#include "io/unique_fd.h"
 
 namespace canserver {
 
@@ -92,6 +94,16 @@ class CanBackend {
   // (so it must not sleep). CAN thread only.
   virtual bool PrepareSleep() noexcept { return true; }
   virtual void WakeDone() noexcept {}
+
+  // A non-blocking ISO-TP socket (the kernel's CAN_ISOTP) on this channel, bound to the config's
+  // ids, for one session: it reads whole PDUs and writes them (EAGAIN while one is in flight).
+  // Owning io thread only.
+  virtual absl::StatusOr<UniqueFd> OpenIsoTp(const IsoTpConfig& config) {
+    (void)config;
+    return absl::UnimplementedError(
+        absl::StrCat("ISO-TP needs a SocketCAN interface (the kernel's can-isotp); ",
+                     channel_info(), " has none"));
+  }
 
   // The periodic jobs of one session whose io thread runs `loop`. Owning io thread only.
   virtual absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) = 0;

@@ -9,6 +9,7 @@
 #include <linux/can.h>
 #include <linux/can/bcm.h>
 #include <linux/can/error.h>
+#include <linux/can/isotp.h>
 #include <linux/can/netlink.h>
 #include <linux/can/raw.h>
 #include <linux/netlink.h>
@@ -462,6 +463,43 @@ absl::Status SocketCanBackend::SetRestartMs(uint32_t restart_ms) {
   }
   CS_LOG(kInfo, "%s: restarts %d ms after bus-off", interface_, restart_ms);
   return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> SocketCanBackend::OpenIsoTp(const IsoTpConfig& config) {
+  UniqueFd fd(::socket(PF_CAN, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_ISOTP));
+  if (!fd.valid()) {
+    return ErrnoStatus("socket(CAN_ISOTP) (is the can-isotp module loaded?)");
+  }
+  if (config.flags != 0) {  // as socketcand: the kernel's defaults unless flags are given
+    can_isotp_options opts{};
+    opts.flags = config.flags;
+    opts.ext_address = config.ext_address;
+    opts.txpad_content = config.txpad;
+    opts.rxpad_content = config.rxpad;
+    opts.rx_ext_address = config.rx_ext_address;
+    if (::setsockopt(fd.get(), SOL_CAN_ISOTP, CAN_ISOTP_OPTS, &opts, sizeof opts) != 0) {
+      return ErrnoStatus("setsockopt(CAN_ISOTP_OPTS)");
+    }
+  }
+  can_isotp_fc_options fc{};
+  fc.bs = config.block_size;
+  fc.stmin = config.stmin;
+  fc.wftmax = config.wftmax;
+  if (::setsockopt(fd.get(), SOL_CAN_ISOTP, CAN_ISOTP_RECV_FC, &fc, sizeof fc) != 0) {
+    return ErrnoStatus("setsockopt(CAN_ISOTP_RECV_FC)");
+  }
+  const int ifindex = ifindex_.load(std::memory_order_acquire);
+  if (ifindex == 0) return absl::UnavailableError(interface_ + " is gone");
+  sockaddr_can addr{};
+  addr.can_family = AF_CAN;
+  addr.can_ifindex = ifindex;
+  addr.can_addr.tp.tx_id = config.tx_id | (config.tx_extended ? CAN_EFF_FLAG : 0);
+  addr.can_addr.tp.rx_id = config.rx_id | (config.rx_extended ? CAN_EFF_FLAG : 0);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoStatus(
+        absl::StrFormat("bind(CAN_ISOTP %X→%X on %s)", config.tx_id, config.rx_id, interface_));
+  }
+  return fd;
 }
 
 absl::StatusOr<std::unique_ptr<PeriodicJobs>> SocketCanBackend::CreatePeriodicJobs(EventLoop*) {

@@ -54,6 +54,7 @@ class SocketCanBackend final : public CanBackend {
   uint64_t rx_fd_epoch() const noexcept override { return epoch_; }
   size_t Receive(CanFrame* out, size_t max, uint64_t* kernel_drops) noexcept override;
   size_t Send(const CanFrame* frames, size_t n, int* error) noexcept override;
+  absl::StatusOr<UniqueFd> OpenIsoTp(const IsoTpConfig& config) override;
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> CreatePeriodicJobs(EventLoop* loop) override;
 
   // The receive buffer the kernel actually granted.

@@ -30,6 +30,8 @@ constexpr size_t kMaxUndecoded = 4 * kReadChunk;
 // Replies beyond the output cap (control replies may exceed it, see AppendReply) a client may
 // leave unread before it is disconnected: socketcand's "< echo >" answers each request.
 constexpr size_t kReplySlack = 64 << 10;
+// PDUs one session may queue while the kernel still sends an earlier one.
+constexpr size_t kMaxQueuedPdus = 16;
 
 std::unique_ptr<ServerProtocol> MakeProtocol(FrontEnd front_end, SessionActions* actions) {
   if (front_end == FrontEnd::kSocketcand) {
@@ -320,6 +322,7 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
     if (n > 0) counters().bytes_to_client.Add(static_cast<uint64_t>(n));
   }
   closed_ = true;
+  CloseIsoTp();
   if (subscriber_) channel_->Unsubscribe(id_);
   periodic_.reset();
   loop_->Remove(fd_.get());
@@ -419,6 +422,79 @@ absl::Status Session::StartPeriodic(const PeriodicRequest& start) {
 BusTraffic Session::Traffic() const {
   const ChannelCounters& k = channel_->counters();
   return {k.bus_rx_bytes.Get(), k.bus_rx.Get(), k.bus_tx_bytes.Get(), k.bus_tx.Get()};
+}
+
+absl::Status Session::OpenIsoTp(const IsoTpConfig& config) {
+  CloseIsoTp();
+  absl::StatusOr<UniqueFd> fd = channel_->backend().OpenIsoTp(config);
+  if (!fd.ok())
+    return absl::Status(fd.status().code(), absl::StrCat("isotpconf: ", fd.status().message()));
+  const int raw = fd->get();
+  if (absl::Status added = loop_->Add(raw, EPOLLIN, [this](uint32_t ev) { OnIsoTpEvent(ev); });
+      !added.ok()) {
+    return added;
+  }
+  isotp_ = *std::move(fd);
+  CS_LOG(kInfo, "session %d (%s) opened ISO-TP %X→%X on %s", id_, peer_, config.tx_id, config.rx_id,
+         channel_->channel_info());
+  return absl::OkStatus();
+}
+
+void Session::CloseIsoTp() {
+  if (!isotp_.valid()) return;
+  loop_->Remove(isotp_.get());
+  isotp_.Reset();
+  isotp_out_.clear();
+}
+
+absl::Status Session::SendPdu(absl::string_view pdu) {
+  if (!isotp_.valid()) return absl::FailedPreconditionError("sendpdu: no ISO-TP channel open");
+  if (isotp_out_.size() >= kMaxQueuedPdus) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "sendpdu: %d PDUs already wait for the bus; this one was not sent", kMaxQueuedPdus));
+  }
+  isotp_out_.emplace_back(pdu);
+  FlushIsoTp();
+  return absl::OkStatus();
+}
+
+void Session::FlushIsoTp() {
+  while (!isotp_out_.empty() && isotp_.valid()) {
+    const std::string& pdu = isotp_out_.front();
+    const ssize_t n = ::send(isotp_.get(), pdu.data(), pdu.size(), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;  // one PDU in flight: EPOLLOUT says when it is done
+    if (n < 0) AppendException(absl::StrFormat("sendpdu: %s", std::strerror(errno)));
+    isotp_out_.pop_front();
+  }
+  if (isotp_.valid()) {
+    (void)loop_->Modify(isotp_.get(), isotp_out_.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
+  }
+}
+
+void Session::OnIsoTpEvent(uint32_t events) {
+  if (closed_ || !isotp_.valid()) return;
+  if (events & EPOLLOUT) FlushIsoTp();
+  if (events & (EPOLLIN | EPOLLERR)) {
+    char pdu[kIsoTpMaxPdu + 1];
+    for (int i = 0; i < 16 && isotp_.valid(); ++i) {
+      const ssize_t n = ::recv(isotp_.get(), pdu, sizeof pdu, MSG_DONTWAIT);
+      if (n > 0) {
+        std::string element;
+        protocol_->AppendPdu(RealtimeNanos(), absl::string_view(pdu, static_cast<size_t>(n)),
+                             &element);
+        AppendReply(element);
+        continue;
+      }
+      // The kernel reports a failed transfer (no flow control, a timeout, a wrong sequence) as
+      // the socket's error, once.
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        AppendException(absl::StrFormat("isotp: %s", std::strerror(errno)));
+      }
+      break;
+    }
+  }
+  if (!closed_) Flush(options_.write_budget_bytes);
 }
 
 absl::Status Session::StopPeriodic(uint32_t arbitration_id) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -85,10 +86,17 @@ class Session final : public SessionActions {
   absl::Status StartPeriodic(const PeriodicRequest& request) override;
   absl::Status StopPeriodic(uint32_t arbitration_id) override;
   BusTraffic Traffic() const override;
+  absl::Status OpenIsoTp(const IsoTpConfig& config) override;
+  absl::Status SendPdu(absl::string_view pdu) override;
+  void CloseIsoTp() override;
 
  private:
   size_t pending_bytes() const { return out_.size() - out_head_; }
   void AppendReply(absl::string_view bytes);
+  // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
+  void OnIsoTpEvent(uint32_t events);
+  // Writes queued PDUs until one is in flight (EAGAIN: then waits for EPOLLOUT).
+  void FlushIsoTp();
   // The channel a socketcand client named, or an error listing those served.
   absl::StatusOr<CanChannel*> FindChannel(absl::string_view name) const;
   // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
@@ -111,6 +119,11 @@ class Session final : public SessionActions {
   std::shared_ptr<Subscriber> subscriber_;
   std::unique_ptr<PeriodicJobs> periodic_;
   SessionCounters local_counters_;  // before the bus is open, and for sessions never opened
+
+  // socketcand's ISOTP mode: the channel's CAN_ISOTP socket in this session's loop, and the PDUs
+  // waiting while the kernel sends one (it takes one at a time).
+  UniqueFd isotp_;
+  std::deque<std::string> isotp_out_;
 
   std::string out_;
   size_t out_head_ = 0;

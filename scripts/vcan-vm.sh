@@ -38,6 +38,7 @@ make_vcans() {
 # Native: this kernel has CAN.
 if [ "${CANSERVER_VM_FORCE:-0}" != 1 ] && [ "$(id -u)" -eq 0 ] && modprobe vcan 2>/dev/null; then
   echo "vcan-vm: native vcan on $(uname -r)" >&2
+  modprobe can-isotp 2>/dev/null || echo "vcan-vm: no can-isotp module here" >&2
   make_vcans
   exec "$@"
 fi
@@ -65,7 +66,7 @@ fi
 
 # 2. The initramfs: busybox, the modules (dependency order) and /init.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci 9pnet 9pnet_virtio
-netfs fscache 9p can can-raw can-bcm can-dev vcan slcan sch_tbf sch_plug"
+netfs fscache 9p can can-raw can-bcm can-isotp can-dev vcan slcan sch_tbf sch_plug"
 init_script=$(cat <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -42,11 +43,24 @@ class FakeActions : public SessionActions {
     return absl::OkStatus();
   }
   BusTraffic Traffic() const override { return {100, 20, 30, 5}; }
+  absl::Status OpenIsoTp(const IsoTpConfig& c) override {
+    isotp.push_back(absl::StrFormat("%X%s>%X%s flags %X bs %d stmin %X wft %d pad %X/%X ext %X/%X",
+                                    c.tx_id, c.tx_extended ? "x" : "", c.rx_id,
+                                    c.rx_extended ? "x" : "", c.flags, c.block_size, c.stmin,
+                                    c.wftmax, c.txpad, c.rxpad, c.ext_address, c.rx_ext_address));
+    return absl::OkStatus();
+  }
+  absl::Status SendPdu(absl::string_view pdu) override {
+    isotp.push_back(absl::StrCat("pdu ", absl::BytesToHexString(pdu)));
+    return absl::OkStatus();
+  }
+  void CloseIsoTp() override { isotp.push_back("close"); }
 
   std::string opened;
   FilterSet filters;
   std::vector<std::string> sent;
   std::vector<std::string> jobs;
+  std::vector<std::string> isotp;
   bool blocked = false;
 };
 
@@ -201,6 +215,34 @@ TEST(SocketcandSessionTest, OpenNamesAServedChannelOrEnds) {
   EXPECT_EQ(s.mode(), SocketcandServerSession::Mode::kClosed);
 }
 
+TEST(SocketcandSessionTest, IsoTpExamplesOfTheDocument) {
+  Opened s;
+  EXPECT_EQ(s.Send("< isotpmode >"), "< ok >");
+  EXPECT_THAT(s.Send("< sendpdu 00 >"), HasSubstr("no ISO-TP channel yet"));
+  // "Configuration with 1F998877h as source and 1F998876h as destination ... tx padding AAh and
+  // rx padding 55h ... Blocksize 4, STmin 0", and the shortest form.
+  EXPECT_EQ(s.Send("< isotpconf 1F998877 1F998876 C 4 0 0 AA 55 >"), "");
+  EXPECT_EQ(s.Send("< isotpconf 1F998877 1F998876 0 0 0 >"), "");
+  EXPECT_EQ(s.Send("< sendpdu 00112233445566778899AABBCCDDEEFF >"), "");
+  EXPECT_THAT(s.actions.isotp,
+              ElementsAre("1F998877x>1F998876x flags C bs 4 stmin 0 wft 0 pad AA/55 ext 0/0",
+                          "1F998877x>1F998876x flags 0 bs 0 stmin 0 wft 0 pad 0/0 ext 0/0",
+                          "pdu 00112233445566778899aabbccddeeff"));
+  // A flag whose value is missing, an unknown flag, an odd PDU, one too long.
+  EXPECT_THAT(s.Send("< isotpconf 123 321 4 0 0 >"), HasSubstr("need 2 values after STMIN"));
+  EXPECT_THAT(s.Send("< isotpconf 123 321 400 0 0 >"), HasSubstr("flags '400'"));
+  EXPECT_THAT(s.Send("< sendpdu 123 >"), HasSubstr("an even number of digits"));
+  EXPECT_THAT(s.Send("< sendpdu " + std::string(2 * 4096, 'A') + " >"),
+              HasSubstr("at most 4095 bytes"));
+  std::string pdu;
+  s.session.AppendPdu(1417687245'814579'000,
+                      absl::HexStringToBytes("00112233445566778899AABBCCDDEEFF"), &pdu);
+  EXPECT_EQ(pdu, "< pdu 1417687245.814579 00112233445566778899AABBCCDDEEFF >");  // the document's
+  s.actions.isotp.clear();
+  EXPECT_EQ(s.Send("< rawmode >"), "< ok >");
+  EXPECT_THAT(s.actions.isotp, ElementsAre("close"));
+}
+
 // --- Server → client: frames, as socketcand writes them ----------------------------------------
 
 // The frame a "< frame ID SECONDS DATA… >" element stands for, read as the document describes it
@@ -289,7 +331,7 @@ TEST(SocketcandSessionTest, MistakesAreAnsweredAndTheSessionGoesOn) {
   EXPECT_THAT(s.Send("< statistics 100 >"), HasSubstr("unknown command 'statistics' in BCM"));
   EXPECT_THAT(s.Send("< update 555 1 1 >"), HasSubstr("no job for id 555"));
   EXPECT_THAT(s.Send("< add 0 0 123 0 >"), HasSubstr("interval of 0"));
-  EXPECT_THAT(s.Send("< isotpmode >"), HasSubstr("no ISO-TP"));
+  EXPECT_THAT(s.Send("< sendpdu 00 >"), HasSubstr("unknown command 'sendpdu' in BCM mode"));
   EXPECT_THAT(s.Send("hello"), HasSubstr("expected the start of an element, got 'h'"));
   EXPECT_EQ(s.Send("< send 1 < echo >"),
             "< error an element began before the last one ended (its closing bracket is missing) "
