@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -264,6 +265,75 @@ size_t FormatBcmFrame(const CanFrame& frame, char* out) {
   }
   p = PutText(p, " >");
   return static_cast<size_t>(p - out);
+}
+
+namespace {
+// "1470925506.062124" → nanoseconds.
+absl::StatusOr<int64_t> ParseSeconds(absl::string_view word) {
+  const size_t dot = word.find('.');
+  uint64_t secs = 0;
+  uint64_t frac = 0;
+  int digits = 0;
+  bool ok = !word.empty() && dot != 0;
+  for (size_t i = 0; i < word.size() && ok; ++i) {
+    if (i == dot) continue;
+    if (word[i] < '0' || word[i] > '9') ok = false;
+    if (dot == absl::string_view::npos || i < dot) {
+      secs = secs * 10 + static_cast<uint64_t>(word[i] - '0');
+      ok = ok && secs < 10'000'000'000ull;
+    } else if (digits < 9) {
+      frac = frac * 10 + static_cast<uint64_t>(word[i] - '0');
+      ++digits;
+    }
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("timestamp '", word, "'"));
+  while (digits++ < 9) frac *= 10;
+  return static_cast<int64_t>(secs * 1'000'000'000 + frac);
+}
+}  // namespace
+
+absl::StatusOr<CanFrame> ParseFrameElement(absl::string_view element) {
+  const std::vector<absl::string_view> w = Words(element);
+  const bool fd = !w.empty() && w[0] == "fdframe";
+  const size_t ts_at = fd ? 3 : 2;
+  if (w.size() < ts_at + 1 || (w[0] != "frame" && w[0] != "rtr" && !fd)) {
+    return absl::InvalidArgumentError(absl::StrCat("not a frame: '", element, "'"));
+  }
+  CanFrame f;
+  auto id = ParseId(w[1]);
+  if (!id.ok()) return id.status();
+  f.id = id->id;
+  f.flags = id->extended ? kCanFlagExtended : 0;
+  auto ts = ParseSeconds(w[ts_at]);
+  if (!ts.ok()) return ts.status();
+  f.timestamp_ns = *ts;
+  if (w[0] == "rtr") {
+    if (w.size() != 4) return absl::InvalidArgumentError("rtr: ID SECONDS DLC expected");
+    auto dlc = ParseDecimal(w[3], kCanClassicMaxLen, "dlc");
+    if (!dlc.ok()) return dlc.status();
+    f.flags |= kCanFlagRemote;
+    f.len = static_cast<uint8_t>(*dlc);
+    return f;
+  }
+  if (fd) {
+    auto flags = ParseHexByte(w[2]);
+    if (!flags.ok()) return flags.status();
+    f.flags = static_cast<uint8_t>(f.flags | kCanFlagFd | ((*flags & 0x01) ? kCanFlagBrs : 0) |
+                                   ((*flags & 0x02) ? kCanFlagEsi : 0));
+  }
+  std::string hex;
+  for (size_t i = ts_at + 1; i < w.size(); ++i) {
+    if (w[i].size() == 1) hex += '0';  // a byte written as one digit
+    absl::StrAppend(&hex, w[i]);
+  }
+  auto data = ParseHexRun(hex, fd ? kCanFdMaxLen : kCanClassicMaxLen);
+  if (!data.ok()) return data.status();
+  if (fd && !IsCanFdLength(static_cast<uint8_t>(data->size()))) {
+    return absl::InvalidArgumentError("fdframe: not a CAN FD length");
+  }
+  f.len = static_cast<uint8_t>(data->size());
+  std::memcpy(f.data, data->data(), data->size());
+  return f;
 }
 
 std::string ErrorElement(absl::string_view text) {

@@ -87,6 +87,11 @@ absl::StatusOr<std::string> ParseHexRun(absl::string_view word, size_t max);
 // Returns the bytes written; `out` must have room for kMaxFrameElementLength.
 size_t FormatRawFrame(const CanFrame& frame, char* out);
 size_t FormatBcmFrame(const CanFrame& frame, char* out);
+// The frame a received element stands for, its content as ElementParser gives it: "frame ID
+// SECONDS DATA…" (data as one hex run or byte by byte), "rtr ID SECONDS DLC", "fdframe ID FLAGS
+// SECONDS DATA". The client side of FormatRawFrame/FormatBcmFrame (canbench, tests).
+absl::StatusOr<CanFrame> ParseFrameElement(absl::string_view element);
+
 // "< error TEXT >", with '<' and '>' in TEXT replaced so the element stays one element.
 std::string ErrorElement(absl::string_view text);
 

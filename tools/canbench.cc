@@ -40,6 +40,7 @@
 #include "io/virtual_bus.h"
 #include "net/remote_bus.h"
 #include "net/remote_server.h"
+#include "net/socketcand_bus.h"
 #include "tools/bench_sequence.h"
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
@@ -65,6 +66,11 @@ ABSL_FLAG(std::string, dlc, "8",
 ABSL_FLAG(bool, fd, false,
           "CAN FD frames (protocol version 6): lengths 12..64 in turn, every other pair with bit "
           "rate switch; --dlc is then ignored");
+ABSL_FLAG(std::string, protocol, "v5",
+          "receiving clients' protocol: v5 (python-can remote), socketcand (ASCII, RAW mode), "
+          "or both (--clients of each, side by side in the same run)");
+ABSL_FLAG(int, socketcand_port, 29536,
+          "with --server and --protocol socketcand/both: the server's socketcand port");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
@@ -104,6 +110,7 @@ struct ClientResult {
 
 struct RunResult {
   int clients = 0;
+  std::vector<std::string> labels;  // per client: "client 0", or "v5 0" / "sc 0" with both
   uint64_t sent = 0;
   double offered_fps = 0;
   double seconds = 0;
@@ -170,7 +177,17 @@ double Fps(const ClientResult& r) {
   return s > 0 ? static_cast<double>(r.received) / s : 0;
 }
 
-absl::StatusOr<RunResult> RunOnce(int clients) {
+// A receiving client of either protocol.
+struct Receiver {
+  std::unique_ptr<RemoteBus> v5;
+  std::unique_ptr<SocketcandBus> sc;
+  int fileno() const { return v5 ? v5->fileno() : sc->fileno(); }
+  absl::StatusOr<std::optional<CanFrame>> Recv(absl::Duration t) {
+    return v5 ? v5->Recv(t) : sc->Recv(t);
+  }
+};
+
+absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
   const std::string server_flag = absl::GetFlag(FLAGS_server);
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
   const std::string channel = absl::GetFlag(FLAGS_channel);
@@ -179,6 +196,10 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   const DlcRange dlc = *ParseDlc(absl::GetFlag(FLAGS_dlc));
   const bool fd = absl::GetFlag(FLAGS_fd);
   const double rate = absl::GetFlag(FLAGS_rate);
+  const std::string protocol = absl::GetFlag(FLAGS_protocol);
+  const int v5_clients = protocol == "socketcand" ? 0 : clients_per_protocol;
+  const int sc_clients = protocol == "v5" ? 0 : clients_per_protocol;
+  const int clients = v5_clients + sc_clients;
 
   // The server: external, or in-process on the chosen backend.
   std::shared_ptr<VirtualBus> vbus;
@@ -203,6 +224,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
     options.port = 0;
     options.io_threads = absl::GetFlag(FLAGS_threads);
     options.ring_frames = 65536;
+    if (sc_clients > 0) options.socketcand_port = 0;
     auto s = RemoteServer::Create(options, backend);
     if (!s.ok()) return s.status();
     server = *std::move(s);
@@ -213,18 +235,32 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
   RunResult result;
   result.clients = clients;
   result.per_client.resize(static_cast<size_t>(clients));
-  std::vector<std::unique_ptr<RemoteBus>> buses;
+  std::vector<Receiver> buses;
   RemoteBusOptions opts;
   opts.channel = address;
-  for (int i = 0; i < clients + (source == "client" ? 1 : 0); ++i) {
+  for (int i = 0; i < v5_clients; ++i) {
     auto bus = RemoteBus::Connect(opts);
     if (!bus.ok()) return bus.status();
-    buses.push_back(*std::move(bus));
+    buses.push_back({*std::move(bus), nullptr});
+    result.labels.push_back(absl::StrFormat(sc_clients > 0 ? "v5 %d" : "client %d", i));
+  }
+  if (sc_clients > 0) {
+    absl::StatusOr<HostPort> at = ParseHostPort(address, 0);
+    if (!at.ok()) return at.status();
+    at->port = server ? server->socketcand_port()
+                      : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
+    for (int i = 0; i < sc_clients; ++i) {
+      auto bus = SocketcandBus::Connect({*at, channel, absl::Seconds(5), fd});
+      if (!bus.ok()) return bus.status();
+      buses.push_back({nullptr, *std::move(bus)});
+      result.labels.push_back(absl::StrFormat(v5_clients > 0 ? "sc %d" : "client %d", i));
+    }
   }
   std::unique_ptr<RemoteBus> sender;
   if (source == "client") {
-    sender = std::move(buses.back());
-    buses.pop_back();
+    auto bus = RemoteBus::Connect(opts);
+    if (!bus.ok()) return bus.status();
+    sender = *std::move(bus);
   }
   std::unique_ptr<RawCanSocket> raw_writer, raw_reader;
   if (socketcan && source == "bus") {
@@ -262,7 +298,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
         mine.push_back(i);
       }
       std::vector<pollfd> fds;
-      for (size_t i : mine) fds.push_back({buses[i]->fileno(), POLLIN, 0});
+      for (size_t i : mine) fds.push_back({buses[i].fileno(), POLLIN, 0});
       std::vector<bool> done(mine.size(), false);
       // When each client last yielded a frame (read once per round, not per frame).
       std::vector<absl::Time> last_data(mine.size(), absl::Now());
@@ -275,7 +311,7 @@ absl::StatusOr<RunResult> RunOnce(int clients) {
           bool got_any = false;
           // At most 4096 frames per client per round, so one busy client cannot starve the rest.
           for (int n = 0; n < 4096; ++n) {
-            auto got = buses[mine[k]]->Recv(absl::ZeroDuration());
+            auto got = buses[mine[k]].Recv(absl::ZeroDuration());
             if (!got.ok()) {
               done[k] = true;
               ++finished;
@@ -419,7 +455,7 @@ void Print(const RunResult& r) {
               "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
   if (r.have_baseline) std::printf("%s\n", Row("raw", r.baseline, r.sent).c_str());
   for (size_t i = 0; i < r.per_client.size(); ++i) {
-    std::printf("%s\n", Row(absl::StrFormat("client %d", i), r.per_client[i], r.sent).c_str());
+    std::printf("%s\n", Row(r.labels[i], r.per_client[i], r.sent).c_str());
   }
   const Totals t = Total(r);
   if (r.per_client.size() > 1) {
@@ -557,6 +593,11 @@ int main(int argc, char** argv) {
   for (std::string& a : args) ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(ptrs.size()), ptrs.data());
   g_log_verbosity = -1;
+  if (const std::string p = absl::GetFlag(FLAGS_protocol);
+      p != "v5" && p != "socketcand" && p != "both") {
+    std::fprintf(stderr, "canbench: --protocol is v5, socketcand or both (got '%s')\n", p.c_str());
+    return 1;
+  }
   if (!ParseDlc(absl::GetFlag(FLAGS_dlc)).has_value()) {
     std::fprintf(stderr, "canbench: --dlc wants N or A-B within 0..8, e.g. 8 or 0-8 (got '%s')\n",
                  absl::GetFlag(FLAGS_dlc).c_str());

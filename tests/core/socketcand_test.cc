@@ -299,6 +299,37 @@ TEST(SocketcandFormatTest, RtrErrorFdExtendedAndEmptyFrames) {
   EXPECT_LE(raw(At(big, INT32_MAX, 999999)).size(), socketcand::kMaxFrameElementLength);
 }
 
+TEST(SocketcandFormatTest, ClientsReadBackWhatTheServerWrites) {
+  std::vector<CanFrame> frames = {CanFrame::Classic(0x123, {0x11, 0x22}),
+                                  CanFrame::Classic(0x7, {}),
+                                  CanFrame::Classic(0x1ABCDEF0, {1, 2, 3, 4, 5, 6, 7, 8}, true),
+                                  CanFrame::Classic(0x5, {9}, true)};
+  CanFrame rtr = CanFrame::Classic(0x321, {});
+  rtr.flags |= kCanFlagRemote;
+  rtr.len = 3;
+  frames.push_back(rtr);
+  CanFrame fd = CanFrame::Classic(0x100, {});
+  fd.flags |= kCanFlagFd | kCanFlagEsi;
+  fd.len = 48;
+  fd.data[47] = 0xEE;
+  frames.push_back(fd);
+  for (CanFrame f : frames) {
+    f.timestamp_ns = 1'700'000'000'123'456'000;
+    char raw[socketcand::kMaxFrameElementLength];
+    char bcm[socketcand::kMaxFrameElementLength];
+    for (const std::string& text : {std::string(raw, socketcand::FormatRawFrame(f, raw)),
+                                    std::string(bcm, socketcand::FormatBcmFrame(f, bcm))}) {
+      const std::string element = text.substr(2, text.size() - 4);  // without "< " and " >"
+      absl::StatusOr<CanFrame> back = socketcand::ParseFrameElement(element);
+      ASSERT_TRUE(back.ok()) << element << ": " << back.status();
+      EXPECT_EQ(*back, f) << element;
+      EXPECT_EQ(back->timestamp_ns, f.timestamp_ns) << element;
+    }
+  }
+  EXPECT_FALSE(socketcand::ParseFrameElement("frame 123 x 11").ok());
+  EXPECT_FALSE(socketcand::ParseFrameElement("ok").ok());
+}
+
 TEST(SocketcandSessionTest, RawModeDeliversEverythingFdOnlyWhenAskedFor) {
   Opened s;
   const CanFrame f = At(CanFrame::Classic(0x321, {0xAA}), 5, 0);

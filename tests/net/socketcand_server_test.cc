@@ -21,6 +21,7 @@
 #include "net/remote_bus.h"
 #include "net/remote_server.h"
 #include "net/socket_util.h"
+#include "net/socketcand_bus.h"
 #include "net/socketcand_client.h"
 
 namespace canserver {
@@ -110,6 +111,31 @@ TEST_F(SocketcandServerTest, RawClientAndV5ClientExchangeFramesBothWays) {
   }
   sc->Send("< echo >");
   EXPECT_EQ(sc->Next(), "< echo >");
+}
+
+TEST_F(SocketcandServerTest, TheClientLibraryExchangesFramesAndReportsErrors) {
+  auto v5 = ConnectV5(0);
+  auto wrong = SocketcandBus::Connect({{"127.0.0.1", server_->socketcand_port()}, "nope"});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("no channel 'nope'"));
+  auto bus = SocketcandBus::Connect({{"127.0.0.1", server_->socketcand_port()}, "can0"});
+  ASSERT_TRUE(bus.ok()) << bus.status();
+  WaitSubscribers(0, 2);
+  CanFrame fd;
+  fd.id = 0x1ABCDEF0;
+  fd.flags = kCanFlagExtended | kCanFlagFd | kCanFlagBrs;
+  fd.len = 16;
+  fd.data[15] = 0x5A;
+  for (const CanFrame& f : {CanFrame::Classic(0x123, {1, 2}), fd}) {
+    ASSERT_TRUE((*bus)->Send(f).ok());
+    auto got = v5->Recv(absl::Seconds(5));
+    ASSERT_TRUE(got.ok() && got->has_value());
+    EXPECT_EQ(**got, f);
+  }
+  ASSERT_TRUE(v5->Send(CanFrame::Classic(0x7FF, {9}, false)).ok());
+  auto got = (*bus)->Recv(absl::Seconds(5));
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_EQ(**got, CanFrame::Classic(0x7FF, {9}));
 }
 
 TEST_F(SocketcandServerTest, BatchedFramesArriveInBusOrder) {

@@ -1,0 +1,104 @@
+#include "net/socketcand_bus.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status_macros.h"
+
+namespace canserver {
+
+absl::StatusOr<std::unique_ptr<SocketcandBus>> SocketcandBus::Connect(
+    const SocketcandBusOptions& options) {
+  ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(options.server, options.timeout));
+  auto bus = std::unique_ptr<SocketcandBus>(new SocketcandBus(std::move(fd)));
+  RETURN_IF_ERROR(bus->Expect("hi", options.timeout));
+  const std::string open = absl::StrCat("< open ", options.channel, " >< rawmode >",
+                                        options.fd_frames ? "< fdframes on >" : "");
+  if (::send(bus->fd_.get(), open.data(), open.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(open.size())) {
+    return ErrnoStatus("send to " + options.server.ToString());
+  }
+  for (int i = options.fd_frames ? 3 : 2; i > 0; --i) {
+    RETURN_IF_ERROR(bus->Expect("ok", options.timeout));
+  }
+  return bus;
+}
+
+absl::Status SocketcandBus::Expect(absl::string_view want, absl::Duration timeout) {
+  ASSIGN_OR_RETURN(std::optional<std::string> got, NextElement(timeout));
+  if (!got.has_value()) {
+    return absl::DeadlineExceededError(absl::StrCat("no '< ", want, " >' from the server"));
+  }
+  if (*got != want) {
+    return absl::FailedPreconditionError(absl::StrCat("server said '< ", *got, " >'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> SocketcandBus::NextElement(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const auto kind = parser_.Next(in_, &in_pos_);
+    if (kind == socketcand::ElementParser::Kind::kElement) return parser_.element();
+    if (kind == socketcand::ElementParser::Kind::kGarbage) {
+      return absl::DataLossError(absl::StrCat("from the server: ", parser_.error()));
+    }
+    in_.clear();
+    in_pos_ = 0;
+    const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0)));
+    if (ready < 0 && errno != EINTR) return ErrnoStatus("poll");
+    if (ready <= 0) {
+      if (left <= 0) return std::nullopt;
+      continue;
+    }
+    char buf[64 << 10];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return absl::UnavailableError("the server closed the connection");
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return ErrnoStatus("recv");
+    }
+    in_.assign(buf, static_cast<size_t>(n));
+  }
+}
+
+absl::StatusOr<std::optional<CanFrame>> SocketcandBus::Recv(absl::Duration timeout) {
+  ASSIGN_OR_RETURN(std::optional<std::string> element, NextElement(timeout));
+  if (!element.has_value()) return std::nullopt;
+  if (element->rfind("error", 0) == 0) {
+    return absl::UnavailableError(absl::StrCat("server: < ", *element, " >"));
+  }
+  ASSIGN_OR_RETURN(CanFrame frame, socketcand::ParseFrameElement(*element));
+  return frame;
+}
+
+absl::Status SocketcandBus::Send(const CanFrame& frame) {
+  std::string text;
+  const int id_digits = frame.extended() ? 8 : 3;
+  if (frame.fd()) {
+    const int flags = ((frame.flags & kCanFlagBrs) ? 1 : 0) | ((frame.flags & kCanFlagEsi) ? 2 : 0);
+    text = absl::StrFormat("< fdsend %0*X %X %d", id_digits, frame.id, flags, frame.len);
+  } else if (frame.remote()) {
+    text = absl::StrFormat("< sendrtr %0*X %d", id_digits, frame.id, frame.len);
+  } else {
+    text = absl::StrFormat("< send %0*X %d", id_digits, frame.id, frame.len);
+  }
+  for (uint8_t i = 0; i < frame.len && !frame.remote(); ++i) {
+    absl::StrAppendFormat(&text, " %02X", frame.data[i]);
+  }
+  text += " >";
+  if (::send(fd_.get(), text.data(), text.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(text.size())) {
+    return ErrnoStatus("send");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace canserver
