@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<SocketcandBus>> SocketcandBus::Connect(
 }
 
 absl::Status SocketcandBus::Expect(absl::string_view want, absl::Duration timeout) {
-  ASSIGN_OR_RETURN(std::optional<std::string> got, NextElement(timeout));
-  if (!got.has_value()) {
+  ASSIGN_OR_RETURN(const std::string* got, NextElement(timeout));
+  if (got == nullptr) {
     return absl::DeadlineExceededError(absl::StrCat("no '< ", want, " >' from the server"));
   }
   if (*got != want) {
@@ -40,11 +40,11 @@ absl::Status SocketcandBus::Expect(absl::string_view want, absl::Duration timeou
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<std::string>> SocketcandBus::NextElement(absl::Duration timeout) {
+absl::StatusOr<const std::string*> SocketcandBus::NextElement(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     const auto kind = parser_.Next(in_, &in_pos_);
-    if (kind == socketcand::ElementParser::Kind::kElement) return parser_.element();
+    if (kind == socketcand::ElementParser::Kind::kElement) return &parser_.element();
     if (kind == socketcand::ElementParser::Kind::kGarbage) {
       return absl::DataLossError(absl::StrCat("from the server: ", parser_.error()));
     }
@@ -55,7 +55,7 @@ absl::StatusOr<std::optional<std::string>> SocketcandBus::NextElement(absl::Dura
     const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0)));
     if (ready < 0 && errno != EINTR) return ErrnoStatus("poll");
     if (ready <= 0) {
-      if (left <= 0) return std::nullopt;
+      if (left <= 0) return nullptr;
       continue;
     }
     char buf[64 << 10];
@@ -70,8 +70,8 @@ absl::StatusOr<std::optional<std::string>> SocketcandBus::NextElement(absl::Dura
 }
 
 absl::StatusOr<std::optional<CanFrame>> SocketcandBus::Recv(absl::Duration timeout) {
-  ASSIGN_OR_RETURN(std::optional<std::string> element, NextElement(timeout));
-  if (!element.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(const std::string* element, NextElement(timeout));
+  if (element == nullptr) return std::nullopt;
   if (element->rfind("error", 0) == 0) {
     return absl::UnavailableError(absl::StrCat("server: < ", *element, " >"));
   }

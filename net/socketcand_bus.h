@@ -44,8 +44,8 @@ class SocketcandBus {
 
  private:
   explicit SocketcandBus(UniqueFd fd) : fd_(std::move(fd)) {}
-  // The next element's content within `timeout`; nullopt on timeout.
-  absl::StatusOr<std::optional<std::string>> NextElement(absl::Duration timeout);
+  // The next element's content within `timeout` (valid until the next call); nullptr on timeout.
+  absl::StatusOr<const std::string*> NextElement(absl::Duration timeout);
   absl::Status Expect(absl::string_view want, absl::Duration timeout);
 
   UniqueFd fd_;
