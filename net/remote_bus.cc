@@ -72,7 +72,18 @@ RemoteBus::~RemoteBus() { Shutdown(); }
 
 void RemoteBus::Shutdown() {
   if (!fd_.valid()) return;
-  ::shutdown(fd_.get(), SHUT_RDWR);
+  // Half-close, then read to the server's close: the server writes what it still holds of ours
+  // to the bus first. Closing with unread data would reset the connection, and the kernel would
+  // throw away whatever of ours it had not sent yet. Bounded, for a server that does not answer.
+  ::shutdown(fd_.get(), SHUT_WR);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  char buf[16 << 10];
+  while (absl::Now() < deadline) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (::poll(&p, 1, std::max(left, 1)) <= 0) break;
+    if (::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT) <= 0 && errno != EAGAIN) break;
+  }
   fd_.Reset();
 }
 

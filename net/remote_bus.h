@@ -84,7 +84,8 @@ class RemoteBus {
       const CanFrame& frame, absl::Duration period, absl::Duration duration = absl::ZeroDuration());
   // Replaces the filters on the server.
   absl::Status SetFilters(const std::vector<CanFilter>& filters);
-  // Closes the connection. Idempotent.
+  // Closes the connection: half-closes it and reads until the server closes (at most 5 s), so
+  // frames the server still held for the bus are written before the session ends. Idempotent.
   void Shutdown();
 
   // "<server channel_info> on host:port".

@@ -99,7 +99,9 @@ bool Session::Decode(absl::Span<const uint8_t> bytes) {
 void Session::OnReadable() {
   if (closed_ || read_paused_) return;
   uint8_t buf[kReadChunk];
-  for (size_t i = 0; i < kReadsPerWakeup; ++i) {
+  // A peer that is gone (no longer in the loop) is read to its end or to a full queue at once:
+  // nothing else would come back for the rest.
+  for (size_t i = 0; i < kReadsPerWakeup || peer_gone_; ++i) {
     if (ReadBlocked()) {
       // Stop reading, so TCP slows the client instead of a frame being refused.
       read_paused_ = true;
@@ -108,9 +110,18 @@ void Session::OnReadable() {
       return;
     }
     const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0) {
-      const absl::Status eof = protocol_->OnEof();
-      Close(eof.ok() ? "client closed the connection" : eof.message(), "");
+    // A reset after the data the client sent: that data was read first, so it is an end too.
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+      if (tx_waiting_) {
+        // The client is done sending (python-can's shutdown after a burst, a replayed log), but
+        // frames it sent still wait undecoded for room in its tx queue: they go first
+        // (ResumeTransmit), then the session ends.
+        eof_pending_ = true;
+        read_paused_ = true;
+        UpdateInterest();
+        return;
+      }
+      EndAtEof();
       return;
     }
     if (n < 0) {
@@ -120,7 +131,7 @@ void Session::OnReadable() {
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));
     if (!Decode(absl::MakeConstSpan(buf, static_cast<size_t>(n)))) return;
-    if (static_cast<size_t>(n) < sizeof buf) break;
+    if (static_cast<size_t>(n) < sizeof buf && !peer_gone_) break;
   }
 }
 
@@ -136,6 +147,10 @@ bool Session::ResumeTransmit() {
     }
     if (!Decode({})) return false;  // what was read before, as far as the queue takes it
   }
+  if (eof_pending_) {
+    EndAtEof();
+    return false;
+  }
   if (read_paused_) {
     read_paused_ = false;
     UpdateInterest();
@@ -144,12 +159,20 @@ bool Session::ResumeTransmit() {
   return tx_waiting_;
 }
 
+void Session::EndAtEof() {
+  const absl::Status eof = protocol_->OnEof();
+  Close(eof.ok() ? "client closed the connection" : eof.message(), "");
+}
+
 void Session::OnHangup() {
   if (closed_) return;
-  // Not reading (paused): epoll still reports the hang-up, level-triggered, so end it now rather
-  // than spin. Frames already in the tx queue are still written.
-  if (read_paused_) {
-    Close("connection reset while its frames waited for the bus", "");
+  if (tx_waiting_) {
+    // Reset or gone while frames it sent wait for its tx queue (a client that closes with unread
+    // replies resets the connection). What it sent is still in the socket: ResumeTransmit reads
+    // and sends it as the queue makes room; nothing is written to it any more.
+    peer_gone_ = true;
+    read_paused_ = true;
+    loop_->Remove(fd_.get());
     return;
   }
   OnReadable();
@@ -236,6 +259,12 @@ bool Session::PrepareSleep() {
 }
 
 void Session::Flush(size_t budget) {
+  if (peer_gone_) {  // nobody to read it
+    out_.clear();
+    out_head_ = 0;
+    want_write_ = false;
+    return;
+  }
   size_t written = 0;
   while (pending_bytes() > 0 && written < budget) {
     const size_t len = std::min(pending_bytes(), budget - written);
@@ -243,6 +272,12 @@ void Session::Flush(size_t budget) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
+      if (eof_pending_) {  // the client left; what it sent still goes to the bus
+        peer_gone_ = true;
+        loop_->Remove(fd_.get());
+        Flush(0);
+        return;
+      }
       Close(absl::StrFormat("send: %s", std::strerror(errno)), "");
       return;
     }
@@ -262,6 +297,7 @@ void Session::Flush(size_t budget) {
 }
 
 void Session::UpdateInterest() {
+  if (peer_gone_) return;
   const uint32_t events =
       (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (want_write_ ? uint32_t{EPOLLOUT} : 0u);
   if (events == interest_) return;

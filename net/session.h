@@ -104,6 +104,8 @@ class Session final : public SessionActions {
   void UpdateInterest();
   // Waiting for tx queue room and the undecoded bytes fill their budget: do not read the socket.
   bool ReadBlocked() const;
+  // The client closed its side and everything it sent was decoded: ends the session.
+  void EndAtEof();
   // Hands client bytes (or, with none, those kept back) to the protocol; false if it closed.
   bool Decode(absl::Span<const uint8_t> bytes);
 
@@ -133,6 +135,8 @@ class Session final : public SessionActions {
   // waits undecoded in the protocol's buffer (at most kMaxUndecoded, session.cc).
   bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
   bool read_paused_ = false;     // and, past kMaxUndecoded, the socket is not read either
+  bool eof_pending_ = false;     // the client closed while its frames waited: end after them
+  bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
   bool closed_ = false;
   absl::Time connected_at_;

@@ -208,8 +208,15 @@ class RemoteBus(can.BusABC):
 
     def shutdown(self):
         super().shutdown()
+        # Half-close, then read to the server's close: the server writes what it still holds of
+        # ours to the bus first. Closing with unread data would reset the connection, and the
+        # kernel would throw away whatever of ours it had not sent yet. Bounded to 5 s.
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.settimeout(5.0)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and self._sock.recv(65536):
+                pass
         except OSError:
             pass
         self._sock.close()

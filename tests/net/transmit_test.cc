@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "net/test_server.h"
 
@@ -121,6 +122,61 @@ TEST(TransmitTest, ABurstIntoASlowBusIsPacedNotRefused) {
   const auto& c = ts.server().channel().counters();
   EXPECT_EQ(c.bus_tx_failed.Get(), 0u);
   EXPECT_GT(c.tx_busy.Get(), 0u);
+}
+
+// A client that sends a burst and closes its side at once (python-can's shutdown after send,
+// can.player at the end of a log): every frame it sent still reaches the bus, those the server
+// held back undecoded included, and then the server ends the session; v5 and socketcand alike.
+// (A client that closes with replies unread resets the connection instead, and its own kernel
+// discards what it had not sent yet: docs/reliability.md.)
+TEST(TransmitTest, ABurstThenCloseStillReachesTheBus) {
+  // 1,100 frames arrive in one read with the close right behind them, 76 beyond the 1,024-frame
+  // queue; 10,000 (1.1 s of wire time) make the server stop reading on the way.
+  for (const auto& [socketcand, kFrames] :
+       {std::pair{false, 1100u}, {true, 1100u}, {false, 10000u}, {true, 10000u}}) {
+    ServerOptions options;
+    options.socketcand_port = 0;
+    TestServer ts(options, false, Wire(1000000));
+    auto receiver = ts.Connect();
+    std::string bytes;
+    UniqueFd fd;
+    if (socketcand) {
+      fd = *ConnectTcp(HostPort{"127.0.0.1", ts.server().socketcand_port()}, absl::Seconds(5));
+      bytes = "< open test >< rawmode >";
+      for (uint32_t i = 0; i < kFrames; ++i) {
+        absl::StrAppendFormat(&bytes, "< send 100 4 %X %X %X %X >", i >> 24, (i >> 16) & 0xFF,
+                              (i >> 8) & 0xFF, i & 0xFF);
+      }
+    } else {
+      fd = ts.ConnectRaw();
+      bytes = testing::Encode({v5::BusRequest{v5::kProtocolVersion, 0}, v5::FilterConfig{}});
+      for (uint32_t i = 0; i < kFrames; ++i) {
+        ASSERT_TRUE(v5::Encode(v5::CanMessage{SeqFrame(0x100, i)}, &bytes).ok());
+      }
+    }
+    std::thread writer([&] {
+      size_t at = 0;
+      while (at < bytes.size()) {
+        const ssize_t n = ::send(fd.get(), bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        at += static_cast<size_t>(n);
+      }
+      EXPECT_EQ(at, bytes.size());
+      ::shutdown(fd.get(), SHUT_WR);  // done sending, with frames still waiting in the server
+      char buf[256];
+      while (::recv(fd.get(), buf, sizeof buf, 0) > 0) {  // replies, then the server's close
+      }
+      fd.Reset();
+    });
+    for (uint32_t i = 0; i < kFrames; ++i) {
+      auto got = receiver->Recv(absl::Seconds(10));
+      ASSERT_TRUE(got.ok() && got->has_value())
+          << (socketcand ? "socketcand" : "v5") << ": lost after " << i;
+      ASSERT_EQ(SeqOf(**got), i);
+    }
+    writer.join();
+    EXPECT_EQ(ts.server().channel().counters().bus_tx_failed.Get(), 0u);
+  }
 }
 
 // While A bursts into a 250 kbit/s bus, B's occasional frames do not queue behind A's burst.
