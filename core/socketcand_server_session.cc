@@ -94,7 +94,8 @@ absl::Status SocketcandServerSession::OnBytes(absl::Span<const uint8_t> bytes, s
       input_pos_ = 0;
       return absl::OkStatus();
     }
-    if (kind == socketcand::ElementParser::Kind::kGarbage) {
+    const bool garbage = kind == socketcand::ElementParser::Kind::kGarbage;
+    if (garbage) {
       status = absl::InvalidArgumentError(parser_.error());
     } else {
       status = Handle(parser_.element(), reply);
@@ -102,7 +103,9 @@ absl::Status SocketcandServerSession::OnBytes(absl::Span<const uint8_t> bytes, s
     if (status.ok()) continue;
     AppendError(status.message(), reply);
     if (mode_ == Mode::kClosed) return status;  // "open" failed: socketcand ends the session
-    if (!CountError()) {
+    // Only what is not even an element counts against the session; a command with a mistake
+    // is answered and forgiven (its answers are bounded by the client reading them).
+    if (garbage && !CountError()) {
       mode_ = Mode::kClosed;
       const std::string why =
           absl::StrFormat("too many malformed elements (%d); closing", kMaxErrors);
@@ -124,7 +127,7 @@ absl::Status SocketcandServerSession::OnEof() const {
 
 absl::Status SocketcandServerSession::Handle(absl::string_view element, std::string* reply) {
   const Words w = socketcand::Words(element);
-  if (w.empty()) return absl::InvalidArgumentError("empty element '< >'");
+  if (w.empty()) return absl::InvalidArgumentError("an empty element");
   if (mode_ == Mode::kNoBus) return HandleNoBus(w, reply);
   const absl::string_view cmd = w[0];
   if (cmd == "echo") {

@@ -13,9 +13,10 @@
 // sees them (counted as unsupported), so clients that do not know the element are not confused.
 //
 // Where socketcand logs a bad command and answers nothing, this answers "< error WHAT >" and goes
-// on; garbage between elements is answered the same way, and after kMaxErrors of those the
-// session ends. Periodic jobs live until "< delete >" or the end of the session (socketcand ends
-// them when the client leaves BCM mode); BCM receive jobs are kept and apply in BCM mode.
+// on; garbage (bytes that are not an element) is answered the same way, and after kMaxErrors of
+// those the session ends. Periodic jobs live until "< delete >" or the end of the session
+// (socketcand ends them when the client leaves BCM mode); BCM receive jobs are kept and apply in
+// BCM mode.
 //
 // Single-owner: one thread (the session's io thread) at a time.
 #pragma once
@@ -36,7 +37,8 @@ namespace canserver {
 class SocketcandServerSession final : public ServerProtocol {
  public:
   enum class Mode { kNoBus, kBcm, kRaw, kControl, kIsoTp, kClosed };
-  // Malformed input answered with "< error … >" before the session is ended.
+  // Malformed input (not an element at all) answered with "< error … >" before the session is
+  // ended; commands with mistakes are answered and do not count.
   static constexpr int kMaxErrors = 32;
 
   explicit SocketcandServerSession(SessionActions* actions) : actions_(actions) {}

@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<Beacon>> Beacon::Create(const std::string& listen
     }
     const std::string ip = Ip(*reinterpret_cast<const sockaddr_in*>(i->ifa_addr));
     if (!wildcard && ip != listen_host) continue;
+    // Loopback is no address for another machine; it is named only to a loopback destination
+    // (as the first URL) or when it is all the listener has.
+    if (wildcard && (i->ifa_flags & IFF_LOOPBACK)) continue;
     beacon->addresses_.push_back(ip);
     if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr != nullptr) {
       sockaddr_in to = *reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr);
@@ -94,7 +97,8 @@ absl::StatusOr<std::unique_ptr<Beacon>> Beacon::Create(const std::string& listen
     }
   }
   ::freeifaddrs(ifs);
-  if (beacon->addresses_.empty()) beacon->addresses_.push_back(listen_host);
+  if (beacon->addresses_.empty())
+    beacon->addresses_.push_back(wildcard ? "127.0.0.1" : listen_host);
   for (const HostPort& hp : extra) {
     sockaddr_in to{};
     to.sin_family = AF_INET;

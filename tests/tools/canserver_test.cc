@@ -152,14 +152,15 @@ TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
 // syslog priority and no timestamp of their own; elsewhere they keep "I 12:00:00.123 ".
 TEST(CanserverFlagsTest, LogLinesSuitTheJournalWhenStderrIsIt) {
   const std::string log = ::testing::TempDir() + "/journal-stream.log";
-  const std::string run =
-      absl::StrCat("f=", log, "; : > $f; JOURNAL_STREAM=$(stat -c %d:%i $f) timeout -s TERM 1 ",
-                   Bin(), " --interface virtual --host 127.0.0.1 --port 0 2>>$f; cat $f");
+  const std::string run = absl::StrCat(
+      "f=", log, "; : > $f; JOURNAL_STREAM=$(stat -c %d:%i $f) timeout -s TERM 1 ", Bin(),
+      " --interface virtual --host 127.0.0.1 --port 0 --socketcand-port 0 2>>$f; cat $f");
   auto [journal, rc] = Shell(run);
   EXPECT_THAT(journal, HasSubstr("<6>serving virtual channel 'can0'"));
   EXPECT_THAT(journal, Not(HasSubstr("I ")));
-  auto [plain, rc2] = Shell(absl::StrCat("JOURNAL_STREAM=1:1 timeout -s TERM 1 ", Bin(),
-                                         " --interface virtual --host 127.0.0.1 --port 0 2>&1"));
+  auto [plain, rc2] = Shell(
+      absl::StrCat("JOURNAL_STREAM=1:1 timeout -s TERM 1 ", Bin(),
+                   " --interface virtual --host 127.0.0.1 --port 0 --socketcand-port 0 2>&1"));
   EXPECT_THAT(plain, ::testing::ContainsRegex("I [0-9:.]+ serving virtual channel 'can0'"));
 }
 
@@ -175,7 +176,8 @@ TEST(CanserverFlagsTest, NotifiesSystemdReadyWatchdogAndStopping) {
   ASSERT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   std::thread server([&] {
     (void)Shell(absl::StrCat("NOTIFY_SOCKET=", path, " WATCHDOG_USEC=400000 timeout -s TERM 2 ",
-                             Bin(), " --interface virtual --host 127.0.0.1 --port 0"));
+                             Bin(),
+                             " --interface virtual --host 127.0.0.1 --port 0 --socketcand-port 0"));
   });
   std::string messages;
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -273,8 +275,9 @@ TEST(CanserverFlagsTest, ATakenPortIsAOneLineError) {
   Child first;
   ASSERT_FALSE(first.address().empty());
   const std::string port = first.address().substr(first.address().find(':') + 1);
-  auto [out, rc] = Shell(absl::StrCat(Bin(), " --interface virtual --host 127.0.0.1 --port ", port,
-                                      " 2>&1 | grep -v '^I '"));
+  auto [out, rc] =
+      Shell(absl::StrCat(Bin(), " --interface virtual --socketcand-port 0 --host 127.0.0.1 --port ",
+                         port, " 2>&1 | grep -v '^I '"));
   EXPECT_THAT(out, HasSubstr("canserver: bind(127.0.0.1:" + port + "): Address already in use"));
 }
 

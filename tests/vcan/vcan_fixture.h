@@ -100,10 +100,28 @@ class Candump {
  public:
   Candump(const std::string& ifname, int count, int timeout_s = 30) {
     file_ = absl::StrCat("/tmp/candump-", ::getpid(), "-", ifname, ".log");
+    const int before = Receivers(ifname);
     (void)std::system(absl::StrCat("timeout ", timeout_s, " candump -L -r 8388608 -n ", count, " ",
                                    ifname, " > ", file_, " 2>&1 &")
                           .c_str());
-    absl::SleepFor(absl::Seconds(1));  // candump must be listening before traffic starts
+    // candump must be listening before traffic starts. The kernel lists every CAN receiver in
+    // /proc/net/can/rcvlist_all: wait for candump's to appear there (starting it in the emulated
+    // VM can take over a second), then a moment for its other socket options.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (before >= 0 && Receivers(ifname) <= before && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    absl::SleepFor(before >= 0 ? absl::Milliseconds(200) : absl::Seconds(1));
+  }
+  // Lines naming `ifname` in the kernel's receiver list; -1 if it cannot be read.
+  static int Receivers(const std::string& ifname) {
+    std::ifstream in("/proc/net/can/rcvlist_all");
+    if (!in) return -1;
+    int n = 0;
+    for (std::string line; std::getline(in, line);) {
+      if (line.find(" " + ifname + " ") != std::string::npos) ++n;
+    }
+    return n;
   }
   // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to `wait` for `count`.
   std::vector<std::string> Lines(size_t count, absl::Duration wait = absl::Seconds(10)) {
