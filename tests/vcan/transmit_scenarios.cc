@@ -147,7 +147,11 @@ TEST_F(ShapedVcanTest, Scenario12_ABurstIntoAShapedBusIsPacedNotRefused) {
     EXPECT_GT(ts->server().channel().counters().tx_busy.Get(), 0u) << "the shaping did not bite";
     // The first 100 frames pass at once (tbf's 1600-byte bucket); the rest at the bus rate.
     EXPECT_GE(on_bus_s, wire_s * 0.9) << bitrate;
-    EXPECT_LE(on_bus_s, wire_s * 1.25) << bitrate << ": the bus idled while frames waited";
+    // At 1 Mbit/s (9,000 frames/s) the emulated VM's CPU itself is near its limit on a busy host
+    // (a CI run on 2026-12-03: 1.66 s for 1.11 s of wire with only 35 busy retries, i.e. the
+    // server, not the backoff, was slow), so there the bound only catches gross idling.
+    const double slack = bitrate >= 1000000 ? 2.0 : 1.25;
+    EXPECT_LE(on_bus_s, wire_s * slack) << bitrate << ": the bus idled while frames waited";
   }
 }
 
