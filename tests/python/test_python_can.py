@@ -16,6 +16,15 @@ import unittest
 import can
 
 
+def wait_for_logger(path):
+    """can.logger opens its bus first and then creates the file: once the file is there, the
+    logger is connected. Bounded, generous for a loaded machine."""
+    deadline = time.time() + 20
+    while time.time() < deadline and not os.path.exists(path):
+        time.sleep(0.05)
+    time.sleep(0.3)  # its subscription reaches the CAN thread
+
+
 def canserver_version():
     out = subprocess.run([os.environ["CANSERVER_BIN"], "--version"], capture_output=True, text=True)
     return out.stdout.split()[1]
@@ -154,7 +163,7 @@ class PythonCanTest(unittest.TestCase):
             logger = subprocess.Popen([sys.executable, "-m", "can.logger", "-i", "remote", "--fd",
                                        "-c", self.server.channel, "-f", path],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(2.0)  # interpreter start-up and connection
+            wait_for_logger(path)
             sent = [can.Message(arbitration_id=0x400 + i, data=bytes([i] * 64), is_fd=True,
                                 bitrate_switch=bool(i % 2), is_extended_id=False) for i in range(10)]
             for m in sent:
@@ -258,7 +267,7 @@ class PythonCanTest(unittest.TestCase):
             logger = subprocess.Popen([sys.executable, "-m", "can.logger", "-i", "remote",
                                        "-c", self.server.channel, "-f", path],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(2.0)  # interpreter start-up and connection
+            wait_for_logger(path)
             for i in range(20):
                 a.send(can.Message(arbitration_id=0x300 + i, data=[i], is_extended_id=False))
             time.sleep(1.0)
@@ -349,7 +358,7 @@ class SocketcandClientTest(unittest.TestCase):
                                        "-c", "pytest", "--host=127.0.0.1",
                                        "--port=%d" % self.sc_port, "-f", path],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(2.0)  # interpreter start-up and connection
+            wait_for_logger(path)
             for i in range(20):
                 v5.send(can.Message(arbitration_id=0x300 + i, data=[i], is_extended_id=False))
                 time.sleep(0.01)
