@@ -226,7 +226,13 @@ TEST_F(VcanTest, Scenario7_InterfaceDownGivesTransmitFailAndServiceResumes) {
 TEST_F(VcanTest, Scenario8_KernelDropsAreCountedAndReported) {
   CanserverProcess server("ovfl", {"--interface", "socketcan", "--channel", "vcan0", "--port", "0",
                                    "--rcvbuf", "4096", "-v"});
-  absl::SleepFor(absl::Seconds(2));
+  // Stopped only once its socket is open and read (the emulated VM can take seconds to start it).
+  const absl::Time ready_by = absl::Now() + absl::Seconds(20);
+  while (server.Log().find("serving socketcan channel") == std::string::npos &&
+         absl::Now() < ready_by) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  absl::SleepFor(absl::Milliseconds(300));
   ::kill(server.pid(), SIGSTOP);  // the CAN thread cannot read: the kernel queue fills, overflows
   RawCan raw("vcan0");
   for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(raw.Write(SeqFrame(0x55, i)));
