@@ -242,7 +242,8 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
     auto bus = RemoteBus::Connect(opts);
     if (!bus.ok()) return bus.status();
     buses.push_back({*std::move(bus), nullptr});
-    result.labels.push_back(absl::StrFormat(sc_clients > 0 ? "v5 %d" : "client %d", i));
+    result.labels.push_back(sc_clients > 0 ? absl::StrFormat("v5 %d", i)
+                                           : absl::StrFormat("client %d", i));
   }
   if (sc_clients > 0) {
     absl::StatusOr<HostPort> at = ParseHostPort(address, 0);
@@ -253,7 +254,8 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
       auto bus = SocketcandBus::Connect({*at, channel, absl::Seconds(5), fd});
       if (!bus.ok()) return bus.status();
       buses.push_back({nullptr, *std::move(bus)});
-      result.labels.push_back(absl::StrFormat(v5_clients > 0 ? "sc %d" : "client %d", i));
+      result.labels.push_back(v5_clients > 0 ? absl::StrFormat("sc %d", i)
+                                             : absl::StrFormat("client %d", i));
     }
   }
   std::unique_ptr<RemoteBus> sender;
