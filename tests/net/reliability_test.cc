@@ -59,14 +59,22 @@ TEST(ReliabilityTest, TenThousandConnectionCyclesLeakNoFdsOrMemory) {
   cycle(500);  // warm up allocator caches and thread-local state
   const size_t fds = OpenFds();
   const int64_t rss = RssBytes();
+  const int64_t heap = testing::HeapInUseBytes();
   const absl::Time start = absl::Now();
   cycle(10000);
-  std::printf("10000 connect/handshake/close cycles in %s; fds %zu -> %zu; RSS %+lld KiB\n",
-              absl::FormatDuration(absl::Now() - start).c_str(), fds, OpenFds(),
-              static_cast<long long>((RssBytes() - rss) / 1024));
+  const int64_t heap_growth = testing::HeapInUseBytes() - heap;
+  std::printf(
+      "10000 connect/handshake/close cycles in %s; fds %zu -> %zu; heap in use %+lld KiB, RSS "
+      "%+lld KiB\n",
+      absl::FormatDuration(absl::Now() - start).c_str(), fds, OpenFds(),
+      static_cast<long long>(heap_growth / 1024),
+      static_cast<long long>((RssBytes() - rss) / 1024));
   EXPECT_EQ(OpenFds(), fds);
+  // Live heap, not RSS: on a loaded host sessions close late and pile up, and the allocator keeps
+  // the high-water mark (RSS +12.8 MiB once in CI with nothing leaked). 100 bytes leaked per cycle
+  // would show as 1 MiB here.
   if (testing::kRssMeaningful) {
-    EXPECT_LT(RssBytes() - rss, 8 << 20);
+    EXPECT_LT(heap_growth, 512 << 10);
   }
 }
 
