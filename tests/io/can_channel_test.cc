@@ -243,6 +243,25 @@ TEST(CanChannelWireTest, TheEmulatedWireTakesEachFramesBitTime) {
               static_cast<int>(channel->counters().tx_busy.Get()));
 }
 
+// The CAN thread sleeps until the backend's retry hint after a full device queue. The wire stays
+// busy only if that hint comes before the queue has run dry; wall-clock tests of the same thing
+// depend on how loaded the machine is, this one does not.
+TEST(CanChannelWireTest, TheRetryHintComesBackBeforeTheDeviceQueueRunsDry) {
+  // 125 kbit/s, 8-byte standard frames: 888 µs each; a device queue of 8 holds 7.1 ms of wire.
+  auto bus = *VirtualBus::Create("test", 16, 125000, 8);
+  const std::vector<CanFrame> frames(9, CanFrame::Classic(0x1, {0, 0, 0, 0, 0, 0, 0, 0}));
+  int error = 0;
+  ASSERT_EQ(bus->Send(frames.data(), frames.size(), &error), 8u);
+  EXPECT_EQ(error, ENOBUFS);
+  const int64_t hint = bus->TxRetryHintNs();
+  // Back when a quarter (2 frames) has left: room for a batch, 6 frames (5.3 ms) still queued.
+  EXPECT_GT(hint, 0);
+  EXPECT_LE(hint, 2 * 888'000);
+  // An idle wire has nothing to wait for.
+  auto idle = *VirtualBus::Create("idle", 16, 125000, 8);
+  EXPECT_EQ(idle->TxRetryHintNs(), 0);
+}
+
 TEST_F(CanChannelTest, ErrorFramesAreHeldBackUnlessAskedFor) {
   auto a = Add(1);
   WaitForSubscribers(1);

@@ -119,12 +119,11 @@ TEST(TransmitTest, ABurstIntoASlowBusIsPacedNotRefused) {
   EXPECT_EQ(sender->transmit_failures(), 0u);
   EXPECT_GE(on_bus, wire * 0.95) << "frames left faster than the wire carries them";
   // The CAN thread comes back when a quarter of the 10-frame device queue (0.28 ms) has left the
-  // wire; a wake-up later than the whole queue (1.1 ms) idles the wire. Natively that stays well
-  // inside 1.5x; under a sanitizer on a loaded 2-core CI host wake-ups run late often enough to
-  // reach 1.6x (a retry policy that idled the wire by design, e.g. the 2 ms maximum backoff per
-  // 1.1 ms queue, would show about 2x natively).
-  EXPECT_LE(on_bus, wire * (testing::kSanitized ? 2.5 : 1.5))
-      << "the wire idled while frames waited";
+  // wire (CanChannelWireTest checks that hint without a clock); a wake-up later than the whole
+  // queue (1.1 ms) idles the wire. Alone on a quiet machine that is 1.0-1.2x; this suite runs
+  // serially, but a shared CI host still stretched it to 1.85x once, so the bound here only
+  // catches gross idling (the figure is printed; canbench --senders measures it).
+  EXPECT_LE(on_bus, wire * (testing::kSanitized ? 3.0 : 2.0)) << "the wire idled while frames waited";
   const auto& c = ts.server().channel().counters();
   EXPECT_EQ(c.bus_tx_failed.Get(), 0u);
   EXPECT_GT(c.tx_busy.Get(), 0u);

@@ -113,13 +113,22 @@ TEST_F(VcanTest, Scenario28_SocketcandIsoTpWithIsotpsendAndIsotprecv) {
     absl::StrAppendFormat(&spaced, "%s%02X", i == 0 ? "" : " ", i * 7 & 0xFF);
   }
   const std::string out = absl::StrCat("/tmp/isotprecv-", ::getpid(), ".txt");
+  const int receivers = testing::Candump::Receivers("vcan0");
   (void)std::system(
-      absl::StrCat("timeout 20 isotprecv -s 7E8 -d 7E0 vcan0 > ", out, " 2>&1 &").c_str());
-  absl::SleepFor(absl::Seconds(1));
+      absl::StrCat("timeout 40 isotprecv -s 7E8 -d 7E0 vcan0 > ", out, " 2>&1 &").c_str());
+  // isotprecv must have bound its socket before the first frame (no flow control from it, the
+  // kernel gives the PDU up): wait for its receiver in the kernel's list, as Candump does
+  // (a fixed second was not enough in the emulated VM on a loaded CI host).
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (receivers >= 0 && testing::Candump::Receivers("vcan0") <= receivers &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
   const absl::Time start = absl::Now();
   sc.client->Send("< sendpdu " + hex + " >");
   std::string got;
-  while (absl::Now() - start < absl::Seconds(15)) {
+  while (absl::Now() - start < absl::Seconds(20)) {
     got = testing::Shell("head -1 " + out);
     if (got.size() >= spaced.size()) break;
     absl::SleepFor(absl::Milliseconds(100));
