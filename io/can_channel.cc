@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "io/clock.h"
+#include "io/thread_util.h"
 
 namespace canserver {
 namespace {
@@ -98,6 +99,7 @@ bool CanChannel::Transmit(Subscriber& sub, CanFrame frame) noexcept {
 }
 
 void CanChannel::Run(std::stop_token stop) {
+  NameThisThread("can:" + backend_->name());
   const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) {
     CS_LOG(kError, "CAN thread for %s: epoll_create1 failed; channel stopped", channel_info());

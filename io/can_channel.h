@@ -39,6 +39,7 @@
 #include "core/wake_gate.h"
 #include "io/can_backend.h"
 #include "io/subscriber.h"
+#include "io/thread_util.h"
 #include "io/unique_fd.h"
 #include "io/wakeup.h"
 
@@ -74,6 +75,8 @@ class CanChannel {
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
 
   const ChannelCounters& counters() const { return counters_; }
+  // CPU time the CAN thread has used; call while the channel runs (between Start and Stop).
+  absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
   // Bus time → encoded for a client's socket, all clients of the channel. Any thread.
   DeliveryLatency& delivery_latency() { return delivery_latency_; }
   const DeliveryLatency& delivery_latency() const { return delivery_latency_; }

@@ -3,9 +3,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "io/thread_util.h"
 #include "net/socket_util.h"
 
 namespace canserver {
@@ -58,6 +60,7 @@ void IoThread::Stop() {
 }
 
 void IoThread::Run(std::stop_token stop) {
+  NameThisThread(absl::StrCat("io:", index_));
   (void)loop_->Add(wakeup_->fd(), EPOLLIN, [this](uint32_t) { wakeup_->Drain(); });
   (void)loop_->Add(timer_.get(), EPOLLIN, [this](uint32_t) {
     uint64_t expirations;

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "io/can_channel.h"
 #include "io/event_loop.h"
+#include "io/thread_util.h"
 #include "io/unique_fd.h"
 #include "io/wakeup.h"
 #include "net/server_options.h"
@@ -44,6 +45,8 @@ class IoThread {
   void Stop();
   // Sessions alive on this thread (handshaking or open). Thread-safe.
   size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
+  // CPU time the thread has used; call between Start and Stop.
+  absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
 
  private:
   struct Adopted {

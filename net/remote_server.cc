@@ -106,6 +106,13 @@ RemoteServer::~RemoteServer() {
   for (Served& c : channels_) c.channel->Stop();
 }
 
+absl::Duration RemoteServer::ThreadCpuTime() {
+  absl::Duration total;
+  for (Served& c : channels_) total += c.channel->CpuTime();
+  for (auto& t : io_threads_) total += t->CpuTime();
+  return total;
+}
+
 size_t RemoteServer::session_count() const {
   size_t n = 0;
   for (const auto& t : io_threads_) n += t->session_count();

@@ -71,6 +71,9 @@ class RemoteServer {
   uint16_t socketcand_port() const { return socketcand_port_; }
   CanChannel& channel(size_t i = 0) { return *channels_[i].channel; }
   size_t session_count() const;
+  // CPU time the CAN threads and io threads have used (the accepting thread, idle under load, is
+  // not counted). Call while the server runs, e.g. before and after a benchmark. Thread-safe.
+  absl::Duration ThreadCpuTime();
   // Channels, their bus and counters, and the sessions on each, for /metrics and the status page.
   // Thread-safe (one netlink query per channel for the bus's timing).
   ServerStatus Status();

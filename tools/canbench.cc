@@ -4,6 +4,7 @@
 //   canbench --backend socketcan --channel vcan0 --clients 4 # in-process server on vcan0
 //   canbench --server 127.0.0.1:54701 --channel vcan0        # an external server, load on vcan0
 //   canbench --sweep 1,2,4,8 --plot results/virtual          # throughput against clients, PNGs
+//   canbench --clients 4 --rate 10000 --baseline relay       # alternated with the relay floor
 //
 // Frames carry a sequence number (tools/bench_sequence.h: in the id and data, for any dlc). Latency
 // is the client's arrival time (CLOCK_REALTIME when the CanMessage is decoded) minus the frame's
@@ -34,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
+#include "core/status_macros.h"
 #include "core/version.h"
 #include "io/raw_can_socket.h"
 #include "io/socketcan_backend.h"
@@ -44,6 +46,7 @@
 #include "tools/bench_sequence.h"
 #include "tools/cli_args.h"
 #include "tools/latency_histogram.h"
+#include "tools/relay_floor.h"
 #include "tools/send_times.h"
 #include "tools/tx_bench.h"
 
@@ -91,6 +94,11 @@ ABSL_FLAG(int, virtual_bitrate, 0,
 ABSL_FLAG(int, bus_bitrate, 0,
           "the bus's bit rate, to report the share of the wire used (default: --virtual-bitrate)");
 ABSL_FLAG(bool, raw_baseline, true, "--senders on SocketCAN: run the raw writer first");
+ABSL_FLAG(std::string, baseline, "",
+          "'relay': alternate every run with the relay floor (tools/relay_floor.h: one thread, "
+          "one epoll set, the same v5 events, no CAN semantics) on the same bus, and report "
+          "canserver/floor ratios of latency and CPU; in-process, --source bus, v5 clients only");
+ABSL_FLAG(int, repeat, 0, "runs per client count (0: 1, or 5 with --baseline relay); medians");
 
 namespace canserver {
 namespace {
@@ -109,6 +117,7 @@ struct ClientResult {
 };
 
 struct RunResult {
+  std::string target = "canserver";  // or "relay" (the floor)
   int clients = 0;
   std::vector<std::string> labels;  // per client: "client 0", or "v5 0" / "sc 0" with both
   uint64_t sent = 0;
@@ -118,6 +127,9 @@ struct RunResult {
   ClientResult baseline;  // raw reader on the interface (socketcan only)
   bool have_baseline = false;
   uint64_t server_drops = 0;
+  double server_cpu_s = 0;  // CPU of the server's threads (or the relay's) over the load
+  // The server's own hop, bus time → encoded for a client's socket: mean over every delivery.
+  double server_hop_mean_us = 0;
 };
 
 struct DlcRange {
@@ -187,7 +199,7 @@ struct Receiver {
   }
 };
 
-absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
+absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
   const std::string server_flag = absl::GetFlag(FLAGS_server);
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
   const std::string channel = absl::GetFlag(FLAGS_channel);
@@ -204,6 +216,7 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
   // The server: external, or in-process on the chosen backend.
   std::shared_ptr<VirtualBus> vbus;
   std::unique_ptr<RemoteServer> server;
+  std::unique_ptr<RelayFloor> relay;
   std::thread serve;
   std::string address = server_flag;
   const bool socketcan = !server_flag.empty() || backend_name == "socketcan";
@@ -219,20 +232,27 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
       if (!b.ok()) return b.status();
       backend = std::shared_ptr<CanBackend>(*std::move(b));
     }
+    if (relay_floor) {
+      ASSIGN_OR_RETURN(relay, RelayFloor::Start(backend));
+      address = absl::StrFormat("127.0.0.1:%d", relay->port());
+    }
     ServerOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
     options.io_threads = absl::GetFlag(FLAGS_threads);
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
-    auto s = RemoteServer::Create(options, backend);
-    if (!s.ok()) return s.status();
-    server = *std::move(s);
-    address = absl::StrFormat("127.0.0.1:%d", server->port());
-    serve = std::thread([&] { (void)server->ServeForever(); });
+    if (!relay_floor) {
+      auto s = RemoteServer::Create(options, backend);
+      if (!s.ok()) return s.status();
+      server = *std::move(s);
+      address = absl::StrFormat("127.0.0.1:%d", server->port());
+      serve = std::thread([&] { (void)server->ServeForever(); });
+    }
   }
 
   RunResult result;
+  if (relay_floor) result.target = "relay";
   result.clients = clients;
   result.per_client.resize(static_cast<size_t>(clients));
   std::vector<Receiver> buses;
@@ -282,6 +302,10 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
     }
   }
   absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
+  auto server_cpu = [&] {
+    return server ? server->ThreadCpuTime() : relay ? relay->CpuTime() : absl::ZeroDuration();
+  };
+  const absl::Duration cpu_before = server_cpu();
 
   auto send_times = std::make_unique<SendTimes>();
   std::atomic<bool> sending_done{false};
@@ -401,8 +425,12 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol) {
   sending_done = true;
   for (auto& t : readers) t.join();
   if (baseline.joinable()) baseline.join();
+  result.server_cpu_s = absl::ToDoubleSeconds(server_cpu() - cpu_before);
   if (progress) std::fprintf(stderr, "\r%80s\r", "");
   if (server) {
+    const DeliveryLatency& hop = server->channel().delivery_latency();
+    if (hop.count() > 0)
+      result.server_hop_mean_us = hop.sum_seconds() * 1e6 / static_cast<double>(hop.count());
     result.server_drops = server->channel().counters().ring_drops.Get() +
                           server->channel().counters().kernel_drops.Get();
     server->Shutdown();
@@ -447,12 +475,18 @@ std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
   return Row(name, r.received, Lost(r, sent), r.reordered, Fps(r), r.latency);
 }
 
+// Server CPU per frame offered to the bus, in µs (a frame to N clients counts once).
+double CpuUsPerFrame(const RunResult& r) {
+  return r.sent > 0 ? r.server_cpu_s * 1e6 / static_cast<double>(r.sent) : 0;
+}
+
 void Print(const RunResult& r) {
-  std::printf("%s", absl::StrFormat(
-                        "\n%d client(s): offered %d %sframes in %.2f s (%.0f frames/s)\n",
-                        r.clients, r.sent, absl::GetFlag(FLAGS_fd) ? "CAN FD (12..64-byte) " : "",
-                        r.seconds, r.offered_fps)
-                        .c_str());
+  std::printf("%s",
+              absl::StrFormat("\n%s, %d client(s): offered %d %sframes in %.2f s (%.0f frames/s)\n",
+                              r.target, r.clients, r.sent,
+                              absl::GetFlag(FLAGS_fd) ? "CAN FD (12..64-byte) " : "", r.seconds,
+                              r.offered_fps)
+                  .c_str());
   std::printf("%-10s %10s %10s %8s %11s %8s %8s %8s %8s %9s\n", "reader", "received", "lost",
               "reorder", "frames/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs");
   if (r.have_baseline) std::printf("%s\n", Row("raw", r.baseline, r.sent).c_str());
@@ -480,6 +514,64 @@ void Print(const RunResult& r) {
   }
   std::printf("%s",
               absl::StrFormat("server-side drops (ring + kernel): %d\n", r.server_drops).c_str());
+  if (r.server_cpu_s > 0) {
+    std::printf("%s", absl::StrFormat("%s threads' CPU: %.3f s = %.1f µs per frame (%.2f s per "
+                                      "million frames)%s\n",
+                                      r.target, r.server_cpu_s, CpuUsPerFrame(r), CpuUsPerFrame(r),
+                                      r.server_hop_mean_us > 0
+                                          ? absl::StrFormat("; server hop bus → socket write: "
+                                                            "mean %.1f µs",
+                                                            r.server_hop_mean_us)
+                                          : "")
+                          .c_str());
+  }
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// --baseline relay: per client count, the medians of the alternated runs and canserver/floor.
+void PrintFloorSummary(const std::vector<RunResult>& runs) {
+  std::vector<int> counts;
+  for (const RunResult& r : runs) {
+    if (std::find(counts.begin(), counts.end(), r.clients) == counts.end())
+      counts.push_back(r.clients);
+  }
+  std::printf("\nmedians over alternated runs (all clients' frames; CPU per frame offered)\n");
+  std::printf("%-8s %-10s %5s %9s %9s %9s %10s %8s\n", "clients", "target", "runs", "p50 µs",
+              "p99 µs", "p99.9 µs", "CPU µs/fr", "lost");
+  for (int n : counts) {
+    double p50[2], p99[2], p999[2], cpu[2];
+    for (int relay = 0; relay < 2; ++relay) {
+      std::vector<double> a, b, c, d;
+      uint64_t lost = 0;
+      for (const RunResult& r : runs) {
+        if (r.clients != n || (r.target == "relay") != (relay == 1)) continue;
+        const Totals t = Total(r);
+        a.push_back(t.latency.PercentileUs(0.5));
+        b.push_back(t.latency.PercentileUs(0.99));
+        c.push_back(t.latency.PercentileUs(0.999));
+        d.push_back(CpuUsPerFrame(r));
+        lost += t.lost;
+      }
+      p50[relay] = Median(a);
+      p99[relay] = Median(b);
+      p999[relay] = Median(c);
+      cpu[relay] = Median(d);
+      std::printf("%s", absl::StrFormat("%-8d %-10s %5d %9.1f %9.1f %9.1f %10.2f %8d\n", n,
+                                        relay ? "relay" : "canserver", a.size(), p50[relay],
+                                        p99[relay], p999[relay], cpu[relay], lost)
+                            .c_str());
+    }
+    auto ratio = [](double x, double floor) { return floor > 0 ? x / floor : 0; };
+    std::printf("%s", absl::StrFormat("%-8d %-10s %5s %8.2fx %8.2fx %8.2fx %9.2fx\n", n, "ratio",
+                                      "", ratio(p50[0], p50[1]), ratio(p99[0], p99[1]),
+                                      ratio(p999[0], p999[1]), ratio(cpu[0], cpu[1]))
+                          .c_str());
+  }
 }
 
 // The percentile fields of one histogram, for the JSON objects below.
@@ -507,10 +599,10 @@ std::string Json(const std::vector<RunResult>& runs) {
     std::vector<std::string> cs;
     for (const ClientResult& c : r.per_client) cs.push_back(client_json(c, r.sent));
     items.push_back(absl::StrFormat(
-        R"({"clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"raw":%s,"per_client":[%s],"total":%s})",
-        r.clients, r.sent, r.seconds, r.offered_fps, r.server_drops,
-        r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ","),
-        total_json(Total(r))));
+        R"({"target":"%s","clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"server_cpu_s":%.4f,"server_hop_mean_us":%.1f,"raw":%s,"per_client":[%s],"total":%s})",
+        r.target, r.clients, r.sent, r.seconds, r.offered_fps, r.server_drops, r.server_cpu_s,
+        r.server_hop_mean_us, r.have_baseline ? client_json(r.baseline, r.sent) : "null",
+        absl::StrJoin(cs, ","), total_json(Total(r))));
   }
   return absl::StrFormat(
       R"({"tool":"canbench","clock":"CLOCK_REALTIME, bus timestamp to client decode, same host","backend":"%s","server":"%s","source":"%s","rate":%.1f,"mix":"%s","dlc":"%s","runs":[%s]})",
@@ -606,6 +698,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!absl::GetFlag(FLAGS_senders).empty()) return RunSenders();
+  if (const std::string b = absl::GetFlag(FLAGS_baseline); !b.empty()) {
+    if (b != "relay") {
+      std::fprintf(stderr, "canbench: --baseline is 'relay' (got '%s')\n", b.c_str());
+      return 1;
+    }
+    if (!absl::GetFlag(FLAGS_server).empty() || absl::GetFlag(FLAGS_source) != "bus" ||
+        absl::GetFlag(FLAGS_protocol) != "v5" || absl::GetFlag(FLAGS_fd)) {
+      std::fprintf(stderr,
+                   "canbench: --baseline relay runs both in this process from the bus to v5 "
+                   "clients: no --server, --source client, --protocol socketcand/both or --fd\n");
+      return 1;
+    }
+  }
   std::vector<int> counts = {absl::GetFlag(FLAGS_clients)};
   if (!absl::GetFlag(FLAGS_sweep).empty()) {
     counts.clear();
@@ -622,16 +727,28 @@ int main(int argc, char** argv) {
       "latency: CLOCK_REALTIME when the client decodes a frame minus the frame's bus time (the "
       "kernel's\nSO_TIMESTAMPNS on SocketCAN, the injection time on the virtual bus); one host, "
       "one clock, no offset.\n");
+  const bool floor = absl::GetFlag(FLAGS_baseline) == "relay";
+  const int repeat = absl::GetFlag(FLAGS_repeat) > 0 ? absl::GetFlag(FLAGS_repeat) : floor ? 5 : 1;
   std::vector<RunResult> runs;
   for (int n : counts) {
-    absl::StatusOr<RunResult> r = RunOnce(n);
-    if (!r.ok()) {
-      std::fprintf(stderr, "canbench: %s\n", std::string(r.status().message()).c_str());
-      return 1;
+    for (int i = 0; i < repeat; ++i) {
+      // Alternated, floor first on even runs and last on odd ones, so a drift in the machine's
+      // load over the minute falls on both alike.
+      std::vector<bool> order = {false};
+      if (floor)
+        order = (i % 2 == 0) ? std::vector<bool>{true, false} : std::vector<bool>{false, true};
+      for (bool relay : order) {
+        absl::StatusOr<RunResult> r = RunOnce(n, relay);
+        if (!r.ok()) {
+          std::fprintf(stderr, "canbench: %s\n", std::string(r.status().message()).c_str());
+          return 1;
+        }
+        Print(*r);
+        runs.push_back(*std::move(r));
+      }
     }
-    Print(*r);
-    runs.push_back(*std::move(r));
   }
+  if (floor) PrintFloorSummary(runs);
   if (!absl::GetFlag(FLAGS_json).empty())
     std::ofstream(absl::GetFlag(FLAGS_json)) << Json(runs) << "\n";
   std::string csv = absl::GetFlag(FLAGS_csv);

@@ -1,10 +1,15 @@
 // canserver's bus semantics and protocol behaviour, seen by clients over loopback TCP.
 #include "net/remote_server.h"
 
+#include <dirent.h>
 #include <poll.h>
 
 #include <cerrno>
+#include <fstream>
+#include <set>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,6 +44,26 @@ TEST(RemoteServerTest, TwoClientsExchangeFramesWithoutEcho) {
   // Neither gets its own frame back.
   EXPECT_FALSE(RecvFrame(*a, absl::Milliseconds(100)).has_value());
   EXPECT_FALSE(RecvFrame(*b, absl::Milliseconds(100)).has_value());
+}
+
+// top -H, ps -L and perf show which of the server's threads is busy, and canbench reports what
+// they used: the CAN thread is "can:" + the channel, io threads "io:N".
+TEST(RemoteServerTest, ThreadsAreNamedAndTheirCpuTimeIsCounted) {
+  TestServer ts;
+  auto client = ts.Connect();
+  for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(ts.bus().Inject(testing::SeqFrame(0x10, i)));
+  for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(RecvFrame(*client).has_value()) << i;
+  std::set<std::string> names;
+  DIR* dir = ::opendir("/proc/self/task");
+  ASSERT_NE(dir, nullptr);
+  while (const dirent* e = ::readdir(dir)) {
+    std::ifstream comm(absl::StrCat("/proc/self/task/", e->d_name, "/comm"));
+    std::string name;
+    if (std::getline(comm, name)) names.insert(name);
+  }
+  ::closedir(dir);
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"can:test", "io:0", "io:1"}));
+  EXPECT_GT(ts.server().ThreadCpuTime(), absl::ZeroDuration());
 }
 
 TEST(RemoteServerTest, RemoteAndEmptyFramesCrossUnchanged) {

@@ -40,3 +40,18 @@ assert run["on_bus"] == 2000 and run["lost"] == 0 and run["refused"] == 0 and ru
 print("canbench smoke (--senders 2 at 1 Mbit/s): %d frames on the bus, %.0f frames/s, none refused" % (
     run["on_bus"], run["fps"]))
 PY
+# --baseline relay: the floor and canserver alternate on the same bus; both deliver every frame,
+# and each run reports its threads' CPU.
+"$bench" --clients 2 --rate 5000 --duration 1 --baseline relay --repeat 1 --progress=false \
+  --json "$out" >/dev/null
+check
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+targets = sorted(run["target"] for run in r["runs"])
+assert targets == ["canserver", "relay"], targets
+for run in r["runs"]:
+    assert run["server_cpu_s"] > 0, run
+print("canbench smoke (--baseline relay): " + ", ".join(
+    "%s %.1f us CPU/frame" % (run["target"], run["server_cpu_s"] * 1e6 / run["sent"]) for run in r["runs"]))
+PY

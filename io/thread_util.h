@@ -1,0 +1,24 @@
+// Naming the server's threads (top -H, ps -L, perf and gdb show the name) and reading the CPU
+// time each has used, so benchmarks and operators can tell what a frame costs.
+#pragma once
+
+#include <pthread.h>
+
+#include <thread>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace canserver {
+
+// Names the calling thread; the kernel keeps 15 bytes, so `name` is cut there.
+void NameThisThread(absl::string_view name) noexcept;
+
+// CPU time (user + system) the running thread `t` has used so far; zero once it has ended or
+// was never started. Any thread may ask.
+absl::Duration ThreadCpuTime(pthread_t t) noexcept;
+inline absl::Duration ThreadCpuTime(std::jthread& t) noexcept {
+  return t.joinable() ? ThreadCpuTime(t.native_handle()) : absl::ZeroDuration();
+}
+
+}  // namespace canserver
