@@ -50,6 +50,7 @@ struct CanChannelOptions {
   // A frame is refused with TransmitFail once the bus has accepted nothing for this long while it
   // waited (bus-off, no other node acking, a stalled queue). Zero: wait forever.
   absl::Duration tx_timeout = absl::Seconds(1);
+  int cpu = -1;  // the CAN thread runs on this CPU only (--cpu-affinity); -1: anywhere
 };
 
 class CanChannel {

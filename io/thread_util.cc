@@ -1,15 +1,41 @@
 #include "io/thread_util.h"
 
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
+
+#include "absl/strings/str_format.h"
 
 namespace canserver {
 
 void NameThisThread(absl::string_view name) noexcept {
   const std::string cut(name.substr(0, std::min<size_t>(name.size(), 15)));
   (void)::pthread_setname_np(::pthread_self(), cut.c_str());
+}
+
+absl::Status PinThisThread(int cpu) noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (const int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set); err != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cannot pin to CPU %d: %s", cpu, std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> AllowedCpus() noexcept {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
 }
 
 absl::Duration ThreadCpuTime(pthread_t t) noexcept {

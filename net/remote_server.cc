@@ -4,17 +4,20 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/log.h"
 #include "core/socketcand_codec.h"
 #include "core/status_macros.h"
 #include "core/version.h"
 #include "io/clock.h"
+#include "io/thread_util.h"
 #include "net/socket_util.h"
 
 namespace canserver {
@@ -40,6 +43,17 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
         "1024 bytes");
   }
   if (channels.empty()) return absl::InvalidArgumentError("no channel to serve");
+  for (const std::vector<int>* list :
+       {&options.cpu_affinity.can_cpus, &options.cpu_affinity.io_cpus}) {
+    const std::vector<int> allowed = AllowedCpus();
+    for (int cpu : *list) {
+      if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--cpu-affinity: CPU %d is not one this process may use (%s)", cpu,
+                            absl::StrJoin(allowed, ",")));
+      }
+    }
+  }
   std::vector<Served> served;
   for (ServedChannel& c : channels) {
     const std::string info = c.backend->channel_info();
@@ -48,8 +62,11 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
       return absl::Status(listener.status().code(),
                           absl::StrCat(listener.status().message(), " (for ", info, ")"));
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<CanChannel> channel,
-                     CanChannel::Create(std::move(c.backend), {error_frames, options.tx_timeout}));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<CanChannel> channel,
+        CanChannel::Create(std::move(c.backend),
+                           {error_frames, options.tx_timeout,
+                            CpuAffinity::For(options.cpu_affinity.can_cpus, served.size())}));
     Served s;
     s.port = LocalPort(listener->get());
     s.listener = *std::move(listener);

@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "core/bitrate_policy.h"
+#include "core/cpu_affinity.h"
 #include "core/v5_codec.h"
 #include "net/access_list.h"
 #include "net/socket_util.h"
@@ -26,6 +27,7 @@ struct ServerOptions {
   bool beacon = false;
   std::vector<HostPort> beacon_to;
   int io_threads = 2;
+  CpuAffinity cpu_affinity;  // --cpu-affinity: where the CAN and io threads run (none: anywhere)
   // > 0: the rate BusResponse reports for a bus without bit timing (canserver also sets it on
   // buses that have bit timing, at start).
   int32_t forced_bitrate = 0;

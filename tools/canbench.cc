@@ -75,6 +75,9 @@ ABSL_FLAG(std::string, protocol, "v5",
 ABSL_FLAG(int, socketcand_port, 29536,
           "with --server and --protocol socketcand/both: the server's socketcand port");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
+ABSL_FLAG(std::string, cpu_affinity, "",
+          "in-process server: CAN_CPUS/IO_CPUS as canserver --cpu-affinity (the relay floor "
+          "runs where the kernel puts it)");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
           "client, as separate client processes would)");
@@ -240,6 +243,7 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.io_threads = absl::GetFlag(FLAGS_threads);
+    ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
     if (!relay_floor) {

@@ -70,6 +70,11 @@ ABSL_FLAG(std::vector<std::string>, beacon_to, {},
           "42000), e.g. a PC on another subnet");
 ABSL_FLAG(int, threads, DefaultThreads(),
           "io threads serving clients (default: CPU count, at most 4)");
+ABSL_FLAG(std::string, cpu_affinity, "",
+          "CAN_CPUS/IO_CPUS: pin each channel's CAN thread to one CPU of the first list and each "
+          "io thread to one of the second, in turn (e.g. 0/1, 0/1-3; either side may be empty). "
+          "Default: the kernel places them; on 2 cores that measured as good or better "
+          "(docs/benchmarks.md)");
 ABSL_FLAG(int, bitrate, 0,
           "set every channel that has bit timing to this bit/s at start (socketcan: needs "
           "CAP_NET_ADMIN); on a bus without bit timing (vcan, virtual) the rate BusResponse "
@@ -174,7 +179,8 @@ int main(int argc, char** argv) {
           {"interface", "channel", "config", "wait_for_interface", "error_frames", "rcvbuf",
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
-         {"Network and access", {"host", "port", "threads", "allow", "http"}},
+         {"Network and access", {"host", "port", "allow", "http"}},
+         {"Threads", {"threads", "cpu_affinity"}},
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
          {"Limits (memory, time, fairness)",
@@ -245,6 +251,9 @@ int main(int argc, char** argv) {
   }
   if (!options.beacon_to.empty() && !options.beacon) return fail("--beacon-to needs --beacon");
   options.io_threads = absl::GetFlag(FLAGS_threads);
+  absl::StatusOr<CpuAffinity> affinity = ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity));
+  if (!affinity.ok()) return fail(std::string(affinity.status().message()));
+  options.cpu_affinity = *std::move(affinity);
   options.forced_bitrate = absl::GetFlag(FLAGS_bitrate);
   absl::StatusOr<BitratePolicy> policy = ParseBitratePolicy(absl::GetFlag(FLAGS_bitrate_policy));
   if (!policy.ok()) return fail(policy.status().message());

@@ -6,9 +6,11 @@
 
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/version.h"
 #include "gmock/gmock.h"
@@ -64,6 +66,38 @@ TEST(RemoteServerTest, ThreadsAreNamedAndTheirCpuTimeIsCounted) {
   ::closedir(dir);
   EXPECT_THAT(names, ::testing::IsSupersetOf({"can:test", "io:0", "io:1"}));
   EXPECT_GT(ts.server().ThreadCpuTime(), absl::ZeroDuration());
+}
+
+// --cpu-affinity 0/0: the CAN thread and the io threads run on CPU 0 only; a CPU the process may
+// not use is refused at start, naming it.
+TEST(RemoteServerTest, CpuAffinityPinsTheThreads) {
+  ServerOptions options;
+  options.cpu_affinity = *ParseCpuAffinity("0/0");
+  TestServer ts(options);
+  auto client = ts.Connect();  // the threads are running
+  std::map<std::string, std::string> allowed;
+  DIR* dir = ::opendir("/proc/self/task");
+  ASSERT_NE(dir, nullptr);
+  while (const dirent* e = ::readdir(dir)) {
+    std::ifstream comm(absl::StrCat("/proc/self/task/", e->d_name, "/comm"));
+    std::ifstream status(absl::StrCat("/proc/self/task/", e->d_name, "/status"));
+    std::string name, line;
+    if (!std::getline(comm, name)) continue;
+    while (std::getline(status, line)) {
+      if (absl::StartsWith(line, "Cpus_allowed_list:")) allowed[name] = line.substr(19);
+    }
+  }
+  ::closedir(dir);
+  EXPECT_EQ(allowed["can:test"], "0");
+  EXPECT_EQ(allowed["io:0"], "0");
+
+  options.cpu_affinity = *ParseCpuAffinity("/1000");
+  options.host = "127.0.0.1";
+  options.port = 0;
+  auto bus = *VirtualBus::Create("other");
+  auto refused = RemoteServer::Create(options, bus);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("CPU 1000 is not one"));
 }
 
 TEST(RemoteServerTest, RemoteAndEmptyFramesCrossUnchanged) {
