@@ -110,9 +110,7 @@ FilterSet BcmReceive::ChannelFilters() const {
   for (const auto& [key, job] : jobs_) {
     filters.push_back({key.id, key.extended ? kCanExtIdMax : kCanStdIdMax, key.extended});
   }
-  // Bit 31 is never set in a frame's id: this filter passes nothing.
-  if (filters.empty()) filters.push_back({0x80000000u, 0x80000000u, std::nullopt});
-  return FilterSet(std::move(filters));
+  return filters.empty() ? FilterSet::Nothing() : FilterSet(std::move(filters));
 }
 
 }  // namespace canserver

@@ -38,6 +38,8 @@ class FilterSet {
  public:
   FilterSet() = default;
   explicit FilterSet(std::vector<CanFilter> filters) : filters_(std::move(filters)) {}
+  // A set that passes no frame: one filter on bit 31, which no frame's id has.
+  static FilterSet Nothing() { return FilterSet({{0x80000000u, 0x80000000u, std::nullopt}}); }
 
   bool Matches(const CanFrame& frame) const {
     if (filters_.empty()) return true;

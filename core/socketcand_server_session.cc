@@ -206,7 +206,7 @@ absl::Status SocketcandServerSession::SwitchMode(Mode mode, std::string* reply) 
 FilterSet SocketcandServerSession::ModeFilters() const {
   if (mode_ == Mode::kRaw) return FilterSet();  // everything
   if (mode_ == Mode::kBcm) return rx_.ChannelFilters();
-  return BcmReceive().ChannelFilters();  // nothing
+  return FilterSet::Nothing();  // no frames in the other modes
 }
 
 absl::Status SocketcandServerSession::HandleSend(const Words& w) {
