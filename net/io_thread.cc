@@ -82,9 +82,10 @@ void IoThread::Run(std::stop_token stop) {
     }
     TakeAdopted();
     busy = false;
+    clock_.Reset();
     for (auto& [id, session] : sessions_) {
       (void)session->ResumeTransmit();
-      busy |= session->Pump();
+      busy |= session->Pump(clock_);
     }
     ReapClosed();
     if (busy) continue;
@@ -154,8 +155,9 @@ void IoThread::ReapClosed() {
 void IoThread::ShutdownSessions() {
   TakeAdopted();
   // Deliver what is queued plus the notice, for at most the shutdown grace, then close.
+  clock_.Reset();
   for (auto& [id, session] : sessions_) {
-    session->Pump();
+    session->Pump(clock_);
     session->AppendException("server shutting down");
   }
   const absl::Time deadline = absl::Now() + options_.shutdown_grace;

@@ -74,6 +74,7 @@ class IoThread {
   std::vector<Adopted> adopted_;  // guarded by adopt_mu_
 
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;  // io thread only
+  PassClock clock_;                                        // io thread only
   std::atomic<size_t> session_count_{0};
   absl::Time last_stats_;
   std::jthread thread_;

@@ -193,7 +193,7 @@ void Session::AppendReply(absl::string_view bytes) {
   }
 }
 
-bool Session::Pump() {
+bool Session::Pump(PassClock& clock) {
   if (closed_ || !subscriber_) return false;
   Subscriber& sub = *subscriber_;
   // Room is reserved for the largest event a frame can become (a CanFdMessage is 79 bytes, a
@@ -215,7 +215,7 @@ bool Session::Pump() {
     size_t pos = out_.size();
     out_.resize(pos + n * max_event);
     size_t encoded = 0;
-    const int64_t now = RealtimeNanos();  // one clock read per batch
+    const int64_t now = clock.Now(n);
     for (size_t i = 0; i < n; ++i) {
       size_t len = 0;
       switch (protocol_->EncodeFrame(frames[i], reinterpret_cast<uint8_t*>(&out_[pos]), &len)) {
