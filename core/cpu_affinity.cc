@@ -4,7 +4,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace canserver {
@@ -47,10 +46,6 @@ absl::StatusOr<CpuAffinity> ParseCpuAffinity(absl::string_view text) {
   a.can_cpus = *std::move(can);
   a.io_cpus = *std::move(io);
   return a;
-}
-
-std::string CpuAffinity::ToString() const {
-  return absl::StrCat(absl::StrJoin(can_cpus, ","), "/", absl::StrJoin(io_cpus, ","));
 }
 
 }  // namespace canserver

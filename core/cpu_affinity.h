@@ -4,7 +4,6 @@
 // side may be empty ("0/" pins only the CAN threads, "/1" only the io threads).
 #pragma once
 
-#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,7 +19,6 @@ struct CpuAffinity {
   static int For(const std::vector<int>& cpus, size_t index) {
     return cpus.empty() ? -1 : cpus[index % cpus.size()];
   }
-  std::string ToString() const;  // "0/1-3" style, as parsed
 };
 
 // Parses "CAN_CPUS/IO_CPUS"; "" is no pinning. Errors name the part that is wrong.

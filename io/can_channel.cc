@@ -99,11 +99,7 @@ bool CanChannel::Transmit(Subscriber& sub, CanFrame frame) noexcept {
 }
 
 void CanChannel::Run(std::stop_token stop) {
-  NameThisThread("can:" + backend_->name());
-  if (options_.cpu >= 0) {
-    if (absl::Status s = PinThisThread(options_.cpu); !s.ok())
-      CS_LOG(kWarning, "CAN thread for %s: %s; it runs anywhere", channel_info(), s.message());
-  }
+  PlaceThisThread("can:" + backend_->name(), options_.cpu);
   const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) {
     CS_LOG(kError, "CAN thread for %s: epoll_create1 failed; channel stopped", channel_info());

@@ -7,15 +7,14 @@
 #include <cstring>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "core/log.h"
 
 namespace canserver {
+namespace {
 
-void NameThisThread(absl::string_view name) noexcept {
-  const std::string cut(name.substr(0, std::min<size_t>(name.size(), 15)));
-  (void)::pthread_setname_np(::pthread_self(), cut.c_str());
-}
-
+// Confines the calling thread to CPU `cpu`; fails, naming the CPU, where it may not run.
 absl::Status PinThisThread(int cpu) noexcept {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -27,6 +26,13 @@ absl::Status PinThisThread(int cpu) noexcept {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+void NameThisThread(absl::string_view name) noexcept {
+  const std::string cut(name.substr(0, std::min<size_t>(name.size(), 15)));
+  (void)::pthread_setname_np(::pthread_self(), cut.c_str());
+}
+
 std::vector<int> AllowedCpus() noexcept {
   std::vector<int> cpus;
   cpu_set_t set;
@@ -36,6 +42,14 @@ std::vector<int> AllowedCpus() noexcept {
     if (CPU_ISSET(c, &set)) cpus.push_back(c);
   }
   return cpus;
+}
+
+void PlaceThisThread(absl::string_view name, int cpu) noexcept {
+  NameThisThread(name);
+  if (cpu < 0) return;
+  if (absl::Status s = PinThisThread(cpu); !s.ok()) {
+    CS_LOG(kWarning, "thread %s: %s; it runs anywhere", name, s.message());
+  }
 }
 
 absl::Duration ThreadCpuTime(pthread_t t) noexcept {

@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -16,13 +15,14 @@ namespace canserver {
 // Names the calling thread; the kernel keeps 15 bytes, so `name` is cut there.
 void NameThisThread(absl::string_view name) noexcept;
 
-// Confines the calling thread to CPU `cpu`. Fails (naming the CPU) when the process may not
-// run there.
-absl::Status PinThisThread(int cpu) noexcept;
-
 // The CPUs this process may run on (its affinity mask, e.g. from taskset or systemd's
 // CPUAffinity=).
 std::vector<int> AllowedCpus() noexcept;
+
+// Names the calling thread and, for `cpu` >= 0, pins it there; a pin that fails is logged as a
+// warning and the thread runs anywhere (the server checked the CPUs at start). Each server
+// thread calls it first thing.
+void PlaceThisThread(absl::string_view name, int cpu) noexcept;
 
 // CPU time (user + system) the running thread `t` has used so far; zero once it has ended or
 // was never started. Any thread may ask.

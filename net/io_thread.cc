@@ -60,12 +60,8 @@ void IoThread::Stop() {
 }
 
 void IoThread::Run(std::stop_token stop) {
-  NameThisThread(absl::StrCat("io:", index_));
-  if (const int cpu = CpuAffinity::For(options_.cpu_affinity.io_cpus, static_cast<size_t>(index_));
-      cpu >= 0) {
-    if (absl::Status s = PinThisThread(cpu); !s.ok())
-      CS_LOG(kWarning, "io thread %d: %s; it runs anywhere", index_, s.message());
-  }
+  PlaceThisThread(absl::StrCat("io:", index_),
+                  CpuAffinity::For(options_.cpu_affinity.io_cpus, static_cast<size_t>(index_)));
   (void)loop_->Add(wakeup_->fd(), EPOLLIN, [this](uint32_t) { wakeup_->Drain(); });
   (void)loop_->Add(timer_.get(), EPOLLIN, [this](uint32_t) {
     uint64_t expirations;

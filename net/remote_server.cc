@@ -43,9 +43,9 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
         "1024 bytes");
   }
   if (channels.empty()) return absl::InvalidArgumentError("no channel to serve");
+  const std::vector<int> allowed = AllowedCpus();
   for (const std::vector<int>* list :
        {&options.cpu_affinity.can_cpus, &options.cpu_affinity.io_cpus}) {
-    const std::vector<int> allowed = AllowedCpus();
     for (int cpu : *list) {
       if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
         return absl::InvalidArgumentError(

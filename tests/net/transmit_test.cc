@@ -123,7 +123,8 @@ TEST(TransmitTest, ABurstIntoASlowBusIsPacedNotRefused) {
   // queue (1.1 ms) idles the wire. Alone on a quiet machine that is 1.0-1.2x; this suite runs
   // serially, but a shared CI host still stretched it to 1.85x once, so the bound here only
   // catches gross idling (the figure is printed; canbench --senders measures it).
-  EXPECT_LE(on_bus, wire * (testing::kSanitized ? 3.0 : 2.0)) << "the wire idled while frames waited";
+  EXPECT_LE(on_bus, wire * (testing::kSanitized ? 3.0 : 2.0))
+      << "the wire idled while frames waited";
   const auto& c = ts.server().channel().counters();
   EXPECT_EQ(c.bus_tx_failed.Get(), 0u);
   EXPECT_GT(c.tx_busy.Get(), 0u);
