@@ -36,11 +36,11 @@ std::string ChannelCounters::Summary() const {
   return absl::StrFormat(
       "bus_rx=%d bus_tx=%d bus_tx_failed=%d tx_timeout=%d tx_bus_error=%d tx_no_fd=%d tx_busy=%d "
       "tx_wait_max_us=%d tx_wait_mean_us=%d kernel_drops=%d ring_drops=%d state_changes=%d "
-      "bus_off=%d",
+      "bus_off=%d direct_frames=%d",
       bus_rx.Get(), bus_tx.Get(), bus_tx_failed.Get(), tx_timeout.Get(), tx_bus_error.Get(),
       tx_no_fd.Get(), tx_busy.Get(), tx_wait_max_us.Get(),
       bus_tx.Get() == 0 ? 0 : tx_wait_total_us.Get() / bus_tx.Get(), kernel_drops.Get(),
-      ring_drops.Get(), state_changes.Get(), bus_off.Get());
+      ring_drops.Get(), state_changes.Get(), bus_off.Get(), direct_frames.Get());
 }
 
 }  // namespace canserver

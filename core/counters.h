@@ -26,12 +26,14 @@ struct Counter {
 
 // One client session.
 struct SessionCounters {
-  Counter frames_to_client;    // io thread: CanMessages encoded for the client
+  // The client's output is counted by whoever holds its socket: its io thread, or the CAN thread
+  // during a direct write (io/subscriber.h, SocketLoan); the hand-over orders the writes.
+  Counter frames_to_client;    // socket holder: CanMessages encoded for the client
   Counter frames_from_client;  // io thread: CanMessages received from the client
-  Counter bytes_to_client;     // io thread
+  Counter bytes_to_client;     // socket holder
   Counter bytes_from_client;   // io thread
   Counter drops_ring_full;     // CAN thread: frames this client missed because its ring was full
-  Counter drops_unsupported;   // io thread: CAN FD frames a version 5 client cannot receive
+  Counter drops_unsupported;   // socket holder: CAN FD frames a version 5 client cannot receive
   // The transmit path (docs/architecture.md): a frame from the client is queued, then written or
   // refused. tx_failed = tx_timeout + tx_bus_error + tx_no_fd; each one was answered with
   // TransmitFail.
@@ -90,6 +92,7 @@ struct ChannelCounters {
   Counter bus_off;           // CAN thread: times the controller went bus-off
   Counter ring_drops;        // CAN thread: frames dropped for some client (sum over clients)
   Counter filtered_out;      // CAN thread: (frame, client) pairs rejected by the client's filters
+  Counter direct_frames;     // CAN thread: frames it wrote to idle clients' sockets itself
 
   std::string Summary() const;
 };

@@ -23,6 +23,11 @@
 
 namespace canserver {
 
+// Encodes `frame` into `out` (room for the protocol's max_frame_bytes()) using nothing but the
+// frame, and returns the bytes written; 0: the client cannot be given it (a counted drop). Safe
+// on any thread: the channel's CAN thread calls it for direct writes (net/session.h).
+using StatelessEncodeFn = size_t (*)(const CanFrame& frame, uint8_t* out) noexcept;
+
 // A periodic transmit job as the front ends ask for it.
 struct PeriodicRequest {
   absl::Duration period;
@@ -109,6 +114,10 @@ class ServerProtocol {
   // kUnsupported: the client cannot be given it (CAN FD on a version 5 session), a counted drop;
   // kNotWanted: the client's own receive rules (socketcand's BCM content filters) pass it over.
   virtual Encoded EncodeFrame(const CanFrame& frame, uint8_t* out, size_t* length) = 0;
+  // The same encoding as a function of the frame alone, once the bus is open, where the protocol
+  // has one (v5/v6: yes; socketcand's BCM rules depend on the session: nullptr). It lets the CAN
+  // thread write frames to an idle client's socket itself.
+  virtual StatelessEncodeFn stateless_encoder() const { return nullptr; }
   // Tells the client that `count` of its frames were refused by the bus.
   virtual void AppendTransmitFail(uint32_t count, std::string* out) const = 0;
   // A message that ends the session (shutdown, slow client, handshake timeout).

@@ -65,6 +65,14 @@ ServerProtocol::Encoded V5ServerSession::EncodeFrame(const CanFrame& frame, uint
   return Encoded::kWritten;
 }
 
+StatelessEncodeFn V5ServerSession::stateless_encoder() const {
+  if (state_ != State::kOpen) return nullptr;
+  if (fd_enabled()) return &v5::EncodeFrameV6;
+  return [](const CanFrame& frame, uint8_t* out) noexcept -> size_t {
+    return v5::EncodeCanMessage(frame, out) ? v5::kCanMessageSize : 0;
+  };
+}
+
 absl::Status V5ServerSession::StartPeriodic(int32_t period_ms, int32_t duration_ms,
                                             const CanFrame& frame) {
   return actions_->StartPeriodic(

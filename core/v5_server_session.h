@@ -46,6 +46,7 @@ class V5ServerSession final : public ServerProtocol {
     return fd_enabled() ? v5::kMaxCanFdMessageSize : v5::kCanMessageSize;
   }
   Encoded EncodeFrame(const CanFrame& frame, uint8_t* out, size_t* length) override;
+  StatelessEncodeFn stateless_encoder() const override;
   void AppendTransmitFail(uint32_t count, std::string* out) const override;
   void AppendError(absl::string_view text, std::string* out) const override;
 

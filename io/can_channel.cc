@@ -1,6 +1,7 @@
 #include "io/can_channel.h"
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -241,6 +242,7 @@ bool CanChannel::ReceiveBatch() {
     if (!frames[i].remote()) bytes += frames[i].len;
     FanOut(frames[i], 0);
   }
+  WriteDirect();
   counters_.bus_rx_bytes.Add(bytes);
   return true;
 }
@@ -322,6 +324,7 @@ bool CanChannel::TransmitBatch() {
     if (!f.remote()) counters_.bus_tx_bytes.Add(f.len);
     FanOut(f, e.subscriber->id);
   }
+  WriteDirect();
   counters_.bus_tx.Add(sent);
   for (size_t i : active_) {
     DropCarryFront(entries_[i], entries_[i].written);
@@ -405,13 +408,91 @@ void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
       counters_.filtered_out.Add();
       continue;
     }
-    if (!sub.ring.TryPush(frame)) {
+    // Straight to the socket if its io thread lent it and nothing older waits in the ring; once
+    // one frame of the batch goes that way, the rest follow it (order).
+    if (e.direct_count > 0 ||
+        (sub.loan.state.load(std::memory_order_relaxed) == SocketLoan::kLent &&
+         sub.ring.size_approx() == 0)) {
+      if (e.direct_count == 0) direct_entries_.push_back(static_cast<size_t>(&e - entries_.data()));
+      e.direct[e.direct_count++] = frame;
+      if (e.direct_count == kBatch) WriteDirect(e, RealtimeNanos());
+      continue;
+    }
+    PushToRing(e, &frame, 1);
+  }
+}
+
+void CanChannel::PushToRing(Entry& e, const CanFrame* frames, size_t n) noexcept {
+  Subscriber& sub = *e.subscriber;
+  for (size_t i = 0; i < n; ++i) {
+    if (!sub.ring.TryPush(frames[i])) {
       sub.counters.drops_ring_full.Add();
       counters_.ring_drops.Add();
       continue;
     }
     e.needs_wake = true;
   }
+}
+
+void CanChannel::WriteDirect() noexcept {
+  if (direct_entries_.empty()) return;
+  const int64_t now = RealtimeNanos();  // one clock read for the batch's latency stamps
+  for (size_t i : direct_entries_) {
+    if (entries_[i].direct_count > 0) WriteDirect(entries_[i], now);
+  }
+  direct_entries_.clear();
+}
+
+void CanChannel::WriteDirect(Entry& e, int64_t now) noexcept {
+  const size_t n = e.direct_count;
+  e.direct_count = 0;
+  Subscriber& sub = *e.subscriber;
+  SocketLoan& loan = sub.loan;
+  uint8_t lent = SocketLoan::kLent;
+  if (!loan.state.compare_exchange_strong(lent, SocketLoan::kWriting, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
+    PushToRing(e, e.direct.get(), n);  // the io thread took it back: its usual path
+    return;
+  }
+  // Exact on this side (the only producer): frames pushed earlier and not yet taken go first.
+  if (sub.ring.size_approx() != 0) {
+    loan.state.store(SocketLoan::kLent, std::memory_order_release);
+    PushToRing(e, e.direct.get(), n);
+    return;
+  }
+  uint8_t* out = direct_out_.get();
+  size_t len = 0;
+  size_t encoded = 0;
+  int64_t latency_ns[kBatch];
+  for (size_t i = 0; i < n; ++i) {
+    const size_t m = loan.encode(e.direct[i], out + len);
+    if (m == 0) {
+      sub.counters.drops_unsupported.Add();  // e.g. an FD frame for a version 5 client
+      continue;
+    }
+    len += m;
+    latency_ns[encoded++] = now - e.direct[i].timestamp_ns;
+  }
+  ssize_t sent = 0;
+  if (len > 0) {
+    do {
+      sent = ::send(loan.fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+  }
+  const size_t taken = sent > 0 ? static_cast<size_t>(sent) : 0;
+  sub.counters.frames_to_client.Add(encoded);
+  sub.counters.bytes_to_client.Add(taken);
+  counters_.direct_frames.Add(encoded);
+  delivery_latency_.Record(latency_ns, encoded);
+  if (taken == len) {
+    loan.state.store(SocketLoan::kLent, std::memory_order_release);
+    return;
+  }
+  // A full socket buffer or an error: the io thread writes the rest (or meets the error itself)
+  // and goes on the usual way, waiting for EPOLLOUT.
+  loan.unsent.assign(reinterpret_cast<const char*>(out + taken), len - taken);
+  loan.state.store(SocketLoan::kHeld, std::memory_order_release);
+  sub.wakeup->Notify();
 }
 
 void CanChannel::FlushWakeups() noexcept {

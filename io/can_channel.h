@@ -75,6 +75,10 @@ class CanChannel {
   // sub.tx_gate says there is room (never a TransmitFail). Never allocates. sub's io thread only.
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
 
+  // The largest event a client's stateless encoder may write per frame for the CAN thread to
+  // take its socket on loan (io/subscriber.h, SocketLoan; a v6 CanFdMessage is 79 bytes).
+  static constexpr size_t kMaxDirectEventBytes = 128;
+
   const ChannelCounters& counters() const { return counters_; }
   // CPU time the CAN thread has used; call while the channel runs (between Start and Stop).
   absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
@@ -111,6 +115,9 @@ class CanChannel {
     std::unique_ptr<CanFrame[]> carry = std::make_unique<CanFrame[]>(kBatch);
     size_t carry_count = 0;
     size_t written = 0;  // scratch while a batch is written
+    // Frames of this batch for a direct write to the client's socket (SocketLoan), oldest first.
+    std::unique_ptr<CanFrame[]> direct = std::make_unique<CanFrame[]>(kBatch);
+    size_t direct_count = 0;
   };
 
   CanChannel(std::shared_ptr<CanBackend> backend, CanChannelOptions options, Wakeup wakeup,
@@ -127,6 +134,11 @@ class CanChannel {
   void Refuse(size_t batch_index, bool timeout, int error) noexcept;
   void ScheduleRetry(int64_t now_mono, size_t written) noexcept;
   void FanOut(const CanFrame& frame, uint64_t origin) noexcept;
+  // Ends a batch's fan-out: writes each entry's direct frames to its client's socket, or, if the
+  // io thread took the socket back meanwhile, into its ring.
+  void WriteDirect() noexcept;
+  void WriteDirect(Entry& e, int64_t now) noexcept;
+  void PushToRing(Entry& e, const CanFrame* frames, size_t n) noexcept;
   void FlushWakeups() noexcept;
   bool TxWaiting() const noexcept;
   void Sleep(int epfd) noexcept;
@@ -155,6 +167,9 @@ class CanChannel {
   int64_t stall_since_ns_ = 0;  // when the bus last refused after taking a frame; 0 = not stalled
   int64_t backoff_ns_ = 0;
   std::vector<const Wakeup*> to_wake_;
+  std::vector<size_t> direct_entries_;  // entries with direct frames in this batch
+  std::unique_ptr<uint8_t[]> direct_out_ =
+      std::make_unique<uint8_t[]>(kBatch * kMaxDirectEventBytes);
 
   ChannelCounters counters_;
   DeliveryLatency delivery_latency_;

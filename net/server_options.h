@@ -27,6 +27,9 @@ struct ServerOptions {
   bool beacon = false;
   std::vector<HostPort> beacon_to;
   int io_threads = 2;
+  // The CAN thread writes frames straight to a v5/v6 client's socket while its io thread sleeps
+  // with nothing pending for it (io/subscriber.h, SocketLoan); false: always through the io thread.
+  bool direct_write = true;
   CpuAffinity cpu_affinity;  // --cpu-affinity: where the CAN and io threads run (none: anywhere)
   // > 0: the rate BusResponse reports for a bus without bit timing (canserver also sets it on
   // buses that have bit timing, at start).

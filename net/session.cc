@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -187,6 +188,7 @@ void Session::AppendReply(absl::string_view bytes) {
   // Control replies (BusResponse, TransmitFail, RemoteException, socketcand's "< ok >") are small
   // and rare; they may exceed the output cap by their own size so they are never lost. A client
   // that asks for replies and never reads them is disconnected before it costs more.
+  HoldSocket();
   out_.append(bytes.data(), bytes.size());
   if (pending_bytes() > options_.output_buffer_bytes + kReplySlack && !closed_) {
     Close("client does not read its replies", "");
@@ -195,6 +197,7 @@ void Session::AppendReply(absl::string_view bytes) {
 
 bool Session::Pump(PassClock& clock) {
   if (closed_ || !subscriber_) return false;
+  HoldSocket();
   Subscriber& sub = *subscriber_;
   // Room is reserved for the largest event a frame can become (a CanFdMessage is 79 bytes, a
   // socketcand element up to 192) and the buffer cut back to what was encoded.
@@ -255,10 +258,43 @@ bool Session::PrepareSleep() {
     subscriber_->gate.Disarm();
     return false;
   }
+  if (!lent_ && options_.direct_write && pending_bytes() == 0 && !peer_gone_ && !eof_pending_) {
+    SocketLoan& loan = subscriber_->loan;
+    if (loan.encode == nullptr &&
+        protocol_->max_frame_bytes() <= CanChannel::kMaxDirectEventBytes) {
+      loan.fd = fd_.get();
+      loan.encode = protocol_->stateless_encoder();
+    }
+    if (loan.encode != nullptr) {
+      // Frames pushed after the HasWork() above stay in the ring: the CAN thread writes directly
+      // only while the ring is empty, and their push notified the gate armed above.
+      loan.state.store(SocketLoan::kLent, std::memory_order_release);
+      lent_ = true;
+    }
+  }
   return true;
 }
 
+void Session::TakeSocketBack() {
+  SocketLoan& loan = subscriber_->loan;
+  uint8_t state = SocketLoan::kLent;
+  // kWriting: a direct write is under way (one send); kHeld: the CAN thread handed it back.
+  while (!loan.state.compare_exchange_weak(state, SocketLoan::kHeld, std::memory_order_acquire,
+                                           std::memory_order_acquire) &&
+         state != SocketLoan::kHeld) {
+    if (state == SocketLoan::kWriting) std::this_thread::yield();
+    state = SocketLoan::kLent;
+  }
+  lent_ = false;
+  if (!loan.unsent.empty()) {
+    // The output buffer was empty when it was lent, and nothing was added since.
+    out_.append(loan.unsent);
+    loan.unsent.clear();
+  }
+}
+
 void Session::Flush(size_t budget) {
+  HoldSocket();
   if (peer_gone_) {  // nobody to read it
     out_.clear();
     out_head_ = 0;
@@ -350,6 +386,7 @@ bool Session::FlushAll() {
 
 void Session::Close(absl::string_view reason, absl::string_view remote_exception) {
   if (closed_) return;
+  HoldSocket();
   if (!remote_exception.empty()) AppendException(remote_exception);
   // One last non-blocking attempt to deliver what is pending (a RemoteException above all).
   if (pending_bytes() > 0) {

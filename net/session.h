@@ -90,8 +90,9 @@ class Session final : public SessionActions {
   // Moves frames and TransmitFails owed to the client into the output buffer and writes.
   // Returns true if work remains (budget spent while frames wait), so the loop must come back.
   bool Pump(PassClock& clock);
-  // Before the io thread sleeps: arms the wakeup gate unless work is waiting. Returns false if
-  // work is waiting (the thread must not sleep).
+  // Before the io thread sleeps: arms the wakeup gate unless work is waiting, and lends the
+  // socket to the CAN thread when nothing is pending for the client (direct writes,
+  // io/subscriber.h). Returns false if work is waiting (the thread must not sleep).
   bool PrepareSleep();
   // Housekeeping tick: handshake timeout and slow-client policy.
   void Tick(absl::Time now);
@@ -117,6 +118,12 @@ class Session final : public SessionActions {
 
  private:
   size_t pending_bytes() const { return out_.size() - out_head_; }
+  // Takes the socket back from the CAN thread if it is lent, with what it could not write. Before
+  // anything touches the socket, the output buffer or the ring.
+  void HoldSocket() {
+    if (lent_) TakeSocketBack();
+  }
+  void TakeSocketBack();
   void AppendReply(absl::string_view bytes);
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
@@ -164,6 +171,7 @@ class Session final : public SessionActions {
   bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
   bool closed_ = false;
+  bool lent_ = false;  // subscriber_->loan may be with the CAN thread
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;
   absl::Time lagging_since_ = absl::InfiniteFuture();

@@ -78,6 +78,9 @@ ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(std::string, cpu_affinity, "",
           "in-process server: CAN_CPUS/IO_CPUS as canserver --cpu-affinity (the relay floor "
           "runs where the kernel puts it)");
+ABSL_FLAG(bool, direct_write, true,
+          "in-process server: as canserver --direct-write (false: every frame through an io "
+          "thread, to measure what direct writes change)");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
           "client, as separate client processes would)");
@@ -244,6 +247,7 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     options.port = 0;
     options.io_threads = absl::GetFlag(FLAGS_threads);
     ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
+    options.direct_write = absl::GetFlag(FLAGS_direct_write);
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
     if (!relay_floor) {

@@ -75,6 +75,10 @@ ABSL_FLAG(std::string, cpu_affinity, "",
           "io thread to one of the second, in turn (e.g. 0/1, 0/1-3; either side may be empty). "
           "Default: the kernel places them; on 2 cores that measured as good or better "
           "(docs/benchmarks.md)");
+ABSL_FLAG(bool, direct_write, true,
+          "let the CAN thread write frames straight to a v5/v6 client's socket while its io "
+          "thread sleeps with nothing queued for it: one thread hand-off fewer per frame on a "
+          "quiet bus; frames stay in bus order (false: always through the io thread)");
 ABSL_FLAG(int, bitrate, 0,
           "set every channel that has bit timing to this bit/s at start (socketcan: needs "
           "CAP_NET_ADMIN); on a bus without bit timing (vcan, virtual) the rate BusResponse "
@@ -180,7 +184,7 @@ int main(int argc, char** argv) {
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
          {"Network and access", {"host", "port", "allow", "http"}},
-         {"Threads", {"threads", "cpu_affinity"}},
+         {"Threads", {"threads", "cpu_affinity", "direct_write"}},
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
          {"Limits (memory, time, fairness)",
@@ -254,6 +258,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<CpuAffinity> affinity = ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity));
   if (!affinity.ok()) return fail(std::string(affinity.status().message()));
   options.cpu_affinity = *std::move(affinity);
+  options.direct_write = absl::GetFlag(FLAGS_direct_write);
   options.forced_bitrate = absl::GetFlag(FLAGS_bitrate);
   absl::StatusOr<BitratePolicy> policy = ParseBitratePolicy(absl::GetFlag(FLAGS_bitrate_policy));
   if (!policy.ok()) return fail(policy.status().message());
