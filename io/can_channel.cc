@@ -118,6 +118,7 @@ void CanChannel::Run(std::stop_token stop) {
     if (commands_pending_.load(std::memory_order_relaxed)) ApplyCommands();
     const bool received = ReceiveBatch();
     const bool transmitted = TransmitBatch();
+    woke_ = false;
     if (backend_->rx_fd_epoch() != rx_epoch) {
       // The backend swapped its socket (an interface went away or came back). A closed fd has
       // left the epoll set by itself; DEL covers one that was not closed.
@@ -162,6 +163,7 @@ void CanChannel::Sleep(int epfd) noexcept {
   epoll_event events[3];
   const int ready = ::epoll_wait(epfd, events, 3, -1);
   gate_.Disarm();
+  woke_ = true;
   // Clear only the descriptors that woke us: a read that would find nothing is a wasted syscall
   // on every wake-up of the quiet path (three per frame batch before). One left readable by a
   // late notify just makes the next epoll_wait return at once.
@@ -236,6 +238,7 @@ bool CanChannel::ReceiveBatch() {
   }
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
+  direct_batch_ = woke_ && n <= kMaxDirectBatch;
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
@@ -310,6 +313,7 @@ bool CanChannel::TransmitBatch() {
   int error = 0;
   const size_t sent = backend_->Send(batch_, n, &error);
   const int64_t now = RealtimeNanos();
+  direct_batch_ = woke_ && sent <= kMaxDirectBatch;
   for (size_t j = 0; j < sent; ++j) {
     Entry& e = entries_[batch_entry_[j]];
     CanFrame& f = batch_[j];
@@ -411,7 +415,7 @@ void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
     // Straight to the socket if its io thread lent it and nothing older waits in the ring; once
     // one frame of the batch goes that way, the rest follow it (order).
     if (e.direct_count > 0 ||
-        (sub.loan.state.load(std::memory_order_relaxed) == SocketLoan::kLent &&
+        (direct_batch_ && sub.loan.state.load(std::memory_order_relaxed) == SocketLoan::kLent &&
          sub.ring.size_approx() == 0)) {
       if (e.direct_count == 0) direct_entries_.push_back(static_cast<size_t>(&e - entries_.data()));
       e.direct[e.direct_count++] = frame;
