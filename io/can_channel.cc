@@ -314,6 +314,9 @@ bool CanChannel::TransmitBatch() {
   const size_t sent = backend_->Send(batch_, n, &error);
   const int64_t now = RealtimeNanos();
   direct_batch_ = woke_ && sent <= kMaxDirectBatch;
+  // Counted before the fan-out: a direct write can reach a client before this function returns,
+  // and what a client received must already show as written.
+  counters_.bus_tx.Add(sent);
   for (size_t j = 0; j < sent; ++j) {
     Entry& e = entries_[batch_entry_[j]];
     CanFrame& f = batch_[j];
@@ -329,7 +332,6 @@ bool CanChannel::TransmitBatch() {
     FanOut(f, e.subscriber->id);
   }
   WriteDirect();
-  counters_.bus_tx.Add(sent);
   for (size_t i : active_) {
     DropCarryFront(entries_[i], entries_[i].written);
     entries_[i].written = 0;
@@ -477,6 +479,11 @@ void CanChannel::WriteDirect(Entry& e, int64_t now) noexcept {
     len += m;
     latency_ns[encoded++] = now - e.direct[i].timestamp_ns;
   }
+  // Counted before the send, as the io thread counts when it encodes: a client that has its frames
+  // must find them counted.
+  sub.counters.frames_to_client.Add(encoded);
+  counters_.direct_frames.Add(encoded);
+  delivery_latency_.Record(latency_ns, encoded);
   ssize_t sent = 0;
   if (len > 0) {
     do {
@@ -484,10 +491,7 @@ void CanChannel::WriteDirect(Entry& e, int64_t now) noexcept {
     } while (sent < 0 && errno == EINTR);
   }
   const size_t taken = sent > 0 ? static_cast<size_t>(sent) : 0;
-  sub.counters.frames_to_client.Add(encoded);
   sub.counters.bytes_to_client.Add(taken);
-  counters_.direct_frames.Add(encoded);
-  delivery_latency_.Record(latency_ns, encoded);
   if (taken == len) {
     loan.state.store(SocketLoan::kLent, std::memory_order_release);
     return;

@@ -266,6 +266,10 @@ void RemoteServer::AcceptAll(size_t channel) {
       return;
     }
     (void)SetNoDelay(fd.get());
+    if (options_.client_rcvbuf_bytes > 0) {
+      const int rcvbuf = static_cast<int>(options_.client_rcvbuf_bytes);
+      (void)::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    }
     if (!options_.allow.Allows(fd.get())) {
       Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");
       CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),

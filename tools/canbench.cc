@@ -81,6 +81,8 @@ ABSL_FLAG(std::string, cpu_affinity, "",
 ABSL_FLAG(bool, direct_write, true,
           "in-process server: as canserver --direct-write (false: every frame through an io "
           "thread, to measure what direct writes change)");
+ABSL_FLAG(int, client_rcvbuf, 128 * 1024,
+          "in-process server: as canserver --client-rcvbuf (0: the kernel's autotuning)");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
           "client, as separate client processes would)");
@@ -248,6 +250,8 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     options.io_threads = absl::GetFlag(FLAGS_threads);
     ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
     options.direct_write = absl::GetFlag(FLAGS_direct_write);
+    options.client_rcvbuf_bytes =
+        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_rcvbuf)));
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
     if (!relay_floor) {
@@ -657,6 +661,7 @@ int RunSenders() {
   o.backend = absl::GetFlag(FLAGS_backend);
   o.channel = absl::GetFlag(FLAGS_channel);
   o.io_threads = absl::GetFlag(FLAGS_threads);
+  o.client_rcvbuf = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_rcvbuf)));
   o.virtual_bitrate = absl::GetFlag(FLAGS_virtual_bitrate);
   o.bitrate =
       absl::GetFlag(FLAGS_bus_bitrate) > 0 ? absl::GetFlag(FLAGS_bus_bitrate) : o.virtual_bitrate;

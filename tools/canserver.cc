@@ -105,6 +105,10 @@ ABSL_FLAG(int, max_clients, 256, "clients served at once; the next gets 'server 
 ABSL_FLAG(int, client_tx_queue, 1024,
           "frames from one client waiting for the bus (80 bytes each); while it is full the "
           "client is not read, so TCP slows it to the bus rate — nothing is refused for it");
+ABSL_FLAG(int, client_rcvbuf, 128 * 1024,
+          "kernel receive buffer per client socket, bytes (SO_RCVBUF): bounds how far a "
+          "sending client runs ahead of a busy bus before TCP holds it; 0: the kernel's "
+          "autotuning (megabytes)");
 ABSL_FLAG(absl::Duration, tx_timeout, absl::Seconds(1),
           "refuse waiting frames with TransmitFail once the bus has taken nothing for this long "
           "(bus-off, no node acking); 0: wait forever");
@@ -188,8 +192,8 @@ int main(int argc, char** argv) {
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
          {"Limits (memory, time, fairness)",
-          {"ring_size", "output_buffer", "max_clients", "client_tx_queue", "tx_timeout",
-           "max_periodic_jobs", "handshake_timeout", "slow_client_timeout"}},
+          {"ring_size", "output_buffer", "max_clients", "client_tx_queue", "client_rcvbuf",
+           "tx_timeout", "max_periodic_jobs", "handshake_timeout", "slow_client_timeout"}},
          {"Logging", {"v", "stats_interval"}}},
         "tools/canserver.cc");
     return 0;
@@ -267,6 +271,8 @@ int main(int argc, char** argv) {
   options.output_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_output_buffer));
   options.max_clients = static_cast<size_t>(absl::GetFlag(FLAGS_max_clients));
   options.client_tx_frames = static_cast<size_t>(absl::GetFlag(FLAGS_client_tx_queue));
+  if (absl::GetFlag(FLAGS_client_rcvbuf) < 0) return fail("--client-rcvbuf must not be negative");
+  options.client_rcvbuf_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_client_rcvbuf));
   options.tx_timeout = absl::GetFlag(FLAGS_tx_timeout);
   if (options.tx_timeout < absl::ZeroDuration()) return fail("--tx-timeout must not be negative");
   if (absl::GetFlag(FLAGS_virtual_bitrate) < 0) {

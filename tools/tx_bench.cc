@@ -157,6 +157,7 @@ absl::StatusOr<std::vector<TxBenchRun>> RunTxBench(const TxBenchOptions& o, int 
     options.host = "127.0.0.1";
     options.port = 0;
     options.io_threads = o.io_threads;
+    options.client_rcvbuf_bytes = o.client_rcvbuf;
     options.ring_frames = 1 << 17;  // the observing client must not be the bottleneck
     ASSIGN_OR_RETURN(server, RemoteServer::Create(options, backend));
     address = absl::StrFormat("127.0.0.1:%d", server->port());

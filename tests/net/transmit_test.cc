@@ -130,6 +130,35 @@ TEST(TransmitTest, ABurstIntoASlowBusIsPacedNotRefused) {
   EXPECT_GT(c.tx_busy.Get(), 0u);
 }
 
+// How far a sending client can run ahead of a busy bus is bounded: once the tx queue, the
+// server's undecoded input and the socket buffers hold their share, TCP holds the client (a
+// flashing tool's "sent" means "nearly on the bus"). Measured here: 15,000-20,000 frames; 25,000
+// with the kernel's receive-buffer autotuning (--client-rcvbuf 0), which in the VM's kernel let
+// a whole 1.4 MB burst vanish (vcan scenario 29).
+TEST(TransmitTest, ASendingClientRunsAheadOfABusyBusByABoundedAmount) {
+  TestServer ts({}, false, Wire(5000000));  // 45,000 frames/s: the burst takes 1.3 s
+  auto sender = ts.Connect();
+  const int sndbuf = 64 << 10;  // as a real network's congestion window would bound it
+  ASSERT_EQ(::setsockopt(sender->fileno(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+  constexpr uint32_t kFrames = 60000;  // 1.4 MB of CanMessages
+  std::vector<CanFrame> frames;
+  for (uint32_t i = 0; i < kFrames; ++i) {
+    CanFrame f = SeqFrame(0x100, i);
+    f.len = 8;
+    frames.push_back(f);
+  }
+  ASSERT_TRUE(sender->SendMany(frames).ok());
+  const auto& c = ts.server().channel().counters();
+  const uint64_t ahead = kFrames - c.bus_tx.Get();
+  std::printf("when SendMany returned, %llu of %u frames were not yet on the bus\n",
+              static_cast<unsigned long long>(ahead), kFrames);
+  // Client send buffer (2 x 64 KiB) + server receive buffer (2 x 128 KiB) + 256 KiB undecoded +
+  // the 1,024-frame tx queue: about 768 KiB, 33,000 CanMessages at most.
+  EXPECT_LE(ahead, 36000u);
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return c.bus_tx.Get() == kFrames; }));
+  EXPECT_EQ(sender->transmit_failures(), 0u);
+}
+
 // A client that sends a burst and closes its side at once (python-can's shutdown after send,
 // can.player at the end of a log): every frame it sent still reaches the bus, those the server
 // held back undecoded included, and then the server ends the session; v5 and socketcand alike.
