@@ -238,7 +238,8 @@ bool CanChannel::ReceiveBatch() {
   }
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
-  direct_batch_ = woke_ && n <= kMaxDirectBatch;
+  direct_batch_ = n <= kMaxDirectBatch && (woke_ || last_rx_batch_ <= kMaxDirectBatch);
+  last_rx_batch_ = n;
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
@@ -313,7 +314,8 @@ bool CanChannel::TransmitBatch() {
   int error = 0;
   const size_t sent = backend_->Send(batch_, n, &error);
   const int64_t now = RealtimeNanos();
-  direct_batch_ = woke_ && sent <= kMaxDirectBatch;
+  direct_batch_ = sent <= kMaxDirectBatch && (woke_ || last_tx_batch_ <= kMaxDirectBatch);
+  last_tx_batch_ = sent;
   // Counted before the fan-out: a direct write can reach a client before this function returns,
   // and what a client received must already show as written.
   counters_.bus_tx.Add(sent);

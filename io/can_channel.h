@@ -167,12 +167,15 @@ class CanChannel {
   int64_t stall_since_ns_ = 0;  // when the bus last refused after taking a frame; 0 = not stalled
   int64_t backoff_ns_ = 0;
   std::vector<const Wakeup*> to_wake_;
-  // Direct writes only on a quiet bus: for the first batch after the thread slept, and only if
-  // it is small. A busy bus keeps the thread looping over full batches, and then the io threads
-  // share the sockets' work; with the CAN thread writing every idle socket itself, 4 clients at
-  // 1 M frames/s lost 5-10% (ring drops) and p50 rose from 5 ms to 80 ms (docs/benchmarks.md).
+  // Direct writes only on a quiet bus: small batches, after a sleep or after another small
+  // batch. A busy bus keeps the thread looping over full batches (and the small one ending a
+  // burst follows a full one), and then the io threads share the sockets' work; with the CAN
+  // thread writing every idle socket itself, 4 clients at 1 M frames/s lost 5-10% (ring drops)
+  // and p50 rose from 5 ms to 80 ms (docs/benchmarks.md).
   static constexpr size_t kMaxDirectBatch = kBatch / 2;
-  bool woke_ = false;                   // this pass follows a sleep
+  bool woke_ = false;  // this pass follows a sleep
+  size_t last_rx_batch_ = 0;
+  size_t last_tx_batch_ = 0;
   bool direct_batch_ = false;           // this batch may be written directly
   std::vector<size_t> direct_entries_;  // entries with direct frames in this batch
   std::unique_ptr<uint8_t[]> direct_out_ =
