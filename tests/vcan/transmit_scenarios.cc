@@ -1,6 +1,6 @@
 // The transmit path on a real kernel: vcan0 shaped with the tbf qdisc to drain like a real bus
 // (its bit rate, a 10-frame device queue, ENOBUFS when full), and the plug qdisc for a bus that
-// drains nothing. candump (-r 8 MiB) is the oracle of what reached the bus and in which order.
+// drains nothing. candump (-r 64 MiB) is the oracle of what reached the bus and in which order.
 //
 // Calibration: the qdisc sees a classic frame as 16 bytes (CAN_MTU); an 8-byte standard frame is
 // 111 bits on the wire (no stuffing). tbf at B·128/111 bit/s therefore passes B/111 frames/s,
