@@ -238,8 +238,7 @@ bool CanChannel::ReceiveBatch() {
   }
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
-  direct_batch_ = n <= kMaxDirectBatch && (woke_ || last_rx_batch_ <= kMaxDirectBatch);
-  last_rx_batch_ = n;
+  direct_batch_ = QuietBatch(n, &last_rx_batch_);
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
@@ -314,8 +313,7 @@ bool CanChannel::TransmitBatch() {
   int error = 0;
   const size_t sent = backend_->Send(batch_, n, &error);
   const int64_t now = RealtimeNanos();
-  direct_batch_ = sent <= kMaxDirectBatch && (woke_ || last_tx_batch_ <= kMaxDirectBatch);
-  last_tx_batch_ = sent;
+  direct_batch_ = QuietBatch(sent, &last_tx_batch_);
   // Counted before the fan-out: a direct write can reach a client before this function returns,
   // and what a client received must already show as written.
   counters_.bus_tx.Add(sent);
@@ -428,6 +426,12 @@ void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
     }
     PushToRing(e, &frame, 1);
   }
+}
+
+bool CanChannel::QuietBatch(size_t n, size_t* last) noexcept {
+  const bool quiet = n <= kMaxDirectBatch && (woke_ || *last <= kMaxDirectBatch);
+  *last = n;
+  return quiet;
 }
 
 void CanChannel::PushToRing(Entry& e, const CanFrame* frames, size_t n) noexcept {

@@ -139,6 +139,9 @@ class CanChannel {
   void WriteDirect() noexcept;
   void WriteDirect(Entry& e, int64_t now) noexcept;
   void PushToRing(Entry& e, const CanFrame* frames, size_t n) noexcept;
+  // Whether a batch of `n` frames may be written directly (the rule at kMaxDirectBatch);
+  // `last` is the size of the previous batch of its kind (received or written), updated.
+  bool QuietBatch(size_t n, size_t* last) noexcept;
   void FlushWakeups() noexcept;
   bool TxWaiting() const noexcept;
   void Sleep(int epfd) noexcept;

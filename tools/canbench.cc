@@ -111,6 +111,11 @@ ABSL_FLAG(int, repeat, 0, "runs per client count (0: 1, or 5 with --baseline rel
 namespace canserver {
 namespace {
 
+// --client-rcvbuf for the in-process server (negative reads as 0: the kernel's autotuning).
+size_t ClientRcvbufFlag() {
+  return static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_rcvbuf)));
+}
+
 struct ClientResult {
   uint64_t received = 0;
   uint64_t reordered = 0;
@@ -250,8 +255,7 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     options.io_threads = absl::GetFlag(FLAGS_threads);
     ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
     options.direct_write = absl::GetFlag(FLAGS_direct_write);
-    options.client_rcvbuf_bytes =
-        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_rcvbuf)));
+    options.client_rcvbuf_bytes = ClientRcvbufFlag();
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
     if (!relay_floor) {
@@ -661,7 +665,7 @@ int RunSenders() {
   o.backend = absl::GetFlag(FLAGS_backend);
   o.channel = absl::GetFlag(FLAGS_channel);
   o.io_threads = absl::GetFlag(FLAGS_threads);
-  o.client_rcvbuf = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_rcvbuf)));
+  o.client_rcvbuf = ClientRcvbufFlag();
   o.virtual_bitrate = absl::GetFlag(FLAGS_virtual_bitrate);
   o.bitrate =
       absl::GetFlag(FLAGS_bus_bitrate) > 0 ? absl::GetFlag(FLAGS_bus_bitrate) : o.virtual_bitrate;
