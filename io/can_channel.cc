@@ -92,8 +92,9 @@ std::vector<std::shared_ptr<const Subscriber>> CanChannel::Subscribers() const {
   return registry_;
 }
 
-bool CanChannel::Transmit(Subscriber& sub, CanFrame frame) noexcept {
-  frame.timestamp_ns = RealtimeNanos();  // queued at; becomes the bus time when written
+bool CanChannel::Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns) noexcept {
+  // Queued at; becomes the bus time when written.
+  frame.timestamp_ns = queued_ns != 0 ? queued_ns : RealtimeNanos();
   if (!sub.tx.TryPush(frame)) return false;
   if (gate_.ShouldNotify()) wakeup_.Notify();
   return true;

@@ -73,7 +73,10 @@ class CanChannel {
   // Queues `frame` for the bus on behalf of `sub`. Returns false, leaving the queue unchanged,
   // when sub's tx queue is full: the caller keeps the frame and stops reading its client until
   // sub.tx_gate says there is room (never a TransmitFail). Never allocates. sub's io thread only.
-  [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame) noexcept;
+  // `queued_ns` (CLOCK_REALTIME) is when the frame was queued, for tx_wait; 0: now. A caller that
+  // queues many frames at once passes one reading for all: without a vDSO clock every reading is a
+  // syscall (in the VM an emulated HPET read, 14% of a sending client's io thread, perf).
+  [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns = 0) noexcept;
 
   // The largest event a client's stateless encoder may write per frame for the CAN thread to
   // take its socket on loan (io/subscriber.h, SocketLoan; a v6 CanFdMessage is 79 bytes).

@@ -76,8 +76,10 @@ bool Session::ReadBlocked() const {
 }
 
 bool Session::Decode(absl::Span<const uint8_t> bytes) {
+  decoded_at_ns_ = 0;  // read at the first frame queued: these bytes arrived together
   std::string reply;
   const absl::Status status = protocol_->OnBytes(bytes, &reply);
+  decoded_at_ns_ = 0;  // a frame queued outside a Decode reads the clock itself
   if (!reply.empty()) {
     AppendReply(reply);
     // Replies go out at once, each in its own write: python-can 4.1's socketcand client expects
@@ -473,7 +475,8 @@ void Session::SetFilters(FilterSet filters) {
 void Session::Transmit(const CanFrame& frame) {
   subscriber_->counters.frames_from_client.Add();
   // The protocol calls this only while TransmitBlocked() is false: the queue has room.
-  if (!channel_->Transmit(*subscriber_, frame)) {
+  if (decoded_at_ns_ == 0) decoded_at_ns_ = RealtimeNanos();
+  if (!channel_->Transmit(*subscriber_, frame, decoded_at_ns_)) {
     subscriber_->counters.tx_failed.Add();  // unreachable by design; never silent all the same
     std::string fail;
     protocol_->AppendTransmitFail(1, &fail);

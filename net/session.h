@@ -166,6 +166,7 @@ class Session final : public SessionActions {
   // control slows the client to the bus rate instead of anything being refused. What was read
   // waits undecoded in the protocol's buffer (at most kMaxUndecoded, session.cc).
   bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
+  int64_t decoded_at_ns_ = 0;    // one clock reading for the frames of one Decode (0: not read)
   bool read_paused_ = false;     // and, past kMaxUndecoded, the socket is not read either
   bool eof_pending_ = false;     // the client closed while its frames waited: end after them
   bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
