@@ -211,8 +211,10 @@ void CanChannel::ApplyCommands() {
         break;
     }
   }
-  subscriber_count_.store(entries_.size() - leaving_, std::memory_order_relaxed);
   ReapLeaving();
+  // Published after the reap (the same number): a reader that sees a subscriber gone finds its
+  // memory released too, unless frames it sent still wait for the bus.
+  subscriber_count_.store(entries_.size() - leaving_, std::memory_order_release);
 }
 
 void CanChannel::ReapLeaving() {

@@ -94,7 +94,7 @@ class CanChannel {
   CanBackend& backend() { return *backend_; }
   std::string channel_info() const { return backend_->channel_info(); }
   // Subscribers the CAN thread currently serves (for tests and logs).
-  size_t subscriber_count() const { return subscriber_count_.load(std::memory_order_relaxed); }
+  size_t subscriber_count() const { return subscriber_count_.load(std::memory_order_acquire); }
   // The subscribers between Subscribe() and Unsubscribe(), for their counters (status, tests).
   // Thread-safe; a snapshot.
   std::vector<std::shared_ptr<const Subscriber>> Subscribers() const;
