@@ -1,5 +1,7 @@
 #include "core/counters.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 
 namespace canserver {
@@ -30,6 +32,34 @@ void DeliveryLatency::Record(const int64_t* latencies_ns, size_t n) noexcept {
   }
   sum_ns_.fetch_add(sum, std::memory_order_relaxed);
   count_.fetch_add(n, std::memory_order_relaxed);
+  if (std::atomic<uint64_t>* fine = fine_.load(std::memory_order_acquire)) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t us = latencies_ns[i] > 0 ? latencies_ns[i] / 1000 : 0;
+      fine[std::min<size_t>(static_cast<size_t>(us), kFineMicros)].fetch_add(
+          1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void DeliveryLatency::EnableFine() {
+  if (fine_owner_) return;
+  fine_owner_ = std::make_unique<std::atomic<uint64_t>[]>(kFineMicros + 1);
+  fine_.store(fine_owner_.get(), std::memory_order_release);
+}
+
+double DeliveryLatency::FineQuantileUs(double q) const noexcept {
+  const std::atomic<uint64_t>* fine = fine_.load(std::memory_order_acquire);
+  if (fine == nullptr) return 0;
+  uint64_t total = 0;
+  for (size_t i = 0; i <= kFineMicros; ++i) total += fine[i].load(std::memory_order_relaxed);
+  if (total == 0) return 0;
+  const auto rank = static_cast<uint64_t>(q * static_cast<double>(total - 1));
+  uint64_t seen = 0;
+  for (size_t i = 0; i <= kFineMicros; ++i) {
+    seen += fine[i].load(std::memory_order_relaxed);
+    if (seen > rank) return static_cast<double>(i);
+  }
+  return static_cast<double>(kFineMicros);
 }
 
 std::string ChannelCounters::Summary() const {
