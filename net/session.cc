@@ -76,10 +76,9 @@ bool Session::ReadBlocked() const {
 }
 
 bool Session::Decode(absl::Span<const uint8_t> bytes) {
-  decoded_at_ns_ = 0;  // read at the first frame queued: these bytes arrived together
   std::string reply;
   const absl::Status status = protocol_->OnBytes(bytes, &reply);
-  decoded_at_ns_ = 0;  // a frame queued outside a Decode reads the clock itself
+  decoded_at_ns_ = 0;  // the next Decode (or a frame queued outside one) reads the clock anew
   if (!reply.empty()) {
     AppendReply(reply);
     // Replies go out at once, each in its own write: python-can 4.1's socketcand client expects

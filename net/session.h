@@ -166,11 +166,13 @@ class Session final : public SessionActions {
   // control slows the client to the bus rate instead of anything being refused. What was read
   // waits undecoded in the protocol's buffer (at most kMaxUndecoded, session.cc).
   bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
-  int64_t decoded_at_ns_ = 0;    // one clock reading for the frames of one Decode (0: not read)
   bool read_paused_ = false;     // and, past kMaxUndecoded, the socket is not read either
   bool eof_pending_ = false;     // the client closed while its frames waited: end after them
   bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
+  // "Queued at" for the frames of one Decode, read at its first frame (0: not yet): bytes read
+  // together arrived together, and without a vDSO clock every reading is a syscall.
+  int64_t decoded_at_ns_ = 0;
   bool closed_ = false;
   bool lent_ = false;  // subscriber_->loan may be with the CAN thread
   absl::Time connected_at_;
