@@ -42,6 +42,12 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
         "limits must be positive (ring, tx queue, max clients) and the output buffer at least "
         "1024 bytes");
   }
+  if (options.client_rcvbuf_bytes != 0 &&
+      (options.client_rcvbuf_bytes < 4096 || options.client_rcvbuf_bytes > (64u << 20))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--client-rcvbuf must be 0 (the kernel's autotuning) or 4096 to 67108864 bytes (got %d)",
+        options.client_rcvbuf_bytes));
+  }
   if (channels.empty()) return absl::InvalidArgumentError("no channel to serve");
   const std::vector<int> allowed = AllowedCpus();
   for (const std::vector<int>* list :
@@ -54,10 +60,12 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
       }
     }
   }
+  // Clients' sockets inherit their receive buffer from the listener (socket_util.h).
+  const int rcvbuf = static_cast<int>(options.client_rcvbuf_bytes);
   std::vector<Served> served;
   for (ServedChannel& c : channels) {
     const std::string info = c.backend->channel_info();
-    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, c.port});
+    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, c.port}, 512, rcvbuf);
     if (!listener.ok()) {
       return absl::Status(listener.status().code(),
                           absl::StrCat(listener.status().message(), " (for ", info, ")"));
@@ -75,7 +83,8 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
   }
   UniqueFd socketcand;
   if (options.socketcand_port.has_value()) {
-    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, *options.socketcand_port});
+    absl::StatusOr<UniqueFd> listener =
+        ListenTcp(HostPort{options.host, *options.socketcand_port}, 512, rcvbuf);
     if (!listener.ok()) {
       return absl::Status(listener.status().code(),
                           absl::StrCat(listener.status().message(),
@@ -266,10 +275,6 @@ void RemoteServer::AcceptAll(size_t channel) {
       return;
     }
     (void)SetNoDelay(fd.get());
-    if (options_.client_rcvbuf_bytes > 0) {
-      const int rcvbuf = static_cast<int>(options_.client_rcvbuf_bytes);
-      (void)::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    }
     if (!options_.allow.Allows(fd.get())) {
       Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");
       CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),

@@ -43,11 +43,12 @@ struct ServerOptions {
   size_t output_buffer_bytes = 256 << 10;  // encoded bytes waiting for one client's socket
   size_t max_clients = 256;
   size_t client_tx_frames = 1024;  // frames from one client waiting for the bus
-  // The kernel receive buffer of each client's socket (SO_RCVBUF, which the kernel doubles for
-  // its bookkeeping). It bounds how far a sending client runs ahead of a busy bus: with the
-  // kernel's autotuning (0) a burst of 1.4 MB vanished into it on loopback and the client never
-  // felt the bus rate. Large enough for full-speed loopback (several 64 KiB segments).
-  size_t client_rcvbuf_bytes = 128 << 10;
+  // The kernel receive buffer of each client's socket (SO_RCVBUF on the listener, which the
+  // kernel doubles for its bookkeeping). It bounds how far a sending client runs ahead of a busy
+  // bus: with the kernel's autotuning (0) a burst of 1.4 MB vanished into it on loopback and the
+  // client never felt the bus rate. 16 KiB still carries 2 M frames/s on loopback (a window of
+  // about 1,000 CanMessages; ~1 M frames/s per 0.25 ms of network round trip).
+  size_t client_rcvbuf_bytes = 16 << 10;
   // The bus took nothing for this long: waiting frames are refused (TransmitFail). Zero: never.
   absl::Duration tx_timeout = absl::Seconds(1);
   size_t max_periodic_jobs = 64;         // per session

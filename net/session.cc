@@ -24,9 +24,8 @@ namespace {
 constexpr size_t kReadChunk = 64 << 10;
 constexpr size_t kReadsPerWakeup = 4;  // fairness: other sessions get their turn
 constexpr size_t kPopBatch = 256;
-// While the tx queue is full, bytes read but not yet decoded, per session. More than one read:
-// freeing the receive window a chunk at a time falls under receiver-side silly-window avoidance
-// on loopback (64 KiB MSS), and the client then waits for TCP's persist timer (~200 ms a stall).
+// While the tx queue is full, bytes read but not yet decoded, per session, at most. Reading the
+// socket empty stays below it with --client-rcvbuf up to 128 KiB (the kernel holds twice that).
 constexpr size_t kMaxUndecoded = 4 * kReadChunk;
 // Replies beyond the output cap (control replies may exceed it, see AppendReply) a client may
 // leave unread before it is disconnected: socketcand's "< echo >" answers each request.
@@ -72,7 +71,8 @@ Session::~Session() {
 bool Session::TransmitBlocked() const { return subscriber_ && subscriber_->tx_room() == 0; }
 
 bool Session::ReadBlocked() const {
-  return tx_waiting_ && protocol_->buffered() + kReadChunk > kMaxUndecoded;
+  const size_t undecoded = protocol_->buffered();
+  return tx_waiting_ && (undecoded + kReadChunk > kMaxUndecoded || (!draining_ && undecoded > 0));
 }
 
 bool Session::Decode(absl::Span<const uint8_t> bytes) {
@@ -127,13 +127,16 @@ void Session::OnReadable() {
       return;
     }
     if (n < 0) {
+      if (errno == EAGAIN) draining_ = false;
       if (errno == EAGAIN || errno == EINTR) return;
       Close(absl::StrFormat("recv: %s", std::strerror(errno)), "");
       return;
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));
+    // A full read may have left more behind: the socket is read empty before reading pauses.
+    draining_ = static_cast<size_t>(n) == sizeof buf;
     if (!Decode(absl::MakeConstSpan(buf, static_cast<size_t>(n)))) return;
-    if (static_cast<size_t>(n) < sizeof buf && !peer_gone_) break;
+    if (!draining_ && !peer_gone_) break;
   }
 }
 

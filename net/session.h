@@ -134,7 +134,8 @@ class Session final : public SessionActions {
   // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
   void Flush(size_t budget);
   void UpdateInterest();
-  // Waiting for tx queue room and the undecoded bytes fill their budget: do not read the socket.
+  // Waiting for tx queue room with bytes still undecoded (and the socket read empty, or the
+  // undecoded bytes at their cap): do not read the socket.
   bool ReadBlocked() const;
   // The client closed its side and everything it sent was decoded: ends the session.
   void EndAtEof();
@@ -164,9 +165,15 @@ class Session final : public SessionActions {
   bool want_write_ = false;
   // Backpressure: while the client's tx queue is full, the socket is not read, so TCP's flow
   // control slows the client to the bus rate instead of anything being refused. What was read
-  // waits undecoded in the protocol's buffer (at most kMaxUndecoded, session.cc).
+  // waits undecoded in the protocol's buffer; the socket is read again once all of it is
+  // decoded, and then read empty: a read that leaves bytes behind frees the window a little at a
+  // time, which TCP announces late (delayed ACK, silly-window avoidance) and the client stalls.
+  // So a sender runs ahead of the bus by at most its own send buffer, the socket's receive
+  // buffer (--client-rcvbuf), about as much again undecoded (kMaxUndecoded at most), and the tx
+  // queue.
   bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
-  bool read_paused_ = false;     // and, past kMaxUndecoded, the socket is not read either
+  bool draining_ = false;        // the last read filled the buffer: the socket may hold more
+  bool read_paused_ = false;     // with undecoded bytes left, the socket is not read either
   bool eof_pending_ = false;     // the client closed while its frames waited: end after them
   bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_

@@ -116,7 +116,7 @@ absl::Status SetNoDelay(int fd) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog) {
+absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog, int rcvbuf) {
   ASSIGN_OR_RETURN(AddrInfoPtr ai, Resolve(address, /*passive=*/true));
   absl::Status last = absl::UnavailableError("no address");
   for (addrinfo* a = ai.get(); a != nullptr; a = a->ai_next) {
@@ -127,6 +127,10 @@ absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog) {
     }
     const int on = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (rcvbuf > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
+      last = ErrnoStatus(absl::StrCat("setsockopt(SO_RCVBUF) for ", address.ToString()));
+      continue;
+    }
     if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
       last = ErrnoStatus(absl::StrCat("bind(", address.ToString(), ")"));
       continue;

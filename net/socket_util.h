@@ -21,8 +21,12 @@ struct HostPort {
 // "host", "host:port", "[v6addr]:port" or ":port". A missing port is `default_port`.
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, uint16_t default_port);
 
-// A non-blocking listening socket bound to host:port (port 0: any free port).
-absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog = 512);
+// A non-blocking listening socket bound to host:port (port 0: any free port). `rcvbuf` > 0 sets
+// SO_RCVBUF before listen(), so accepted sockets inherit it and their handshake already offers
+// the window it allows (tcp(7): set after accept, the peer has seen a larger window and sized
+// its segments to half of it, and a window smaller than one segment waits for TCP's persist
+// timer).
+absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog = 512, int rcvbuf = 0);
 // The local port of a bound socket.
 uint16_t LocalPort(int fd);
 // "1.2.3.4:5678" for the peer of a connected socket.

@@ -81,7 +81,7 @@ ABSL_FLAG(std::string, cpu_affinity, "",
 ABSL_FLAG(bool, direct_write, true,
           "in-process server: as canserver --direct-write (false: every frame through an io "
           "thread, to measure what direct writes change)");
-ABSL_FLAG(int, client_rcvbuf, 128 * 1024,
+ABSL_FLAG(int, client_rcvbuf, 16 * 1024,
           "in-process server: as canserver --client-rcvbuf (0: the kernel's autotuning)");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "

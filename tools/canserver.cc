@@ -105,10 +105,10 @@ ABSL_FLAG(int, max_clients, 256, "clients served at once; the next gets 'server 
 ABSL_FLAG(int, client_tx_queue, 1024,
           "frames from one client waiting for the bus (80 bytes each); while it is full the "
           "client is not read, so TCP slows it to the bus rate — nothing is refused for it");
-ABSL_FLAG(int, client_rcvbuf, 128 * 1024,
+ABSL_FLAG(int, client_rcvbuf, 16 * 1024,
           "kernel receive buffer per client socket, bytes (SO_RCVBUF): bounds how far a "
           "sending client runs ahead of a busy bus before TCP holds it; 0: the kernel's "
-          "autotuning (megabytes)");
+          "autotuning (megabytes); else at least 4096");
 ABSL_FLAG(absl::Duration, tx_timeout, absl::Seconds(1),
           "refuse waiting frames with TransmitFail once the bus has taken nothing for this long "
           "(bus-off, no node acking); 0: wait forever");
