@@ -23,8 +23,8 @@ struct TxBenchOptions {
   std::string backend = "virtual";  // in-process server's backend: virtual or socketcan
   std::string channel = "vcan0";
   int io_threads = 2;
-  size_t client_rcvbuf = 16 << 10;   // in-process server: ServerOptions::client_rcvbuf_bytes
-  int virtual_bitrate = 0;           // in-process virtual bus: the emulated wire (0: none)
+  size_t client_rcvbuf = 16 << 10;  // in-process server: ServerOptions::client_rcvbuf_bytes
+  int virtual_bitrate = 0;          // in-process virtual bus: the emulated wire (0: none)
   int bitrate = 0;  // the bus's bit rate, for "% of the wire" (virtual: virtual_bitrate)
   uint32_t frames_per_sender = 20000;
   bool raw_baseline = true;  // SocketCAN: a raw writer sends the same frames first

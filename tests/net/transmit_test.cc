@@ -138,7 +138,7 @@ TEST(TransmitTest, ABurstIntoASlowBusIsPacedNotRefused) {
 
 // How far a sending client can run ahead of a busy bus is bounded: once the tx queue, the
 // server's undecoded input and the socket buffers hold their share, TCP holds the client (a
-// flashing tool's "sent" means "nearly on the bus"). Measured here: 4,800-5,500 frames (15,000-
+// flashing tool's "sent" means "nearly on the bus"). Measured here: 4,800-6,600 frames (15,000-
 // 20,000 with a 128 KiB --client-rcvbuf and up to 256 KiB read ahead undecoded; 25,000 with the
 // kernel's autotuning, which in the VM's kernel let a whole 1.4 MB burst vanish: scenario 29).
 TEST(TransmitTest, ASendingClientRunsAheadOfABusyBusByABoundedAmount) {

@@ -165,7 +165,6 @@ TEST_F(ShapedVcanTest, Scenario12_ABurstIntoAShapedBusIsPacedNotRefused) {
     const Burst b = SendBurst(bitrate, kFrames);
     const auto& [ts, sender, wire_s, sending_s, second_half_s, ahead, d] = b;
     const double on_bus_s = d.last_s - d.first_s;
-    // Once the buffers between them are full, the client sends at the rate the bus takes frames.
     const double sender_fps = (kFrames - kFrames / 2) / second_half_s;
     const double bus_fps = (kFrames - 1) / on_bus_s;
     std::printf(
