@@ -46,6 +46,9 @@ struct SessionCounters {
   Counter tx_wait_max_us;   // CAN thread: longest time one of its frames waited for the bus
   Counter tx_paused;        // io thread: times reading stopped because its tx queue was full
   Counter ring_high_water;  // io thread: most frames seen waiting in its ring at once
+  // io thread: commands the front end could not carry out (a socketcand syntax error, an unknown
+  // command), each logged (rate-limited) and, where the client asked for it, answered.
+  Counter client_errors;
 
   std::string Summary() const;
 };

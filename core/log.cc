@@ -25,7 +25,39 @@ bool StderrIsJournal() {
   return journal;
 }
 
+std::atomic<uint64_t> g_suppressed{0};
+
 }  // namespace
+
+bool LogRateLimit::Allow(uint64_t* held_back) {
+  timespec now;
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const int64_t now_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (window_start_ns_ == INT64_MIN || now_ns - window_start_ns_ >= kWindowNs) {
+    window_start_ns_ = now_ns;
+    written_ = 0;
+  }
+  if (written_ >= kBurst) {
+    ++held_back_;
+    g_suppressed.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  ++written_;
+  *held_back = held_back_;
+  held_back_ = 0;
+  return true;
+}
+
+uint64_t log_lines_suppressed() { return g_suppressed.load(std::memory_order_relaxed); }
+
+std::string WithHeldBack(std::string text, uint64_t held_back) {
+  if (held_back > 0) {
+    absl::StrAppend(&text, " (and ", held_back,
+                    " more like this since the previous one, not logged)");
+  }
+  return text;
+}
 
 void LogLine(LogLevel level, const std::string& text) {
   // A negative verbosity (tools that print their own results) keeps only warnings and errors.

@@ -79,6 +79,9 @@ class SessionActions {
     return absl::FailedPreconditionError("no ISO-TP channel open");
   }
   virtual void CloseIsoTp() {}
+  // A command of the client's that could not be carried out, for the server's log and counters
+  // (socketcand, whose clients are not told unless they asked: see SocketcandServerSession).
+  virtual void OnClientError(absl::string_view text) { (void)text; }
 };
 
 class ServerProtocol {
@@ -128,6 +131,9 @@ class ServerProtocol {
     (void)pdu;
     (void)out;
   }
+  // True once after a reply that must reach the client alone, before any frame: the session
+  // then holds frames back for a moment (Session::kSettle).
+  virtual bool TakeSettle() { return false; }
   // Called about every 100 ms on an open session: timed output (socketcand's statistics and
   // throttled BCM updates) goes to *reply.
   virtual void OnTick(absl::Time now, std::string* reply) {

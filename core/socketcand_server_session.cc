@@ -101,6 +101,7 @@ absl::Status SocketcandServerSession::OnBytes(absl::Span<const uint8_t> bytes, s
       status = Handle(parser_.element(), reply);
     }
     if (status.ok()) continue;
+    actions_->OnClientError(status.message());
     AppendError(status.message(), reply);
     if (mode_ == Mode::kClosed) return status;  // "open" failed: socketcand ends the session
     // Only what is not even an element counts against the session; a command with a mistake
@@ -144,6 +145,7 @@ absl::Status SocketcandServerSession::Handle(absl::string_view element, std::str
     reply->append("< ok >");
     return absl::OkStatus();
   }
+  if (cmd == "errors") return SetErrorReplies(w, reply);
   if (cmd == "open") return absl::FailedPreconditionError("a bus is already open in this session");
   const bool sending = cmd == "send" || cmd == "sendrtr" || cmd == "fdsend";
   if (sending && (mode_ == Mode::kBcm || mode_ == Mode::kRaw)) return HandleSend(w);
@@ -165,11 +167,19 @@ absl::Status SocketcandServerSession::Handle(absl::string_view element, std::str
       absl::StrFormat("unknown command '%s' in %s mode", cmd, ModeName(mode_)));
 }
 
+absl::Status SocketcandServerSession::SetErrorReplies(const Words& w, std::string* reply) {
+  if (w.size() != 2 || (w[1] != "on" && w[1] != "off")) return WrongCount("errors on|off");
+  error_replies_ = w[1] == "on";
+  reply->append("< ok >");
+  return absl::OkStatus();
+}
+
 absl::Status SocketcandServerSession::HandleNoBus(const Words& w, std::string* reply) {
   if (w[0] == "echo") {
     reply->append("< echo >");
     return absl::OkStatus();
   }
+  if (w[0] == "errors") return SetErrorReplies(w, reply);
   if (w[0] != "open") {
     if (w.size() >= 2 && (w[1] == "B" || w[1] == "C")) {
       return absl::UnimplementedError(
@@ -188,6 +198,8 @@ absl::Status SocketcandServerSession::HandleNoBus(const Words& w, std::string* r
     return info.status();
   }
   mode_ = Mode::kBcm;
+  opened_ = true;
+  settle_ = true;
   reply->append("< ok >");
   return absl::OkStatus();
 }
@@ -199,6 +211,7 @@ absl::Status SocketcandServerSession::SwitchMode(Mode mode, std::string* reply) 
   }
   mode_ = mode;
   actions_->SetFilters(ModeFilters());
+  settle_ = mode == Mode::kRaw || mode == Mode::kBcm;
   reply->append("< ok >");
   return absl::OkStatus();
 }
@@ -393,12 +406,14 @@ ServerProtocol::Encoded SocketcandServerSession::EncodeFrame(const CanFrame& fra
 }
 
 void SocketcandServerSession::AppendTransmitFail(uint32_t count, std::string* out) const {
+  if (!error_replies_) return;  // counted in tx_failed; socketcand answers nothing either
   out->append(socketcand::ErrorElement(
       absl::StrFormat("transmit failed: the bus refused %d frame%s (see canserver's tx counters)",
                       count, count == 1 ? "" : "s")));
 }
 
 void SocketcandServerSession::AppendError(absl::string_view text, std::string* out) const {
+  if (opened_ && !error_replies_) return;  // see the header: python-can ≥ 4.6 would choke
   out->append(socketcand::ErrorElement(text));
 }
 

@@ -12,11 +12,19 @@
 // Extension: "< fdframes on >" asks for CAN FD frames ("< fdframe … >"); without it a client never
 // sees them (counted as unsupported), so clients that do not know the element are not confused.
 //
-// Where socketcand logs a bad command and answers nothing, this answers "< error WHAT >" and goes
-// on; garbage (bytes that are not an element) is answered the same way, and after kMaxErrors of
-// those the session ends. Periodic jobs live until "< delete >" or the end of the session
-// (socketcand ends them when the client leaves BCM mode); BCM receive jobs are kept and apply in
-// BCM mode.
+// Errors. Once a bus is open, a client hears of a bad command, a refused frame or the end of the
+// session only by what socketcand itself sends (nothing; the connection closes): python-can ≥ 4.6
+// reads every "< error … >" as an error *frame* and its recv() fails on any other text. The
+// reason goes to SessionActions::OnClientError (the server's log and counters) instead. A client
+// that wants the reasons asks with the extension "< errors on >": then each is answered with
+// "< error WHAT >" (canserver's own socketcand client does). Before a bus is open, refusals are
+// answered "< error WHAT >" as socketcand answers a failed open (python-can compares the reply
+// whole and raises with it). Garbage (bytes that are not an element) counts too: after
+// kMaxErrors of those the session ends.
+// After an "< ok >" that lets frames flow (open, rawmode, bcmmode) TakeSettle() asks the session
+// to let the reply reach the client alone: python-can reads it with one recv() and compares.
+// Periodic jobs live until "< delete >" or the end of the session (socketcand ends them when the
+// client leaves BCM mode); BCM receive jobs are kept and apply in BCM mode.
 //
 // Single-owner: one thread (the session's io thread) at a time.
 #pragma once
@@ -24,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -56,6 +65,7 @@ class SocketcandServerSession final : public ServerProtocol {
   void AppendError(absl::string_view text, std::string* out) const override;
   void OnTick(absl::Time now, std::string* reply) override;
   void AppendPdu(int64_t timestamp_ns, absl::string_view pdu, std::string* out) const override;
+  bool TakeSettle() override { return std::exchange(settle_, false); }
 
   Mode mode() const { return mode_; }
 
@@ -68,6 +78,7 @@ class SocketcandServerSession final : public ServerProtocol {
   absl::Status HandleReceive(const std::vector<absl::string_view>& w);
   absl::Status HandleIsoTp(const std::vector<absl::string_view>& w);
   absl::Status SwitchMode(Mode mode, std::string* reply);
+  absl::Status SetErrorReplies(const std::vector<absl::string_view>& w, std::string* reply);
   // The channel filters the mode needs: everything in RAW, the BCM ids in BCM, else nothing.
   FilterSet ModeFilters() const;
   // Counts an error; false once there were too many.
@@ -80,6 +91,9 @@ class SocketcandServerSession final : public ServerProtocol {
   Mode mode_ = Mode::kNoBus;
   bool held_back_ = false;
   bool fd_frames_ = false;
+  bool error_replies_ = false;  // "< errors on >"
+  bool opened_ = false;         // a bus was opened (errors are no longer answered by default)
+  bool settle_ = false;         // see TakeSettle()
   bool isotp_open_ = false;
   int errors_ = 0;
   BcmReceive rx_;

@@ -180,6 +180,10 @@ std::string RenderMetrics(const ServerStatus& status) {
       {"canserver_session_tx_paused_total", "counter",
        "Times reading from the client stopped because its transmit queue was full",
        [](const Subscriber& s) { return V(s.counters.tx_paused); }},
+      {"canserver_session_client_errors_total", "counter",
+       "Client commands that could not be carried out (socketcand: syntax errors, unknown "
+       "commands), each logged",
+       [](const Subscriber& s) { return V(s.counters.client_errors); }},
       {"canserver_session_ring_high_water_frames", "gauge",
        "Most frames seen waiting for the client at once",
        [](const Subscriber& s) { return V(s.counters.ring_high_water); }},
@@ -243,6 +247,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"tx_written", sc.tx_written.Get()},
           {"tx_failed", sc.tx_failed.Get()},
           {"ring_high_water", sc.ring_high_water.Get()},
+          {"client_errors", sc.client_errors.Get()},
       });
     }
     channels.push_back({

@@ -86,6 +86,7 @@ bool Session::Decode(absl::Span<const uint8_t> bytes) {
     Flush(options_.write_budget_bytes);
     if (closed_) return false;
   }
+  if (protocol_->TakeSettle()) frames_after_ = absl::Now() + kSettle;
   if (!status.ok()) {
     // The reply already carries the error naming the problem.
     Close(status.message(), "");
@@ -201,6 +202,10 @@ void Session::AppendReply(absl::string_view bytes) {
 
 bool Session::Pump(PassClock& clock) {
   if (closed_ || !subscriber_) return false;
+  if (frames_after_ != absl::InfinitePast()) {
+    if (absl::Now() < frames_after_) return false;  // PrepareSleep leaves the gate unarmed
+    frames_after_ = absl::InfinitePast();
+  }
   HoldSocket();
   Subscriber& sub = *subscriber_;
   // Room is reserved for the largest event a frame can become (a CanFdMessage is 79 bytes, a
@@ -252,6 +257,8 @@ bool Session::Pump(PassClock& clock) {
 
 bool Session::PrepareSleep() {
   if (closed_ || !subscriber_) return true;
+  // Settling (kSettle): frames wait; the housekeeping tick, or any other event, wakes the thread.
+  if (frames_after_ != absl::InfinitePast()) return true;
   // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
   if (want_write_ ||
       pending_bytes() + protocol_->max_frame_bytes() > options_.output_buffer_bytes) {
@@ -405,7 +412,7 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   loop_->Remove(fd_.get());
   ::shutdown(fd_.get(), SHUT_RDWR);
   fd_.Reset();
-  CS_LOG(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
+  CS_LOG_LIMITED(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
 }
 
 absl::StatusOr<CanChannel*> Session::FindChannel(absl::string_view name) const {
@@ -458,15 +465,21 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
+  subscriber_->counters.client_errors.Add(local_counters_.client_errors.Get());
   out_.reserve(options_.output_buffer_bytes + 1024);
   std::string state = timing.state.empty() ? "" : ", " + timing.state;
   if (timing.tx_errors >= 0) {
     state += absl::StrFormat(" (tx errors %d, rx errors %d)", timing.tx_errors, timing.rx_errors);
   }
-  CS_LOG(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_, channel_->channel_info(),
-         rate, state, filters.filters().size());
+  CS_LOG_LIMITED(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_,
+                 channel_->channel_info(), rate, state, filters.filters().size());
   channel_->Subscribe(subscriber_, std::move(filters));
-  return absl::StrFormat("%s, %s (canserver %s)", channel_->channel_info(), rate, kVersion);
+  // A controller that is not error-active says so in the reply (the plugin's bus.state).
+  const std::string now_state =
+      timing.state.empty() ? std::string(BusStateName(channel_->bus_state())) : timing.state;
+  const std::string unusual = now_state == "error-active" ? "" : ", " + now_state;
+  return absl::StrFormat("%s, %s%s (canserver %s)", channel_->channel_info(), rate, unusual,
+                         kVersion);
 }
 
 void Session::SetFilters(FilterSet filters) {
@@ -573,6 +586,11 @@ void Session::OnIsoTpEvent(uint32_t events) {
     }
   }
   if (!closed_) Flush(options_.write_budget_bytes);
+}
+
+void Session::OnClientError(absl::string_view text) {
+  counters().client_errors.Add();
+  CS_LOG_LIMITED(kWarning, "session %d (%s): %s", id_, peer_, text);
 }
 
 absl::Status Session::StopPeriodic(uint32_t arbitration_id) {

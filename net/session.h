@@ -115,6 +115,14 @@ class Session final : public SessionActions {
   absl::Status OpenIsoTp(const IsoTpConfig& config) override;
   absl::Status SendPdu(absl::string_view pdu) override;
   void CloseIsoTp() override;
+  void OnClientError(absl::string_view text) override;
+
+  // How long frames wait after a reply the client must read alone (ServerProtocol::TakeSettle):
+  // python-can's socketcand client reads "< ok >" with one recv() right after sending
+  // "< rawmode >"; a frame that arrived with it failed the open 1 to 3 times in 100 on a busy
+  // bus. Frames are held, not dropped, and released at the next io-thread pass after this (the
+  // housekeeping tick at the latest: 100 ms).
+  static constexpr absl::Duration kSettle = absl::Milliseconds(20);
 
  private:
   size_t pending_bytes() const { return out_.size() - out_head_; }
@@ -181,7 +189,8 @@ class Session final : public SessionActions {
   // together arrived together, and without a vDSO clock every reading is a syscall.
   int64_t decoded_at_ns_ = 0;
   bool closed_ = false;
-  bool lent_ = false;  // subscriber_->loan may be with the CAN thread
+  absl::Time frames_after_ = absl::InfinitePast();  // kSettle: no frames written before this
+  bool lent_ = false;                               // subscriber_->loan may be with the CAN thread
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;
   absl::Time lagging_since_ = absl::InfiniteFuture();

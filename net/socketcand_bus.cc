@@ -17,13 +17,15 @@ absl::StatusOr<std::unique_ptr<SocketcandBus>> SocketcandBus::Connect(
   ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(options.server, options.timeout));
   auto bus = std::unique_ptr<SocketcandBus>(new SocketcandBus(std::move(fd)));
   RETURN_IF_ERROR(bus->Expect("hi", options.timeout));
-  const std::string open = absl::StrCat("< open ", options.channel, " >< rawmode >",
+  // "< errors on >" (canserver's extension): refusals are answered with their reason, which
+  // Recv() then returns as an error.
+  const std::string open = absl::StrCat("< errors on >< open ", options.channel, " >< rawmode >",
                                         options.fd_frames ? "< fdframes on >" : "");
   if (::send(bus->fd_.get(), open.data(), open.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(open.size())) {
     return ErrnoStatus("send to " + options.server.ToString());
   }
-  for (int i = options.fd_frames ? 3 : 2; i > 0; --i) {
+  for (int i = options.fd_frames ? 4 : 3; i > 0; --i) {
     RETURN_IF_ERROR(bus->Expect("ok", options.timeout));
   }
   return bus;

@@ -1,5 +1,7 @@
 """The python-can Bus for canserver: ``can.Bus('host[:port]', interface='remote')``."""
+import collections
 import logging
+import os
 import re
 import select
 import socket
@@ -27,6 +29,37 @@ def _parse_channel(channel):
         raise can.CanInitializationError("channel %r: port %r is not a number" % (channel, port)) from None
 
 
+# Linux's CAN error frame (linux/can/error.h): the class is in the id, the details in the data.
+_CAN_ERR_CRTL = 0x004
+_CAN_ERR_BUSOFF = 0x040
+_CAN_ERR_RESTARTED = 0x100
+_CAN_ERR_CRTL_PASSIVE = 0x10 | 0x20  # data[1]: rx or tx error-passive
+_CAN_ERR_CRTL_ACTIVE = 0x40  # data[1]: back to error-active
+
+
+def _state_from_info(info):
+    """The state canserver's BusResponse names (it names one only when it is not error-active)."""
+    if "bus-off" in info:
+        return can.BusState.ERROR
+    if "error-passive" in info:
+        return can.BusState.PASSIVE
+    return can.BusState.ACTIVE
+
+
+def _state_from_error_frame(msg, state):
+    cls = msg.arbitration_id
+    if cls & _CAN_ERR_BUSOFF:
+        return can.BusState.ERROR
+    if cls & _CAN_ERR_RESTARTED:
+        return can.BusState.ACTIVE
+    if cls & _CAN_ERR_CRTL and len(msg.data) > 1:
+        if msg.data[1] & _CAN_ERR_CRTL_PASSIVE:
+            return can.BusState.PASSIVE
+        if msg.data[1] & _CAN_ERR_CRTL_ACTIVE:
+            return can.BusState.ACTIVE
+    return state
+
+
 class _VersionRefused(Exception):
     """The server does not speak the protocol version asked for."""
 
@@ -45,11 +78,24 @@ class RemoteBus(can.BusABC):
         reports the bus's real rate in ``channel_info``.
     :param can_filters: python-can filters, applied by the server.
     :param connect_timeout: seconds to connect and complete the handshake.
+    :param receive_own_messages: messages this bus sends are also returned by ``recv()``
+        (``is_rx=False``), as SocketCAN's option of that name does. The server never sends a
+        client's frames back, so the plugin hands each one back itself once it was written to the
+        server: in the order sent, not at its bus time.
+
+    ``fileno()`` is readable while a message is waiting, buffered or not, so ``can.Notifier``
+    with an asyncio loop (one ``recv(0)`` per readable event) gets every one. ``state`` is the
+    controller's state as the server last reported it (at connect, then from error frames when
+    canserver runs with ``--error-frames``).
     """
 
-    def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, fd=False, **kwargs):
+    def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, fd=False,
+                 receive_own_messages=False, **kwargs):
         self._host, self._port = _parse_channel(channel)
         self._transmit_failures = 0
+        self._receive_own = bool(receive_own_messages)
+        self._own = collections.deque()  # sent messages handed back by recv()
+        self._state = can.BusState.ACTIVE
         if fd:
             try:
                 value = self._connect(bitrate, can_filters, connect_timeout, protocol.PROTOCOL_VERSION_FD)
@@ -64,8 +110,19 @@ class RemoteBus(can.BusABC):
         # so logs read like candump's; other servers' info falls back to host:port.
         m = re.search(r"channel '([^']+)'", value)
         self._msg_channel = m.group(1) if m else "%s:%d" % (self._host, self._port)
+        self._state = _state_from_info(value)
+        # fileno() is an epoll set of the socket and a pipe that is kept readable while a message
+        # is buffered here: a Notifier on an asyncio loop calls recv(0) once per readable event,
+        # and buffered messages would otherwise wait for the next bytes from the server.
+        self._poller = select.epoll()
+        self._ready_r, self._ready_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller.register(self._sock.fileno(), select.EPOLLIN)
+        self._poller.register(self._ready_r, select.EPOLLIN)
+        self._ready = False
         self._open = False  # BusABC.__init__ applies (no) filters; the handshake already sent ours
         super().__init__(channel=channel, can_filters=None, **kwargs)
+        if hasattr(can, "CanProtocol"):  # python-can >= 4.3
+            self._can_protocol = can.CanProtocol.CAN_FD if self._fd else can.CanProtocol.CAN_20
         self._open = True
 
     def _connect(self, bitrate, can_filters, connect_timeout, version):
@@ -113,8 +170,38 @@ class RemoteBus(can.BusABC):
         """TransmitFail events received: frames of ours the bus refused."""
         return self._transmit_failures
 
+    @property
+    def state(self):
+        """The controller's state as the server last reported it (see the class docstring)."""
+        return self._state
+
+    @state.setter
+    def state(self, new_state):
+        raise NotImplementedError(
+            "canserver shares the bus among its clients: one client cannot change the controller's "
+            "mode (state %s asked); the rig's owner sets it on the server" % new_state)
+
     def fileno(self):
-        return self._sock.fileno()
+        return self._poller.fileno()
+
+    def _set_ready(self):
+        """Keeps the ready pipe readable exactly while a message waits here."""
+        waiting = bool(self._own)
+        if not waiting:
+            try:
+                waiting = self._decoder.has_event()
+            except protocol.ProtocolError:
+                waiting = True  # the next recv() raises it
+        if waiting == self._ready:
+            return
+        if waiting:
+            os.write(self._ready_w, b"x")
+        else:
+            try:
+                os.read(self._ready_r, 64)
+            except BlockingIOError:
+                pass
+        self._ready = waiting
 
     def _read_event(self, deadline):
         while True:
@@ -137,11 +224,19 @@ class RemoteBus(can.BusABC):
             self._decoder.feed(data)
 
     def _recv_internal(self, timeout):
+        try:
+            return self._recv_one(timeout), True
+        finally:
+            self._set_ready()
+
+    def _recv_one(self, timeout):
+        if self._own:
+            return self._own.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             event = self._read_event(deadline)
             if event is None:
-                return None, True
+                return None
             eid, value = event
             if eid == protocol.CAN_MESSAGE:
                 timestamp, arbitration_id, dlc, flags, data = value
@@ -157,7 +252,9 @@ class RemoteBus(can.BusABC):
                     channel=self._msg_channel,
                     check=False,
                 )
-                return msg, True
+                if msg.is_error_frame:
+                    self._state = _state_from_error_frame(msg, self._state)
+                return msg
             if eid == protocol.CAN_FD_MESSAGE:
                 timestamp, arbitration_id, length, flags, data = value
                 msg = can.Message(
@@ -173,7 +270,7 @@ class RemoteBus(can.BusABC):
                     channel=self._msg_channel,
                     check=False,
                 )
-                return msg, True
+                return msg
             if eid == protocol.TRANSMIT_FAIL:
                 self._transmit_failures += 1
                 log.warning("canserver: the bus refused a frame we sent")
@@ -192,13 +289,33 @@ class RemoteBus(can.BusABC):
             self._sock.sendall(data)
         except OSError as e:
             raise can.CanOperationError("connection closed unexpectedly: %s" % e) from e
+        if self._receive_own:
+            own = msg.__copy__()
+            own.is_rx = False
+            own.channel = self._msg_channel
+            if not own.timestamp:
+                own.timestamp = time.time()
+            self._own.append(own)
+            self._set_ready()
 
-    def _send_periodic_internal(self, msgs, period, duration=None, **kwargs):
+    def _send_periodic_internal(self, msgs, period, duration=None, autostart=True,
+                                modifier_callback=None):
+        """One message, no modifier_callback: timed by the server (the kernel's broadcast manager
+        on SocketCAN), so it keeps its period whatever this process does. Several messages in
+        turn, or a modifier_callback (Python code to run before each frame), cannot run on the
+        server: python-can's own thread in this process sends them with send()."""
         if isinstance(msgs, can.Message):
             msgs = [msgs]
-        if len(msgs) != 1:
-            raise can.CanOperationError("the remote protocol runs one message per periodic task")
-        return RemoteCyclicTask(self, msgs[0], period, duration)
+        if len(msgs) != 1 or modifier_callback is not None:
+            why = "a modifier_callback" if modifier_callback is not None else "%d messages" % len(msgs)
+            log.info("send_periodic with %s: timed by a thread in this process, not by canserver", why)
+            if modifier_callback is not None:
+                return super()._send_periodic_internal(msgs, period, duration, autostart,
+                                                       modifier_callback)
+            if not autostart:  # python-can 4.1's thread-based task always starts
+                return super()._send_periodic_internal(msgs, period, duration, autostart)
+            return super()._send_periodic_internal(msgs, period, duration)
+        return RemoteCyclicTask(self, msgs[0], period, duration, autostart)
 
     def _apply_filters(self, filters):
         # The server filters; python-can's own check in recv() would only repeat its work.
@@ -208,6 +325,9 @@ class RemoteBus(can.BusABC):
 
     def shutdown(self):
         super().shutdown()
+        self._poller.close()
+        os.close(self._ready_r)
+        os.close(self._ready_w)
         # Half-close, then read to the server's close: the server writes what it still holds of
         # ours to the bus first. Closing with unread data would reset the connection, and the
         # kernel would throw away whatever of ours it had not sent yet. Bounded to 5 s.
@@ -227,10 +347,11 @@ class RemoteCyclicTask(can.broadcastmanager.LimitedDurationCyclicSendTaskABC,
                        can.broadcastmanager.RestartableCyclicTaskABC):
     """A periodic transmission timed by the server (the kernel's broadcast manager on SocketCAN)."""
 
-    def __init__(self, bus, message, period, duration=None):
+    def __init__(self, bus, message, period, duration=None, autostart=True):
         super().__init__(message, period, duration)
         self._bus = bus
-        self.start()
+        if autostart:
+            self.start()
 
     def start(self):
         try:

@@ -148,6 +148,13 @@ class Decoder:
     def buffered(self):
         return len(self._buf)
 
+    def has_event(self):
+        """True if a whole event is buffered (next() would return it without more bytes)."""
+        if not self._buf:
+            return False
+        size = self._size()  # raises ProtocolError for bytes that are no event: next() says so
+        return size is not None and len(self._buf) >= size
+
     def _size(self):
         b = self._buf
         eid = b[0]

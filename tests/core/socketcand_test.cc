@@ -55,12 +55,14 @@ class FakeActions : public SessionActions {
     return absl::OkStatus();
   }
   void CloseIsoTp() override { isotp.push_back("close"); }
+  void OnClientError(absl::string_view text) override { errors.emplace_back(text); }
 
   std::string opened;
   FilterSet filters;
   std::vector<std::string> sent;
   std::vector<std::string> jobs;
   std::vector<std::string> isotp;
+  std::vector<std::string> errors;  // OnClientError: for the server's log and counters
   bool blocked = false;
 };
 
@@ -69,15 +71,23 @@ absl::Status Feed(ServerProtocol& s, absl::string_view text, std::string* reply)
                    reply);
 }
 
-// A session that has said hi and opened can0 (BCM mode).
+// A session that has said hi and opened can0 (BCM mode); with `error_replies`, it asked for the
+// reasons of refused commands ("< errors on >"), as canserver's own client does.
 struct Opened {
-  Opened() {
+  explicit Opened(bool error_replies = true) {
     std::string reply;
     session.Greet(&reply);
     EXPECT_EQ(reply, "< hi >");
     reply.clear();
+    if (error_replies) {
+      EXPECT_TRUE(Feed(session, "< errors on >", &reply).ok());
+      EXPECT_EQ(reply, "< ok >");
+      reply.clear();
+    }
     EXPECT_TRUE(Feed(session, "< open can0 >", &reply).ok());
     EXPECT_EQ(reply, "< ok >");
+    EXPECT_TRUE(session.TakeSettle()) << "frames may follow: the ok must go alone";
+    EXPECT_FALSE(session.TakeSettle());
   }
   std::string Send(absl::string_view text) {
     std::string reply;
@@ -370,6 +380,30 @@ TEST(SocketcandSessionTest, MistakesAreAnsweredAndTheSessionGoesOn) {
   EXPECT_THAT(s.Send(std::string("<\x01>")), HasSubstr("byte 0x01 inside an element"));
   EXPECT_THAT(s.Send("< " + std::string(9000, 'a') + " >"), HasSubstr("longer than 8256"));
   EXPECT_EQ(s.Send("\r\n< echo >\n"), "< echo >");  // line ends between elements are fine
+}
+
+// python-can 4.6 parses every "< error … >" as an error frame and its recv() then raises for
+// good: without "< errors on >" an open session answers mistakes as socketcand does (nothing)
+// and reports them to the server, which logs and counts them.
+TEST(SocketcandSessionTest, WithoutErrorsOnMistakesAreReportedToTheServerNotTheClient) {
+  Opened s(/*error_replies=*/false);
+  EXPECT_EQ(s.Send("< rawmode >"), "< ok >");
+  EXPECT_TRUE(s.session.TakeSettle());
+  // python-can 4.6 writes an RTR as a length without data, and FD lengths in hex.
+  EXPECT_EQ(s.Send("< send 333 4  >< send 123 C 1 2 3 4 5 6 7 8 9 a b c >< frobnicate >"), "");
+  EXPECT_THAT(s.actions.errors, ElementsAre(HasSubstr("4 data bytes announced, 0 given"),
+                                            HasSubstr("dlc 'C'"), HasSubstr("unknown command")));
+  EXPECT_THAT(s.actions.sent, IsEmpty());
+  std::string fail;
+  s.session.AppendTransmitFail(3, &fail);
+  s.session.AppendError("server shutting down", &fail);
+  EXPECT_EQ(fail, "") << "nothing a python-can 4.6 client would read as a frame";
+  EXPECT_EQ(s.Send("< send 123 1 a >"), "");  // one hex digit, as python-can 4.6 writes 0x0A
+  EXPECT_THAT(s.actions.sent, ElementsAre("123#0A"));
+  EXPECT_EQ(s.Send("< errors on >"), "< ok >");
+  s.session.AppendTransmitFail(1, &fail);
+  EXPECT_THAT(fail, HasSubstr("< error transmit failed"));
+  EXPECT_FALSE(s.session.TakeSettle()) << "errors on lets no frames flow that did not before";
 }
 
 TEST(SocketcandSessionTest, RepeatedGarbageEndsTheSession) {
