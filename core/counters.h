@@ -49,6 +49,9 @@ struct SessionCounters {
   // io thread: commands the front end could not carry out (a socketcand syntax error, an unknown
   // command), each logged (rate-limited) and, where the client asked for it, answered.
   Counter client_errors;
+  // io thread: periods its jobs skipped because the io thread came late (they send once, not a
+  // backlog); virtual bus only (the kernel's broadcast manager keeps no such count).
+  Counter periodic_skipped;
 
   std::string Summary() const;
 };

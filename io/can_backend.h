@@ -35,6 +35,9 @@ class PeriodicJobs {
   virtual absl::Status Stop(uint32_t arbitration_id) = 0;
   virtual bool Contains(uint32_t arbitration_id) const = 0;
   virtual size_t size() const = 0;
+  // Periods skipped because the loop came late (a job sends once, not a backlog); where the
+  // kernel times the jobs (SocketCAN's broadcast manager), 0: it keeps no such count.
+  virtual uint64_t skipped() const { return 0; }
 };
 
 // What the bus itself says about its timing and state.

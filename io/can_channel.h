@@ -95,6 +95,21 @@ class CanChannel {
   std::string channel_info() const { return backend_->channel_info(); }
   // Subscribers the CAN thread currently serves (for tests and logs).
   size_t subscriber_count() const { return subscriber_count_.load(std::memory_order_acquire); }
+
+  // The periodic jobs of every session on this channel, in frames per second (× 1000), so their
+  // sum stays within what the bus carries (net::Session::StartPeriodic). Reserve adds `delta`
+  // unless the total would pass `cap`; Release takes it back. Thread-safe.
+  bool ReservePeriodicLoad(int64_t delta, int64_t cap) noexcept {
+    int64_t load = periodic_load_.load(std::memory_order_relaxed);
+    do {
+      if (load + delta > cap) return false;
+    } while (!periodic_load_.compare_exchange_weak(load, load + delta, std::memory_order_relaxed));
+    return true;
+  }
+  void ReleasePeriodicLoad(int64_t delta) noexcept {
+    periodic_load_.fetch_sub(delta, std::memory_order_relaxed);
+  }
+  int64_t periodic_load() const noexcept { return periodic_load_.load(std::memory_order_relaxed); }
   // The subscribers between Subscribe() and Unsubscribe(), for their counters (status, tests).
   // Thread-safe; a snapshot.
   std::vector<std::shared_ptr<const Subscriber>> Subscribers() const;
@@ -191,6 +206,7 @@ class CanChannel {
   DeliveryLatency delivery_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
+  std::atomic<int64_t> periodic_load_{0};  // milli-frames/s of every session's periodic jobs
   std::jthread thread_;
 };
 

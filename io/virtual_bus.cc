@@ -18,32 +18,28 @@ namespace canserver {
 
 namespace {
 
-// Periodic jobs timed by one timerfd each on the session's io loop.
+// Periodic jobs of one session, all timed by one timerfd on the session's io loop (armed for the
+// earliest job): a session costs one descriptor however many jobs it runs. A loop that comes late
+// sends each late job's frame once and skips the periods it missed (counted in skipped()), as a
+// busy kernel's broadcast manager would not catch up either: a backlog of thousands of frames
+// sent at once would only wedge the io thread (#24).
 class TimerPeriodicJobs final : public PeriodicJobs {
  public:
-  TimerPeriodicJobs(std::shared_ptr<VirtualBus> bus, EventLoop* loop)
-      : bus_(std::move(bus)), loop_(loop) {}
-  ~TimerPeriodicJobs() override {
-    for (auto& [id, job] : jobs_) loop_->Remove(job.fd.get());
+  static absl::StatusOr<std::unique_ptr<TimerPeriodicJobs>> Create(std::shared_ptr<VirtualBus> bus,
+                                                                   EventLoop* loop) {
+    UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus("timerfd_create");
+    auto jobs = std::unique_ptr<TimerPeriodicJobs>(
+        new TimerPeriodicJobs(std::move(bus), loop, std::move(fd)));
+    TimerPeriodicJobs* self = jobs.get();
+    RETURN_IF_ERROR(loop->Add(self->timer_.get(), EPOLLIN, [self](uint32_t) { self->Fire(); }));
+    return jobs;
   }
+  ~TimerPeriodicJobs() override { loop_->Remove(timer_.get()); }
 
   absl::Status Start(const CanFrame& frame, absl::Duration period,
                      absl::Duration duration) override {
-    auto it = jobs_.find(frame.id);
-    if (it == jobs_.end()) {
-      const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-      if (fd < 0) return ErrnoStatus("timerfd_create");
-      Job fresh;
-      fresh.fd.Reset(fd);
-      it = jobs_.emplace(frame.id, std::move(fresh)).first;
-      const uint32_t id = frame.id;
-      absl::Status added = loop_->Add(fd, EPOLLIN, [this, id](uint32_t) { Fire(id); });
-      if (!added.ok()) {
-        jobs_.erase(it);
-        return added;
-      }
-    }
-    Job& job = it->second;
+    Job& job = jobs_[frame.id];
     const bool same_timing = job.period == period && job.duration == duration;
     job.frame = frame;
     if (same_timing && job.running) return absl::OkStatus();  // data-only modify keeps the phase
@@ -53,68 +49,79 @@ class TimerPeriodicJobs final : public PeriodicJobs {
     job.running = true;
     // First frame at once, as python-can and the broadcast manager (TX_ANNOUNCE) do.
     bus_->Inject(frame);
-    if (job.remaining > 0 && --job.remaining == 0) {
-      job.running = false;
-      return Arm(job, absl::ZeroDuration());
-    }
-    return Arm(job, period);
+    if (job.remaining > 0 && --job.remaining == 0) job.running = false;
+    job.next_ns = MonotonicNanos() + absl::ToInt64Nanoseconds(period);
+    return Rearm();
   }
 
   absl::Status Stop(uint32_t arbitration_id) override {
-    auto it = jobs_.find(arbitration_id);
-    if (it == jobs_.end()) {
+    if (jobs_.erase(arbitration_id) == 0) {
       return absl::NotFoundError(
           absl::StrFormat("no periodic job for arbitration id 0x%X", arbitration_id));
     }
-    loop_->Remove(it->second.fd.get());
-    jobs_.erase(it);
-    return absl::OkStatus();
+    return Rearm();
   }
 
   bool Contains(uint32_t arbitration_id) const override { return jobs_.count(arbitration_id) > 0; }
   size_t size() const override { return jobs_.size(); }
+  uint64_t skipped() const override { return skipped_; }
 
  private:
   struct Job {
-    UniqueFd fd;
     CanFrame frame;
     absl::Duration period;
     absl::Duration duration;
+    int64_t next_ns = 0;    // CLOCK_MONOTONIC: the next frame is due
     int64_t remaining = 0;  // frames left to send; 0 = unlimited
     bool running = false;
   };
 
-  static absl::Status Arm(Job& job, absl::Duration period) {
+  TimerPeriodicJobs(std::shared_ptr<VirtualBus> bus, EventLoop* loop, UniqueFd timer)
+      : bus_(std::move(bus)), loop_(loop), timer_(std::move(timer)) {}
+
+  // Arms the timer for the earliest running job (disarms it when none runs).
+  absl::Status Rearm() {
+    int64_t earliest = INT64_MAX;
+    for (const auto& [id, job] : jobs_) {
+      if (job.running) earliest = std::min(earliest, job.next_ns);
+    }
     itimerspec spec{};
-    spec.it_interval = absl::ToTimespec(period);
-    spec.it_value = spec.it_interval;
-    if (::timerfd_settime(job.fd.get(), 0, &spec, nullptr) != 0) {
+    if (earliest != INT64_MAX) {
+      const int64_t at = std::max<int64_t>(earliest, 1);
+      spec.it_value.tv_sec = at / 1'000'000'000;
+      spec.it_value.tv_nsec = at % 1'000'000'000;
+    }
+    if (::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
       return ErrnoStatus("timerfd_settime");
     }
     return absl::OkStatus();
   }
 
-  void Fire(uint32_t id) {
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return;
-    Job& job = it->second;
+  void Fire() {
     uint64_t expirations = 0;
-    if (::read(job.fd.get(), &expirations, sizeof expirations) != sizeof expirations) return;
-    if (!job.running) return;
-    // A late loop catches up with the frames it owes, as a kernel timer would have sent them.
-    for (uint64_t i = 0; i < expirations; ++i) {
+    if (::read(timer_.get(), &expirations, sizeof expirations) != sizeof expirations) return;
+    const int64_t now = MonotonicNanos();
+    for (auto& [id, job] : jobs_) {
+      if (!job.running || job.next_ns > now) continue;
+      const int64_t period = absl::ToInt64Nanoseconds(job.period);
+      const int64_t missed = (now - job.next_ns) / period;  // periods wholly past: skipped
       bus_->Inject(job.frame);
-      if (job.remaining > 0 && --job.remaining == 0) {
-        job.running = false;
-        (void)Arm(job, absl::ZeroDuration());
-        break;
+      job.next_ns += (missed + 1) * period;
+      skipped_ += static_cast<uint64_t>(missed);
+      if (job.remaining > 0) {
+        // Skipped periods count against the job's duration: it still ends on time.
+        job.remaining -= std::min<int64_t>(job.remaining, missed + 1);
+        if (job.remaining == 0) job.running = false;
       }
     }
+    (void)Rearm();
   }
 
   std::shared_ptr<VirtualBus> bus_;
   EventLoop* loop_;
+  UniqueFd timer_;
   std::map<uint32_t, Job> jobs_;
+  uint64_t skipped_ = 0;
 };
 
 }  // namespace
@@ -217,7 +224,9 @@ bool VirtualBus::PrepareSleep() noexcept {
 }
 
 absl::StatusOr<std::unique_ptr<PeriodicJobs>> VirtualBus::CreatePeriodicJobs(EventLoop* loop) {
-  return std::make_unique<TimerPeriodicJobs>(shared_from_this(), loop);
+  ASSIGN_OR_RETURN(std::unique_ptr<TimerPeriodicJobs> jobs,
+                   TimerPeriodicJobs::Create(shared_from_this(), loop));
+  return jobs;
 }
 
 }  // namespace canserver

@@ -23,6 +23,7 @@
 #include "io/thread_util.h"
 #include "io/unique_fd.h"
 #include "io/wakeup.h"
+#include "net/admission.h"
 #include "net/server_options.h"
 #include "net/session.h"
 
@@ -39,7 +40,8 @@ class IoThread {
   void Start();
   // Hands a freshly accepted connection to this thread: a v5 client of `channel`, or a socketcand
   // client (channel nullptr) that names its channel later. Thread-safe.
-  void Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel);
+  void Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel,
+             std::unique_ptr<Admission::Ticket> ticket);
   // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
   // Thread-safe; returns once the thread has finished.
   void Stop();
@@ -54,6 +56,7 @@ class IoThread {
     UniqueFd fd;
     FrontEnd front_end;
     CanChannel* channel;
+    std::unique_ptr<Admission::Ticket> ticket;
   };
   IoThread(int index, const ServerOptions& options, std::vector<CanChannel*> channels,
            std::unique_ptr<EventLoop> loop, std::shared_ptr<Wakeup> wakeup, UniqueFd timer);

@@ -1,5 +1,6 @@
 #include "net/remote_server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -61,11 +62,19 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
     }
   }
   // Clients' sockets inherit their receive buffer from the listener (socket_util.h).
+  if (options.client_sndbuf_bytes != 0 &&
+      (options.client_sndbuf_bytes < 4096 || options.client_sndbuf_bytes > (64u << 20))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--client-sndbuf must be 0 (the kernel's autotuning) or 4096 to 67108864 bytes (got %d)",
+        options.client_sndbuf_bytes));
+  }
   const int rcvbuf = static_cast<int>(options.client_rcvbuf_bytes);
+  const int sndbuf = static_cast<int>(options.client_sndbuf_bytes);
   std::vector<Served> served;
   for (ServedChannel& c : channels) {
     const std::string info = c.backend->channel_info();
-    absl::StatusOr<UniqueFd> listener = ListenTcp(HostPort{options.host, c.port}, 512, rcvbuf);
+    absl::StatusOr<UniqueFd> listener =
+        ListenTcp(HostPort{options.host, c.port}, 512, rcvbuf, sndbuf);
     if (!listener.ok()) {
       return absl::Status(listener.status().code(),
                           absl::StrCat(listener.status().message(), " (for ", info, ")"));
@@ -84,7 +93,7 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
   UniqueFd socketcand;
   if (options.socketcand_port.has_value()) {
     absl::StatusOr<UniqueFd> listener =
-        ListenTcp(HostPort{options.host, *options.socketcand_port}, 512, rcvbuf);
+        ListenTcp(HostPort{options.host, *options.socketcand_port}, 512, rcvbuf, sndbuf);
     if (!listener.ok()) {
       return absl::Status(listener.status().code(),
                           absl::StrCat(listener.status().message(),
@@ -95,6 +104,11 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
   auto server = std::unique_ptr<RemoteServer>(
       new RemoteServer(std::move(options), std::move(served), std::move(wakeup)));
+  server->resume_timer_.Reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  server->reserve_fd_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!server->resume_timer_.valid() || !server->reserve_fd_.valid()) {
+    return ErrnoStatus("descriptors for the accept thread");
+  }
   std::vector<CanChannel*> all;
   std::vector<std::string> names;
   for (Served& c : server->channels_) {
@@ -123,6 +137,10 @@ RemoteServer::RemoteServer(ServerOptions options, std::vector<Served> channels, 
     : options_(std::move(options)),
       start_time_ns_(RealtimeNanos()),
       channels_(std::move(channels)),
+      admission_(std::make_unique<Admission>(
+          AdmissionLimits{options_.max_clients, options_.max_clients_per_address,
+                          options_.max_handshakes, options_.max_clients_per_channel},
+          channels_.size())),
       stop_wakeup_(std::move(wakeup)) {}
 
 RemoteServer::~RemoteServer() {
@@ -152,6 +170,17 @@ ServerStatus RemoteServer::Status() {
   status.now_ns = RealtimeNanos();
   status.io_threads = options_.io_threads;
   status.max_clients = options_.max_clients;
+  status.connections = admission_->connections();
+  status.handshakes = admission_->handshakes();
+  using R = Admission::Refusal;
+  status.refused = {{"full", admission_->refused(R::kFull)},
+                    {"per_address", admission_->refused(R::kPerAddress)},
+                    {"handshakes", admission_->refused(R::kHandshakes)},
+                    {"channel", admission_->refused(R::kChannel)},
+                    {"not_allowed", refused_not_allowed_.load(std::memory_order_relaxed)},
+                    {"no_fds", refused_no_fds_.load(std::memory_order_relaxed)}};
+  status.log_lines_suppressed = log_lines_suppressed();
+  ReadTcpSockstat(&status.tcp_memory_bytes, &status.tcp_orphans);
   for (Served& c : channels_) {
     CanBackend& backend = c.channel->backend();
     const ChannelCounters& k = c.channel->counters();
@@ -198,6 +227,11 @@ absl::Status RemoteServer::ServeForever() {
   }
   RETURN_IF_ERROR(
       loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
+  RETURN_IF_ERROR(loop->Add(resume_timer_.get(), EPOLLIN, [this](uint32_t) {
+    uint64_t expirations;
+    if (::read(resume_timer_.get(), &expirations, sizeof expirations) > 0) PauseAccepting(false);
+  }));
+  accept_loop_ = loop.get();
   for (const Served& c : channels_) {
     CS_LOG(kInfo, "serving %s on %s:%d", c.channel->channel_info(), options_.host, c.port);
   }
@@ -219,6 +253,13 @@ absl::Status RemoteServer::ServeForever() {
     CS_LOG(kInfo, "beacon: %s", beacon_->Text(""));
   }
   CS_LOG(kInfo, "%d channel(s), %d io threads", channels_.size(), options_.io_threads);
+  CS_LOG(kInfo,
+         "access: %s; at most %d clients, %d per address, %d per channel, %d handshaking "
+         "(0: no limit)",
+         options_.allow.empty() ? std::string("anyone may connect (no --allow)")
+                                : absl::StrCat("only ", options_.allow.ToString(), " (--allow)"),
+         options_.max_clients, options_.max_clients_per_address, options_.max_clients_per_channel,
+         options_.max_handshakes);
   absl::Status result;
   while (!stop_requested_.load(std::memory_order_acquire)) {
     absl::StatusOr<int> polled = loop->Poll(-1);
@@ -229,6 +270,8 @@ absl::Status RemoteServer::ServeForever() {
   }
   for (const Served& c : channels_) loop->Remove(c.listener.get());
   if (socketcand_listener_.valid()) loop->Remove(socketcand_listener_.get());
+  loop->Remove(resume_timer_.get());
+  accept_loop_ = nullptr;
   if (beacon_timer.valid()) loop->Remove(beacon_timer.get());
   // Sessions first (they flush and unsubscribe), then the CAN threads.
   for (auto& t : io_threads_) t->Stop();
@@ -259,37 +302,76 @@ void RemoteServer::Refuse(int fd, FrontEnd front_end, const std::string& reason)
     (void)v5::Encode(v5::RemoteException{reason}, &bytes);
   }
   (void)::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ResetOnClose(fd);
+}
+
+void RemoteServer::PauseAccepting(bool paused) {
+  if (accept_paused_ == paused || accept_loop_ == nullptr) return;
+  accept_paused_ = paused;
+  const uint32_t events = paused ? 0u : uint32_t{EPOLLIN};
+  for (const Served& c : channels_) (void)accept_loop_->Modify(c.listener.get(), events);
+  if (socketcand_listener_.valid()) (void)accept_loop_->Modify(socketcand_listener_.get(), events);
+  if (paused) {
+    const itimerspec once{{0, 0}, absl::ToTimespec(kAcceptPause)};
+    (void)::timerfd_settime(resume_timer_.get(), 0, &once, nullptr);
+  }
+}
+
+void RemoteServer::OutOfDescriptors(int listener, FrontEnd front_end, int error) {
+  refused_no_fds_.fetch_add(1, std::memory_order_relaxed);
+  // The reserve descriptor makes room for one accept, so one waiting client hears why.
+  reserve_fd_.Reset();
+  UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (fd.valid()) {
+    Refuse(fd.get(), front_end,
+           "server out of file descriptors: too many connections; try again later");
+  }
+  fd.Reset();
+  reserve_fd_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  CS_LOG_LIMITED(kWarning,
+                 "accept: %s: no descriptor for new clients (%d connections held); not accepting "
+                 "for %s (raise LimitNOFILE=, or lower --max-clients)",
+                 std::strerror(error), admission_->connections(),
+                 absl::FormatDuration(kAcceptPause));
+  PauseAccepting(true);
 }
 
 void RemoteServer::AcceptAll(size_t channel) {
-  while (true) {
-    const bool socketcand = channel == kSocketcand;
-    const FrontEnd front_end = socketcand ? FrontEnd::kSocketcand : FrontEnd::kV5;
-    UniqueFd fd(
-        ::accept4(socketcand ? socketcand_listener_.get() : channels_[channel].listener.get(),
-                  nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  const bool socketcand = channel == kSocketcand;
+  const FrontEnd front_end = socketcand ? FrontEnd::kSocketcand : FrontEnd::kV5;
+  const int listener = socketcand ? socketcand_listener_.get() : channels_[channel].listener.get();
+  while (!accept_paused_) {
+    UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
-      if (errno == EAGAIN || errno == EINTR) return;
-      // EMFILE and friends: log and let the listener retry on the next readiness.
-      CS_LOG(kWarning, "accept: %s", std::strerror(errno));
+      const int error = errno;
+      if (error == EAGAIN || error == EINTR) return;
+      if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+        OutOfDescriptors(listener, front_end, error);
+        return;
+      }
+      if (error == ECONNABORTED || error == EPROTO) continue;  // that one is gone; next
+      CS_LOG_LIMITED(kWarning, "accept: %s", std::strerror(error));
       return;
     }
     (void)SetNoDelay(fd.get());
     if (!options_.allow.Allows(fd.get())) {
+      refused_not_allowed_.fetch_add(1, std::memory_order_relaxed);
       Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");
-      CS_LOG(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),
-             options_.allow.ToString());
+      CS_LOG_LIMITED(kWarning, "refused %s: not in --allow %s", PeerName(fd.get()),
+                     options_.allow.ToString());
       continue;
     }
-    if (session_count() >= options_.max_clients) {
-      Refuse(fd.get(), front_end,
-             absl::StrFormat("server full (%d clients)", options_.max_clients));
-      CS_LOG(kWarning, "refused %s: server full (%d clients)", PeerName(fd.get()),
-             options_.max_clients);
+    absl::StatusOr<std::unique_ptr<Admission::Ticket>> ticket =
+        admission_->Admit(PeerAddress(fd.get()), socketcand ? Admission::kNoChannel : channel);
+    if (!ticket.ok()) {
+      const std::string reason(ticket.status().message());
+      Refuse(fd.get(), front_end, reason);
+      CS_LOG_LIMITED(kWarning, "refused %s: %s", PeerName(fd.get()), reason);
       continue;
     }
     io_threads_[next_thread_]->Adopt(next_session_id_++, std::move(fd), front_end,
-                                     socketcand ? nullptr : channels_[channel].channel.get());
+                                     socketcand ? nullptr : channels_[channel].channel.get(),
+                                     *std::move(ticket));
     next_thread_ = (next_thread_ + 1) % io_threads_.size();
   }
 }

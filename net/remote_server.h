@@ -29,6 +29,7 @@
 #include "io/event_loop.h"
 #include "io/unique_fd.h"
 #include "io/wakeup.h"
+#include "net/admission.h"
 #include "net/beacon.h"
 #include "net/io_thread.h"
 #include "net/server_options.h"
@@ -78,6 +79,8 @@ class RemoteServer {
   // Thread-safe (one netlink query per channel for the bus's timing).
   ServerStatus Status();
   const ServerOptions& options() const { return options_; }
+  // Connections held (handshaking or open) and still handshaking. Thread-safe.
+  const Admission& admission() const { return *admission_; }
 
  private:
   struct Served {
@@ -89,8 +92,14 @@ class RemoteServer {
   // Accepts on channel `channel`'s listener, or on the socketcand one (channel == kSocketcand).
   void AcceptAll(size_t channel);
   static constexpr size_t kSocketcand = SIZE_MAX;
-  // Tells a connection we will not serve why (best effort), before it is closed.
+  // Tells a connection we will not serve why (best effort), then resets it: a refused peer that
+  // keeps its end open leaves no orphaned socket holding kernel memory.
   static void Refuse(int fd, FrontEnd front_end, const std::string& reason);
+  // accept() found no free file descriptor: refuses one waiting connection with the reserve
+  // descriptor, so it hears why, and stops accepting for kAcceptPause instead of spinning.
+  void OutOfDescriptors(int listener, FrontEnd front_end, int error);
+  void PauseAccepting(bool paused);
+  static constexpr absl::Duration kAcceptPause = absl::Milliseconds(250);
 
   // Bus frame counts sampled by Status(), for a frames/s figure over the last seconds.
   struct RateSample {
@@ -106,8 +115,15 @@ class RemoteServer {
   std::vector<Served> channels_;
   UniqueFd socketcand_listener_;
   uint16_t socketcand_port_ = 0;
-  std::unique_ptr<Beacon> beacon_;  // accept thread, once serving
+  std::unique_ptr<Beacon> beacon_;        // accept thread, once serving
+  std::unique_ptr<Admission> admission_;  // before io_threads_: sessions hold its tickets
   std::vector<std::unique_ptr<IoThread>> io_threads_;
+  EventLoop* accept_loop_ = nullptr;  // accept thread, while serving
+  UniqueFd resume_timer_;             // ends an accept pause
+  UniqueFd reserve_fd_;               // kept free for OutOfDescriptors
+  bool accept_paused_ = false;        // accept thread only
+  std::atomic<uint64_t> refused_not_allowed_{0};
+  std::atomic<uint64_t> refused_no_fds_{0};
   Wakeup stop_wakeup_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> serving_{false};

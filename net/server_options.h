@@ -42,6 +42,13 @@ struct ServerOptions {
   size_t ring_frames = 8192;               // frames waiting for one client
   size_t output_buffer_bytes = 256 << 10;  // encoded bytes waiting for one client's socket
   size_t max_clients = 256;
+  // Per address, handshaking or open: a rig's PC runs a handful (a test script, a logger, a
+  // dashboard, a flashing tool); 0: no limit. net/admission.h.
+  size_t max_clients_per_address = 16;
+  // Connections that have not opened a bus yet; silent ones are closed after handshake_timeout.
+  size_t max_handshakes = 64;
+  // Open sessions of one channel; 0: only max_clients.
+  size_t max_clients_per_channel = 64;
   size_t client_tx_frames = 1024;  // frames from one client waiting for the bus
   // The kernel receive buffer of each client's socket (SO_RCVBUF on the listener, which the
   // kernel doubles for its bookkeeping). It bounds how far a sending client runs ahead of a busy
@@ -49,9 +56,19 @@ struct ServerOptions {
   // client never felt the bus rate. 16 KiB still carries 2 M frames/s on loopback (a window of
   // about 1,000 CanMessages; ~1 M frames/s per 0.25 ms of network round trip).
   size_t client_rcvbuf_bytes = 16 << 10;
+  // The kernel send buffer of each client's socket (SO_SNDBUF, doubled by the kernel), fixed so
+  // that clients that stop reading cannot hold megabytes each of kernel memory (autotuning grows
+  // it to 4 MiB): 250 stalled sessions took ~1 GiB of TCP memory. 0: autotuning.
+  size_t client_sndbuf_bytes = 64 << 10;
   // The bus took nothing for this long: waiting frames are refused (TransmitFail). Zero: never.
   absl::Duration tx_timeout = absl::Seconds(1);
-  size_t max_periodic_jobs = 64;         // per session
+  size_t max_periodic_jobs = 64;  // per session
+  // The shortest period a job may have (both protocols: socketcand's "add" takes microseconds).
+  absl::Duration min_periodic_period = absl::Milliseconds(1);
+  // Frames per second all periodic jobs of one channel may add up to; 0: what the bus carries at
+  // its bit rate (shortest frames: 50 bits each), or kDefaultPeriodicRate without bit timing.
+  int64_t max_periodic_rate = 0;
+  static constexpr int64_t kDefaultPeriodicRate = 10'000;
   size_t write_budget_bytes = 64 << 10;  // bytes one session may write per wakeup (fairness)
 
   absl::Duration handshake_timeout = absl::Seconds(10);

@@ -1,5 +1,7 @@
 #include "net/server_status.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -72,6 +74,23 @@ double V(const Counter& c) { return static_cast<double>(c.Get()); }
 
 }  // namespace
 
+void ReadTcpSockstat(int64_t* memory_bytes, int64_t* orphans) {
+  *memory_bytes = -1;
+  *orphans = -1;
+  std::FILE* f = std::fopen("/proc/net/sockstat", "re");
+  if (f == nullptr) return;
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    long long inuse, orphan, tw, alloc, pages;
+    if (std::sscanf(line, "TCP: inuse %lld orphan %lld tw %lld alloc %lld mem %lld", &inuse,
+                    &orphan, &tw, &alloc, &pages) == 5) {
+      *memory_bytes = pages * ::sysconf(_SC_PAGESIZE);  // "mem" counts pages
+      *orphans = orphan;
+    }
+  }
+  std::fclose(f);
+}
+
 std::string RenderMetrics(const ServerStatus& status) {
   Exposition e;
   e.Family("canserver_build_info", "gauge", "canserver's version (always 1)");
@@ -82,6 +101,29 @@ std::string RenderMetrics(const ServerStatus& status) {
   e.Sample("canserver_io_threads", "", status.io_threads);
   e.Family("canserver_max_clients", "gauge", "Sessions allowed at once (--max-clients)");
   e.Sample("canserver_max_clients", "", static_cast<double>(status.max_clients));
+  e.Family("canserver_connections", "gauge",
+           "Connections held, by stage (handshake: no bus opened yet)");
+  e.Sample("canserver_connections", "stage=\"handshake\"", static_cast<double>(status.handshakes));
+  e.Sample("canserver_connections", "stage=\"open\"",
+           static_cast<double>(status.connections - status.handshakes));
+  e.Family("canserver_connections_refused_total", "counter",
+           "Connections refused at accept, by the limit that refused them");
+  for (const auto& [reason, n] : status.refused) {
+    e.Sample("canserver_connections_refused_total", absl::StrCat("reason=\"", reason, "\""),
+             static_cast<double>(n));
+  }
+  e.Family("canserver_log_lines_suppressed_total", "counter",
+           "Log lines held back by the rate limit on lines remote peers cause");
+  e.Sample("canserver_log_lines_suppressed_total", "",
+           static_cast<double>(status.log_lines_suppressed));
+  if (status.tcp_memory_bytes >= 0) {
+    e.Family("canserver_kernel_tcp_memory_bytes", "gauge",
+             "TCP buffer memory of the whole machine (/proc/net/sockstat)");
+    e.Sample("canserver_kernel_tcp_memory_bytes", "", static_cast<double>(status.tcp_memory_bytes));
+    e.Family("canserver_kernel_tcp_orphans", "gauge",
+             "Orphaned TCP sockets on the whole machine (closed, still holding unsent data)");
+    e.Sample("canserver_kernel_tcp_orphans", "", static_cast<double>(status.tcp_orphans));
+  }
 
   // Per channel.
   static const Metric<ChannelStatus> kChannel[] = {
@@ -274,6 +316,8 @@ std::string RenderStatusJson(const ServerStatus& status) {
       {"now", static_cast<double>(status.now_ns) / 1e9},
       {"io_threads", status.io_threads},
       {"max_clients", status.max_clients},
+      {"connections", status.connections},
+      {"handshakes", status.handshakes},
       {"channels", std::move(channels)},
   };
   return doc.dump(1);

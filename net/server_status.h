@@ -38,7 +38,19 @@ struct ServerStatus {
   int io_threads = 0;
   size_t max_clients = 0;
   std::vector<ChannelStatus> channels;
+  // Connections: held now (handshaking or open), still handshaking, and refused since the start
+  // by reason ("full", "per_address", "handshakes", "channel", "not_allowed", "no_fds").
+  size_t connections = 0;
+  size_t handshakes = 0;
+  std::vector<std::pair<std::string, uint64_t>> refused;
+  uint64_t log_lines_suppressed = 0;  // CS_LOG_LIMITED (core/log.h)
+  // /proc/net/sockstat: the whole machine's TCP sockets (canserver's limits bound its own share).
+  int64_t tcp_memory_bytes = -1;  // -1: not readable
+  int64_t tcp_orphans = -1;
 };
+
+// /proc/net/sockstat's TCP line (TCP memory in bytes, orphaned sockets); -1 where unreadable.
+void ReadTcpSockstat(int64_t* memory_bytes, int64_t* orphans);
 
 // Prometheus text exposition format 0.0.4: every counter the server keeps, per channel and per
 // session, the delivery latency histogram, and process figures.

@@ -1,5 +1,7 @@
 #include "net/session.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "core/v5_server_session.h"
 #include "core/version.h"
 #include "io/clock.h"
+#include "net/socket_util.h"
 
 namespace canserver {
 namespace {
@@ -44,7 +47,8 @@ std::unique_ptr<ServerProtocol> MakeProtocol(FrontEnd front_end, SessionActions*
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
                  FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
-                 EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup)
+                 EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup,
+                 std::unique_ptr<Admission::Ticket> ticket)
     : id_(id),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
@@ -54,6 +58,7 @@ Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions
       loop_(loop),
       io_wakeup_(std::move(io_wakeup)),
       protocol_(MakeProtocol(front_end, this)),
+      ticket_(std::move(ticket)),
       connected_at_(absl::Now()) {}
 
 void Session::Start() {
@@ -361,6 +366,7 @@ void Session::Tick(absl::Time now) {
     }
     return;
   }
+  if (periodic_) subscriber_->counters.periodic_skipped.Max(periodic_->skipped());
   std::string timed;
   protocol_->OnTick(now, &timed);
   if (!timed.empty()) {
@@ -405,13 +411,26 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
         ::send(fd_.get(), out_.data() + out_head_, pending_bytes(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) counters().bytes_to_client.Add(static_cast<uint64_t>(n));
   }
+  // A client that is not reading (bytes waiting here, or in the kernel unsent: its window is
+  // shut; SIOCOUTQ would count bytes merely not acknowledged yet): reset instead of
+  // a FIN behind its unread data, so no orphaned socket keeps the send buffer after us.
+  int unsent = 0;
+  const bool reset =
+      pending_bytes() > 0 || (::ioctl(fd_.get(), SIOCOUTQNSD, &unsent) == 0 && unsent > 0);
   closed_ = true;
   CloseIsoTp();
   if (subscriber_) channel_->Unsubscribe(id_);
   periodic_.reset();
+  for (const auto& [job, load] : periodic_load_) channel_->ReleasePeriodicLoad(load);
+  periodic_load_.clear();
   loop_->Remove(fd_.get());
-  ::shutdown(fd_.get(), SHUT_RDWR);
+  if (reset) {
+    ResetOnClose(fd_.get());
+  } else {
+    ::shutdown(fd_.get(), SHUT_RDWR);
+  }
   fd_.Reset();
+  ticket_.reset();  // its slots in the server's limits are free again
   CS_LOG_LIMITED(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
 }
 
@@ -427,10 +446,19 @@ absl::StatusOr<CanChannel*> Session::FindChannel(absl::string_view name) const {
 
 absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t bitrate,
                                              FilterSet filters) {
+  CanChannel* const chosen = channel_;
   if (channel_ == nullptr) {
     absl::StatusOr<CanChannel*> found = FindChannel(channel);
     if (!found.ok()) return found.status();
     channel_ = *found;
+  }
+  if (ticket_ != nullptr) {
+    const size_t index = static_cast<size_t>(
+        std::find(channels_.begin(), channels_.end(), channel_) - channels_.begin());
+    if (absl::Status room = ticket_->Open(index); !room.ok()) {
+      channel_ = chosen;  // nothing opened
+      return room;
+    }
   }
   // The bus's own rate decides, not the client's wish (core/bitrate_policy.h).
   BusTiming timing = channel_->backend().timing();
@@ -505,8 +533,36 @@ absl::Status Session::StartPeriodic(const PeriodicRequest& start) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "too many periodic jobs: at most %d per session", options_.max_periodic_jobs));
   }
+  if (start.period < options_.min_periodic_period) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "periodic job: a period of %s is below the shortest allowed, %s",
+        absl::FormatDuration(start.period), absl::FormatDuration(options_.min_periodic_period)));
+  }
+  // The channel's jobs together may not send more than the bus carries.
+  const int64_t load =
+      1'000'000'000'000 / std::max<int64_t>(1, absl::ToInt64Nanoseconds(start.period));
+  auto [it, fresh] = periodic_load_.try_emplace(start.frame.id, 0);
+  const int64_t delta = load - it->second;
+  int64_t cap = options_.max_periodic_rate;
+  const int32_t bitrate = cap > 0 ? 0 : channel_->backend().timing().bitrate;
+  if (cap <= 0) cap = bitrate > 0 ? bitrate / 50 : ServerOptions::kDefaultPeriodicRate;
+  if (delta > 0 && !channel_->ReservePeriodicLoad(delta, cap * 1000)) {
+    if (fresh) periodic_load_.erase(it);
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "periodic job: the channel's periodic jobs would send %.0f frames/s, more than the %d "
+        "frames/s allowed (%s; canserver --max-periodic-rate)",
+        static_cast<double>(channel_->periodic_load() + delta) / 1000, cap,
+        bitrate > 0 ? absl::StrFormat("what %d bit/s carries", bitrate)
+                    : std::string("a bus without bit timing")));
+  }
   absl::Status s = periodic_->Start(start.frame, start.period, start.duration);
-  if (!s.ok()) return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
+  if (!s.ok()) {
+    if (delta > 0) channel_->ReleasePeriodicLoad(delta);
+    if (fresh) periodic_load_.erase(it);
+    return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
+  }
+  if (delta < 0) channel_->ReleasePeriodicLoad(-delta);
+  it->second = load;
   return absl::OkStatus();
 }
 
@@ -593,7 +649,15 @@ void Session::OnClientError(absl::string_view text) {
   CS_LOG_LIMITED(kWarning, "session %d (%s): %s", id_, peer_, text);
 }
 
+void Session::ReleasePeriodicLoad(uint32_t arbitration_id) {
+  auto it = periodic_load_.find(arbitration_id);
+  if (it == periodic_load_.end()) return;
+  channel_->ReleasePeriodicLoad(it->second);
+  periodic_load_.erase(it);
+}
+
 absl::Status Session::StopPeriodic(uint32_t arbitration_id) {
+  ReleasePeriodicLoad(arbitration_id);
   // Stopping a job that already ended (or never existed) is harmless, as in python-can.
   if (absl::Status s = periodic_->Stop(arbitration_id); !s.ok() && !absl::IsNotFound(s)) {
     return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));

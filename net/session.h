@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,7 @@
 #include "io/event_loop.h"
 #include "io/subscriber.h"
 #include "io/unique_fd.h"
+#include "net/admission.h"
 #include "net/server_options.h"
 
 namespace canserver {
@@ -61,9 +63,12 @@ class Session final : public SessionActions {
  public:
   // `channel`: the channel a v5 client's port serves; nullptr for socketcand, whose client opens
   // one of `channels` by name.
+  // `ticket`: the connection's slots in the server's limits (net/admission.h), held until the
+  // session is closed; nullptr: not counted (tests).
   Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
           FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
-          EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup);
+          EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup,
+          std::unique_ptr<Admission::Ticket> ticket = nullptr);
   ~Session() override;
 
   // Sends the front end's greeting (socketcand's "< hi >"); call once the socket is in the loop.
@@ -132,6 +137,8 @@ class Session final : public SessionActions {
     if (lent_) TakeSocketBack();
   }
   void TakeSocketBack();
+  // Gives the job's share of the channel's periodic load back.
+  void ReleasePeriodicLoad(uint32_t arbitration_id);
   void AppendReply(absl::string_view bytes);
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
@@ -159,8 +166,11 @@ class Session final : public SessionActions {
   EventLoop* const loop_;
   std::shared_ptr<const Wakeup> io_wakeup_;
   std::unique_ptr<ServerProtocol> protocol_;
+  std::unique_ptr<Admission::Ticket> ticket_;
   std::shared_ptr<Subscriber> subscriber_;
   std::unique_ptr<PeriodicJobs> periodic_;
+  // Each job's share of the channel's periodic load (CanChannel::ReservePeriodicLoad), by id.
+  std::map<uint32_t, int64_t> periodic_load_;
   SessionCounters local_counters_;  // before the bus is open, and for sessions never opened
 
   // socketcand's ISOTP mode: the channel's CAN_ISOTP socket in this session's loop, and the PDUs

@@ -116,7 +116,7 @@ absl::Status SetNoDelay(int fd) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog, int rcvbuf) {
+absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog, int rcvbuf, int sndbuf) {
   ASSIGN_OR_RETURN(AddrInfoPtr ai, Resolve(address, /*passive=*/true));
   absl::Status last = absl::UnavailableError("no address");
   for (addrinfo* a = ai.get(); a != nullptr; a = a->ai_next) {
@@ -129,6 +129,10 @@ absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog, int rcv
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (rcvbuf > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
       last = ErrnoStatus(absl::StrCat("setsockopt(SO_RCVBUF) for ", address.ToString()));
+      continue;
+    }
+    if (sndbuf > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) != 0) {
+      last = ErrnoStatus(absl::StrCat("setsockopt(SO_SNDBUF) for ", address.ToString()));
       continue;
     }
     if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
@@ -158,6 +162,29 @@ std::string PeerName(int fd) {
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
   return SockaddrToString(reinterpret_cast<sockaddr*>(&ss));
+}
+
+void ResetOnClose(int fd) {
+  const linger reset{1, 0};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+}
+
+std::string PeerAddress(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+  } else if (ss.ss_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a)) {  // an IPv4 client of an IPv6 listener is that IPv4 host
+      ::inet_ntop(AF_INET, &a.s6_addr[12], host, sizeof host);
+    } else {
+      ::inet_ntop(AF_INET6, &a, host, sizeof host);
+    }
+  }
+  return host;
 }
 
 absl::StatusOr<UniqueFd> ConnectTcp(const HostPort& address, absl::Duration timeout) {

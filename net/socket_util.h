@@ -25,17 +25,24 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, uint16_t default_
 // SO_RCVBUF before listen(), so accepted sockets inherit it and their handshake already offers
 // the window it allows (tcp(7): set after accept, the peer has seen a larger window and sized
 // its segments to half of it, and a window smaller than one segment waits for TCP's persist
-// timer).
-absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog = 512, int rcvbuf = 0);
+// timer). `sndbuf` > 0 fixes SO_SNDBUF the same way (no autotuning to megabytes per client).
+absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog = 512, int rcvbuf = 0,
+                                   int sndbuf = 0);
 // The local port of a bound socket.
 uint16_t LocalPort(int fd);
 // "1.2.3.4:5678" for the peer of a connected socket.
 std::string PeerName(int fd);
+// The peer's address alone ("1.2.3.4", "fd00::1"; an IPv4-mapped IPv6 address as IPv4).
+std::string PeerAddress(int fd);
 
 // A blocking TCP connection with TCP_NODELAY set, or an error naming the address.
 absl::StatusOr<UniqueFd> ConnectTcp(const HostPort& address, absl::Duration timeout);
 
 absl::Status SetNonBlocking(int fd);
+// SO_LINGER 0: close() resets the connection and frees its buffers at once, instead of leaving
+// an orphaned socket that holds unsent data (up to its send buffer) while a peer that never
+// reads keeps its window shut.
+void ResetOnClose(int fd);
 absl::Status SetNoDelay(int fd);
 
 }  // namespace canserver

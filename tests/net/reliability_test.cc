@@ -91,6 +91,9 @@ TEST(ReliabilityTest, AThousandSessionsAtOnce) {
 
   ServerOptions options;
   options.max_clients = 1000;
+  options.max_clients_per_address = 0;  // all from 127.0.0.1: only the global limit here
+  options.max_clients_per_channel = 0;
+  options.max_handshakes = 0;
   options.ring_frames = 1024;
   options.io_threads = 4;
   TestServer ts(options);
