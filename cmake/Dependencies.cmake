@@ -16,9 +16,13 @@ add_library(moodycamel::queues INTERFACE IMPORTED)
 target_include_directories(moodycamel::queues SYSTEM INTERFACE
   "${MOODYCAMEL_CQ_INCLUDE_DIR}" "${MOODYCAMEL_RWQ_INCLUDE_DIR}")
 
-# The HTTP endpoint (--http): cpp-httplib (libcpp-httplib-dev) serves, nlohmann-json3-dev writes
+# The HTTP endpoint (--http): GNU libmicrohttpd (libmicrohttpd-dev) serves, nlohmann-json3-dev writes
 # /api/status. systemd's sd_notify (libsystemd-dev) for Type=notify units.
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET GLOBAL libmicrohttpd)
+if(CANSERVER_BUILD_TESTS)
+  # Tests' HTTP client only.
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+endif()
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET GLOBAL libsystemd)
 find_package(nlohmann_json REQUIRED)

@@ -116,6 +116,7 @@ void CanChannel::Run(std::stop_token stop) {
   int rx_fd = backend_->rx_fd();
   uint64_t rx_epoch = backend_->rx_fd_epoch();
   while (!stop.stop_requested()) {
+    passes_.store(passes_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (commands_pending_.load(std::memory_order_relaxed)) ApplyCommands();
     const bool received = ReceiveBatch();
     const bool transmitted = TransmitBatch();
@@ -162,7 +163,8 @@ void CanChannel::Sleep(int epfd) noexcept {
     return;
   }
   epoll_event events[3];
-  const int ready = ::epoll_wait(epfd, events, 3, -1);
+  // Never longer than kMaxSleepMs: an idle thread still shows it is alive (passes()).
+  const int ready = ::epoll_wait(epfd, events, 3, kMaxSleepMs);
   gate_.Disarm();
   woke_ = true;
   // Clear only the descriptors that woke us: a read that would find nothing is a wasted syscall

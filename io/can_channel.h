@@ -85,6 +85,10 @@ class CanChannel {
   const ChannelCounters& counters() const { return counters_; }
   // CPU time the CAN thread has used; call while the channel runs (between Start and Stop).
   absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
+  // Loop passes of the CAN thread so far: it passes at least once every kMaxSleep, so a count
+  // that stops means a wedged thread (the systemd watchdog, RemoteServer::StalledThreads).
+  uint64_t passes() const noexcept { return passes_.load(std::memory_order_relaxed); }
+  static constexpr int kMaxSleepMs = 1000;
   // Bus time → encoded for a client's socket, all clients of the channel. Any thread.
   DeliveryLatency& delivery_latency() { return delivery_latency_; }
   const DeliveryLatency& delivery_latency() const { return delivery_latency_; }
@@ -206,7 +210,9 @@ class CanChannel {
   DeliveryLatency delivery_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
-  std::atomic<int64_t> periodic_load_{0};  // milli-frames/s of every session's periodic jobs
+  std::atomic<int64_t> periodic_load_{0};
+  std::atomic<uint64_t> passes_{
+      0};  // CAN thread: each loop pass  // milli-frames/s of every session's periodic jobs
   std::jthread thread_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -23,7 +24,12 @@ std::array<uint8_t, 16> Mapped(const in_addr& v4) {
 absl::StatusOr<AccessList> AccessList::Parse(const std::vector<std::string>& entries) {
   AccessList list;
   for (const std::string& entry : entries) {
-    if (entry.empty()) continue;
+    if (absl::StripAsciiWhitespace(entry).empty()) {
+      return absl::InvalidArgumentError(
+          "--allow has an empty entry (an empty value or a stray comma), which would let "
+          "everyone in; list addresses or CIDR blocks, e.g. --allow 10.1.0.0/16,::1, or leave "
+          "--allow out to allow everyone");
+    }
     const size_t slash = entry.find('/');
     const std::string addr = entry.substr(0, slash);
     Block block;

@@ -2,33 +2,49 @@
 //   /metrics     Prometheus text exposition (server_status.h)
 //   /api/status  the same as JSON, for scripts and the status page
 //   /            the status page
-// Everything else is 404; a peer outside --allow gets 403. Built on cpp-httplib (Debian's
-// libcpp-httplib-dev): its own small thread pool, so a slow or hostile HTTP client never touches
-// the io or CAN threads; headers are capped at 8 KiB, bodies at 1 KiB, and a connection that
-// sends nothing for 2 s is closed.
+// Everything else is 404, other methods 405.
 //
-// Thread-safety: Start and the destructor from one thread; `status` is called on the pool's
-// threads and must be thread-safe (RemoteServer::Status is).
+// Built on GNU libmicrohttpd (Debian's libmicrohttpd-dev), chosen over cpp-httplib because it was
+// made for hostile clients (docs/reliability.md has the measurements): it is event driven, so a
+// slow client holds a connection slot, never a worker; it checks --allow at accept; it caps
+// connections (kMaxConnections), connections per address (kMaxPerAddress) and the memory of one
+// request (kRequestMemory: a request whose headers do not fit gets 431), and closes a connection
+// idle for kIdleTimeout. What it lacks, a whole-request deadline, is added here: a request not
+// answered within kRequestDeadline of its first byte (a slowloris trickling a header byte a
+// second) is cut off.
+//
+// Thread-safety: Start and the destructor from one thread. One thread of its own runs the
+// daemon; `status` is called on it and must be thread-safe (RemoteServer::Status is).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "io/unique_fd.h"
 #include "net/access_list.h"
 #include "net/server_status.h"
 #include "net/socket_util.h"
 
-namespace httplib {
-class Server;
-}
+struct MHD_Daemon;
+struct MHD_Connection;
 
 namespace canserver {
 
 class HttpServer {
  public:
+  static constexpr unsigned kMaxConnections = 64;
+  static constexpr unsigned kMaxPerAddress = 8;
+  static constexpr size_t kRequestMemory = 32 << 10;
+  static constexpr absl::Duration kIdleTimeout = absl::Seconds(5);
+  static constexpr absl::Duration kRequestDeadline = absl::Seconds(5);
+
   // Binds `address` (port 0: any free port) and starts serving.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HostPort& address,
                                                            AccessList allow,
@@ -36,12 +52,37 @@ class HttpServer {
   ~HttpServer();
 
   uint16_t port() const { return port_; }
+  // Connections refused at accept (--allow, or a limit above) and requests cut off at the
+  // deadline, so far. Thread-safe.
+  uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+  uint64_t cut_off() const { return cut_off_.load(std::memory_order_relaxed); }
 
  private:
   HttpServer() = default;
-  std::unique_ptr<httplib::Server> server_;
+  void Run();
+  // The daemon's thread: cuts off requests older than kRequestDeadline.
+  void EnforceDeadline();
+
+  AccessList allow_;
+  std::function<ServerStatus()> status_;
+  UniqueFd listener_;
+  MHD_Daemon* daemon_ = nullptr;
   std::thread thread_;
+  std::atomic<bool> stop_{false};
   uint16_t port_ = 0;
+  // Connections by socket (the daemon's thread only): since when they are in their current
+  // request, or idle after answering one.
+  struct Request {
+    absl::Time since;
+    bool in_request = true;
+    bool served_one = false;
+    std::string peer;
+  };
+  std::map<int, Request> requests_;
+  std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> cut_off_{0};
+
+  friend struct HttpCallbacks;  // libmicrohttpd's callbacks (http_server.cc), the daemon's thread
 };
 
 }  // namespace canserver

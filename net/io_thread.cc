@@ -71,6 +71,7 @@ void IoThread::Run(std::stop_token stop) {
   last_stats_ = absl::Now();
   bool busy = false;
   while (!stop.stop_requested()) {
+    passes_.store(passes_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     // Paused readers (tx queue full) are woken by the CAN thread through their tx_gate.
     absl::StatusOr<int> polled = loop_->Poll(busy ? 0 : -1);
     if (!polled.ok()) {

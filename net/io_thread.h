@@ -49,6 +49,9 @@ class IoThread {
   size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
   // CPU time the thread has used; call between Start and Stop.
   absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
+  // Loop passes so far; the housekeeping tick makes at least ten a second. Thread-safe.
+  uint64_t passes() const noexcept { return passes_.load(std::memory_order_relaxed); }
+  int index() const { return index_; }
 
  private:
   struct Adopted {
@@ -80,6 +83,7 @@ class IoThread {
   PassClock clock_;                                        // io thread only
   std::atomic<size_t> session_count_{0};
   absl::Time last_stats_;
+  std::atomic<uint64_t> passes_{0};
   std::jthread thread_;
 };
 

@@ -157,6 +157,23 @@ absl::Duration RemoteServer::ThreadCpuTime() {
   return total;
 }
 
+std::vector<std::string> RemoteServer::StalledThreads(absl::Duration quiet) {
+  const absl::Time now = absl::Now();
+  std::vector<std::string> stalled;
+  auto check = [&](const std::string& name, uint64_t passes) {
+    auto [it, fresh] = progress_.try_emplace(name, Progress{passes, now});
+    if (fresh || it->second.passes != passes) {
+      it->second = {passes, now};
+    } else if (now - it->second.since >= quiet) {
+      stalled.push_back(name);
+    }
+  };
+  if (!serving_.load()) return stalled;
+  for (Served& c : channels_) check("can:" + c.channel->backend().name(), c.channel->passes());
+  for (auto& t : io_threads_) check(absl::StrCat("io:", t->index()), t->passes());
+  return stalled;
+}
+
 size_t RemoteServer::session_count() const {
   size_t n = 0;
   for (const auto& t : io_threads_) n += t->session_count();

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,6 +80,10 @@ class RemoteServer {
   // Thread-safe (one netlink query per channel for the bus's timing).
   ServerStatus Status();
   const ServerOptions& options() const { return options_; }
+  // The CAN and io threads ("can:vcan0", "io:1") whose loops have not passed since a call at
+  // least `quiet` ago: wedged. Every thread passes at least once a second when idle, so `quiet`
+  // of a few seconds never names a healthy one. Call from one thread (the watchdog's).
+  std::vector<std::string> StalledThreads(absl::Duration quiet);
   // Connections held (handshaking or open) and still handshaking. Thread-safe.
   const Admission& admission() const { return *admission_; }
 
@@ -122,6 +127,11 @@ class RemoteServer {
   UniqueFd resume_timer_;             // ends an accept pause
   UniqueFd reserve_fd_;               // kept free for OutOfDescriptors
   bool accept_paused_ = false;        // accept thread only
+  struct Progress {
+    uint64_t passes = 0;
+    absl::Time since;  // when `passes` was first seen
+  };
+  std::map<std::string, Progress> progress_;  // StalledThreads' caller only
   std::atomic<uint64_t> refused_not_allowed_{0};
   std::atomic<uint64_t> refused_no_fds_{0};
   Wakeup stop_wakeup_;

@@ -7,8 +7,8 @@ packages=(
   cmake ninja-build g++ clang ccache pkg-config
   libabsl-dev libconcurrentqueue-dev libreaderwriterqueue-dev
   libgtest-dev libgmock-dev libbenchmark-dev libinih-dev libsocketcan-dev
-  # --http (cpp-httplib, JSON), sd_notify
-  libcpp-httplib-dev nlohmann-json3-dev libsystemd-dev
+  # --http (libmicrohttpd; cpp-httplib as the tests' client; JSON), sd_notify
+  libmicrohttpd-dev libcpp-httplib-dev nlohmann-json3-dev libsystemd-dev
   # what operators and scrapers see: promtool and a real Prometheus, headless Chromium
   prometheus chromium
   # the .deb: dpkg-shlibdeps for its dependencies, lintian, man pages from --help, unit checks

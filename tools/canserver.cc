@@ -2,6 +2,7 @@
 // v5 (python-can's `remote` interface). See README.md and docs/.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/commandlineflag.h"
@@ -21,7 +23,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/bitrate_policy.h"
@@ -101,7 +105,26 @@ ABSL_FLAG(int, ring_size, 8192,
           "frames buffered per client before that client's frames are dropped (and counted); "
           "each frame takes 80 bytes");
 ABSL_FLAG(int, output_buffer, 256 * 1024, "encoded bytes buffered per client socket");
-ABSL_FLAG(int, max_clients, 256, "clients served at once; the next gets 'server full'");
+ABSL_FLAG(int, max_clients, 256,
+          "connections held at once, handshaking or open; the next gets 'server full'");
+ABSL_FLAG(int, max_clients_per_address, 16,
+          "connections from one address (a rig PC runs a handful: a test script, a logger, a "
+          "dashboard, a flashing tool), so one host cannot take every slot; 0: no limit");
+ABSL_FLAG(int, max_clients_per_channel, 64,
+          "open sessions of one channel, so one channel's crowd cannot lock out another's "
+          "clients; 0: only --max-clients");
+ABSL_FLAG(int, max_handshakes, 64,
+          "connections that have not opened a bus yet (silent ones close after "
+          "--handshake-timeout); 0: no limit");
+ABSL_FLAG(int, client_sndbuf, 64 * 1024,
+          "kernel send buffer per client socket, bytes (SO_SNDBUF): bounds the kernel memory a "
+          "client that stops reading holds (autotuning grows it to 4 MiB); 0: the kernel's "
+          "autotuning; else at least 4096");
+ABSL_FLAG(absl::Duration, min_period, absl::Milliseconds(1),
+          "the shortest period a periodic job may have (v5 and socketcand alike)");
+ABSL_FLAG(int, max_periodic_rate, 0,
+          "frames per second all periodic jobs of one channel may add up to; 0: what the bus "
+          "carries at its bit rate (bit rate / 50), or 10000 on a bus without bit timing");
 ABSL_FLAG(int, client_tx_queue, 1024,
           "frames from one client waiting for the bus (80 bytes each); while it is full the "
           "client is not read, so TCP slows it to the bus rate — nothing is refused for it");
@@ -135,6 +158,34 @@ ABSL_FLAG(std::string, http, "",
 
 namespace {
 
+// A CAN or io thread whose loop has not passed for this long is wedged (each passes at least
+// once a second when idle).
+constexpr absl::Duration kStallAfter = absl::Seconds(5);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (systemd gives services 1,024 soft), then
+// checks that the limits fit: each connection holds its socket and at most two more
+// descriptors (its periodic jobs' timer or broadcast-manager socket, an ISO-TP socket), plus a
+// fixed set per channel and thread and for HTTP. A configuration that cannot fit is refused at
+// start instead of failing clients at 3 a.m.
+absl::Status FitDescriptorBudget(const canserver::ServerOptions& options, size_t channels) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return absl::OkStatus();
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  const uint64_t needed = 64 + 8 * channels + 4 * static_cast<uint64_t>(options.io_threads) +
+                          3 * static_cast<uint64_t>(options.max_clients);
+  if (lim.rlim_cur != RLIM_INFINITY && needed > lim.rlim_cur) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "--max-clients %d needs about %d file descriptors, but this process may open %d "
+        "(RLIMIT_NOFILE; raise LimitNOFILE= in the systemd unit, or ulimit -n)",
+        options.max_clients, needed, static_cast<uint64_t>(lim.rlim_cur)));
+  }
+  return absl::OkStatus();
+}
+
 // Reads a config file (core/server_config.h) and applies its [canserver] settings to the flags;
 // the command line, parsed afterwards, wins. Returns the file's channels.
 absl::StatusOr<std::vector<canserver::ChannelSpec>> LoadConfig(const std::string& path) {
@@ -154,6 +205,12 @@ absl::StatusOr<std::vector<canserver::ChannelSpec>> LoadConfig(const std::string
       return absl::InvalidArgumentError(
           absl::StrFormat("%s: unknown setting '%s' in [canserver]%s", path, key,
                           key == "channel" ? " (channels are sections: [can0])" : ""));
+    }
+    if (key == "allow" && absl::StripAsciiWhitespace(value).empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: 'allow =' is empty, which would let everyone in; list addresses or CIDR blocks, "
+          "or remove the line to allow everyone",
+          path));
     }
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
@@ -192,8 +249,10 @@ int main(int argc, char** argv) {
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
          {"Limits (memory, time, fairness)",
-          {"ring_size", "output_buffer", "max_clients", "client_tx_queue", "client_rcvbuf",
-           "tx_timeout", "max_periodic_jobs", "handshake_timeout", "slow_client_timeout"}},
+          {"ring_size", "output_buffer", "max_clients", "max_clients_per_address",
+           "max_clients_per_channel", "max_handshakes", "client_tx_queue", "client_rcvbuf",
+           "client_sndbuf", "tx_timeout", "max_periodic_jobs", "min_period", "max_periodic_rate",
+           "handshake_timeout", "slow_client_timeout"}},
          {"Logging", {"v", "stats_interval"}}},
         "tools/canserver.cc");
     return 0;
@@ -204,6 +263,8 @@ int main(int argc, char** argv) {
     for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty()))
       channel_args.emplace_back(v);
   }
+  // --allow may be repeated too; an empty one would silently allow everyone, so it is an error.
+  const std::vector<std::string> allow_args = TakeFlagValues(args, "allow");
   const std::vector<std::string> config_paths = TakeFlagValues(args, "config");
   std::vector<ChannelSpec> config_channels;
   if (!config_paths.empty()) {
@@ -270,6 +331,26 @@ int main(int argc, char** argv) {
   options.ring_frames = static_cast<size_t>(absl::GetFlag(FLAGS_ring_size));
   options.output_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_output_buffer));
   options.max_clients = static_cast<size_t>(absl::GetFlag(FLAGS_max_clients));
+  for (auto [name, value, field] :
+       {std::tuple{"max-clients-per-address", absl::GetFlag(FLAGS_max_clients_per_address),
+                   &options.max_clients_per_address},
+        std::tuple{"max-clients-per-channel", absl::GetFlag(FLAGS_max_clients_per_channel),
+                   &options.max_clients_per_channel},
+        std::tuple{"max-handshakes", absl::GetFlag(FLAGS_max_handshakes), &options.max_handshakes},
+        std::tuple{"client-sndbuf", absl::GetFlag(FLAGS_client_sndbuf),
+                   &options.client_sndbuf_bytes}}) {
+    if (value < 0) return fail(absl::StrFormat("--%s must not be negative (0: no limit)", name));
+    *field = static_cast<size_t>(value);
+  }
+  options.min_periodic_period = absl::GetFlag(FLAGS_min_period);
+  if (options.min_periodic_period < absl::Microseconds(100)) {
+    return fail(absl::StrFormat("--min-period must be at least 100us (got %s)",
+                                absl::FormatDuration(options.min_periodic_period)));
+  }
+  if (absl::GetFlag(FLAGS_max_periodic_rate) < 0) {
+    return fail("--max-periodic-rate must not be negative (0: what the bus carries)");
+  }
+  options.max_periodic_rate = absl::GetFlag(FLAGS_max_periodic_rate);
   options.client_tx_frames = static_cast<size_t>(absl::GetFlag(FLAGS_client_tx_queue));
   if (absl::GetFlag(FLAGS_client_rcvbuf) < 0) return fail("--client-rcvbuf must not be negative");
   options.client_rcvbuf_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_client_rcvbuf));
@@ -283,7 +364,14 @@ int main(int argc, char** argv) {
   options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
   if (absl::GetFlag(FLAGS_v) > 0) options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
 
-  absl::StatusOr<AccessList> allow = AccessList::Parse(absl::GetFlag(FLAGS_allow));
+  std::vector<std::string> allow_entries = absl::GetFlag(FLAGS_allow);  // the config file's
+  if (!allow_args.empty()) {
+    allow_entries.clear();
+    for (const std::string& value : allow_args) {
+      for (absl::string_view v : absl::StrSplit(value, ',')) allow_entries.emplace_back(v);
+    }
+  }
+  absl::StatusOr<AccessList> allow = AccessList::Parse(allow_entries);
   if (!allow.ok()) return fail(allow.status().message());
   options.allow = *std::move(allow);
 
@@ -347,6 +435,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (absl::Status fds = FitDescriptorBudget(options, channels.size()); !fds.ok()) {
+    return fail(fds.message());
+  }
   auto server =
       RemoteServer::Create(options, std::move(channels), absl::GetFlag(FLAGS_error_frames));
   if (!server.ok()) return fail(server.status().message());
@@ -381,7 +472,14 @@ int main(int argc, char** argv) {
       }
       const absl::Time now = absl::Now();
       if (watchdog && now - last_ping >= absl::Microseconds(watchdog_usec / 2)) {
-        sd_notify(0, "WATCHDOG=1");
+        // Only while every CAN and io thread makes progress: a wedged one gets us restarted.
+        const std::vector<std::string> stalled = (*server)->StalledThreads(kStallAfter);
+        if (stalled.empty()) {
+          sd_notify(0, "WATCHDOG=1");
+        } else {
+          CS_LOG_LIMITED(kError, "watchdog: %s made no progress for %s; not pinging systemd",
+                         absl::StrJoin(stalled, ", "), absl::FormatDuration(kStallAfter));
+        }
         last_ping = now;
       }
       if (now - last_status >= absl::Seconds(2)) {
