@@ -335,20 +335,23 @@ void RemoteServer::PauseAccepting(bool paused) {
 }
 
 void RemoteServer::OutOfDescriptors(int listener, FrontEnd front_end, int error) {
-  refused_no_fds_.fetch_add(1, std::memory_order_relaxed);
-  // The reserve descriptor makes room for one accept, so one waiting client hears why.
+  // The reserve descriptor makes room for one accept at a time: the clients waiting now hear why
+  // (at most kRefusedPerPause of them, so a flood cannot keep this thread busy) and are closed.
   reserve_fd_.Reset();
-  UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (fd.valid()) {
+  size_t refused = 0;
+  while (refused < kRefusedPerPause) {
+    UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) break;
     Refuse(fd.get(), front_end,
            "server out of file descriptors: too many connections; try again later");
+    ++refused;
   }
-  fd.Reset();
+  refused_no_fds_.fetch_add(refused, std::memory_order_relaxed);
   reserve_fd_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   CS_LOG_LIMITED(kWarning,
-                 "accept: %s: no descriptor for new clients (%d connections held); not accepting "
-                 "for %s (raise LimitNOFILE=, or lower --max-clients)",
-                 std::strerror(error), admission_->connections(),
+                 "accept: %s: no descriptor for new clients (%d connections held); %d refused, "
+                 "not accepting for %s (raise LimitNOFILE=, or lower --max-clients)",
+                 std::strerror(error), admission_->connections(), refused,
                  absl::FormatDuration(kAcceptPause));
   PauseAccepting(true);
 }

@@ -100,11 +100,12 @@ class RemoteServer {
   // Tells a connection we will not serve why (best effort), then resets it: a refused peer that
   // keeps its end open leaves no orphaned socket holding kernel memory.
   static void Refuse(int fd, FrontEnd front_end, const std::string& reason);
-  // accept() found no free file descriptor: refuses one waiting connection with the reserve
-  // descriptor, so it hears why, and stops accepting for kAcceptPause instead of spinning.
+  // accept() found no free file descriptor: refuses the waiting connections with the reserve
+  // descriptor, so they hear why, and stops accepting for kAcceptPause instead of spinning.
   void OutOfDescriptors(int listener, FrontEnd front_end, int error);
   void PauseAccepting(bool paused);
   static constexpr absl::Duration kAcceptPause = absl::Milliseconds(250);
+  static constexpr size_t kRefusedPerPause = 64;
 
   // Bus frame counts sampled by Status(), for a frames/s figure over the last seconds.
   struct RateSample {

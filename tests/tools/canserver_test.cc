@@ -1,22 +1,28 @@
 // The canserver program: flags, one-line errors, and shutdown on SIGTERM/SIGINT.
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "core/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/unique_fd.h"
 #include "net/remote_bus.h"
+#include "net/socket_util.h"
 #include "process_util.h"
 
 namespace canserver {
@@ -82,6 +88,16 @@ class Child {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), absl::Now() - start};
   }
   const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
+  // The port of "serving socketcand clients on 127.0.0.1:PORT" in the log; 0 if none.
+  uint16_t socketcand_port() const {
+    const std::string text = Log();
+    const std::string key = "socketcand clients on 127.0.0.1:";
+    const size_t at = text.find(key);
+    return at == std::string::npos
+               ? 0
+               : static_cast<uint16_t>(std::atoi(text.c_str() + at + key.size()));
+  }
 
  private:
   pid_t pid_ = -1;
@@ -279,6 +295,97 @@ TEST(CanserverFlagsTest, ATakenPortIsAOneLineError) {
       Shell(absl::StrCat(Bin(), " --interface virtual --socketcand-port 0 --host 127.0.0.1 --port ",
                          port, " 2>&1 | grep -v '^I '"));
   EXPECT_THAT(out, HasSubstr("canserver: bind(127.0.0.1:" + port + "): Address already in use"));
+}
+
+// CPU seconds the process has used (utime + stime).
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> f = absl::StrSplit(text.substr(paren + 2), ' ');
+  // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
+  if (f.size() < 13) return 0;
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+size_t FdsOf(pid_t pid) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(absl::StrCat("/proc/", pid, "/fd").c_str())) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n - 2;  // . and ..
+}
+
+// #24: with its descriptors used up, accept() failed with EMFILE in a busy loop at 100% of a core,
+// logging up to a million lines a second, and new clients timed out without a word.
+TEST(CanserverHostileTest, OutOfDescriptorsItRefusesWithAReasonAndDoesNotSpin) {
+  Child child({"--max-clients-per-address", "0"});
+  ASSERT_FALSE(child.address().empty()) << child.Log();
+  const rlim_t limit = FdsOf(child.pid()) + 6;  // a few connections, then none
+  const rlimit lowered{limit, limit};
+  ASSERT_EQ(::prlimit(child.pid(), RLIMIT_NOFILE, &lowered, nullptr), 0);
+  const uint16_t port = static_cast<uint16_t>(
+      std::atoi(child.address().substr(child.address().rfind(':') + 1).c_str()));
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 40; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    idle.push_back(std::move(fd));
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  const double cpu_before = CpuSeconds(child.pid());
+  absl::SleepFor(absl::Seconds(2));
+  const double cpu = CpuSeconds(child.pid()) - cpu_before;
+  EXPECT_LT(cpu, 0.2) << "more than 10% of a core while starved";
+  RemoteBusOptions opts;
+  opts.channel = child.address();
+  auto refused = RemoteBus::Connect(opts);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("out of file descriptors"))
+      << child.Log();
+  idle.clear();  // the starving connections go; a client is served again
+  bool served = false;
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (!served && absl::Now() < end) {
+    served = RemoteBus::Connect(opts).ok();
+    if (!served) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(served) << child.Log();
+  const std::string log = child.Log();
+  const std::vector<std::string> lines = absl::StrSplit(log, '\n');
+  const auto accept_lines = std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("accept: ") != std::string::npos;
+  });
+  EXPECT_GE(accept_lines, 1) << log;
+  EXPECT_LE(accept_lines, 11) << "the log is rate-limited";
+}
+
+// #24: 64 socketcand jobs of 1 µs wedged an io thread and SIGTERM did not finish in 12 s.
+TEST(CanserverHostileTest, SigtermEndsItWithinTwoSecondsWhilePeriodicJobsRun) {
+  uint16_t free_port = 0;
+  {
+    UniqueFd probe = *ListenTcp(HostPort{"127.0.0.1", 0});
+    free_port = LocalPort(probe.get());
+  }
+  Child child({absl::StrCat("--socketcand-port=", free_port)});
+  const uint16_t port = child.socketcand_port();
+  ASSERT_EQ(port, free_port) << child.Log();
+  UniqueFd fd = *ConnectTcp(HostPort{"127.0.0.1", port}, absl::Seconds(5));
+  std::string jobs = "< open can0 >";
+  for (int i = 0; i < 64; ++i)
+    jobs += absl::StrFormat("< add 0 %d %X 8 1 2 3 4 5 6 7 8 >", i % 2, 0x100 + i);
+  ASSERT_EQ(::send(fd.get(), jobs.data(), jobs.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(jobs.size()));
+  absl::SleepFor(absl::Seconds(1));
+  auto [rc, took] = child.Signal(SIGTERM);
+  EXPECT_EQ(rc, 0);
+  EXPECT_LT(took, absl::Seconds(2));
 }
 
 }  // namespace
