@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "core/frame.h"
 #include "core/isotp_config.h"
@@ -59,6 +60,13 @@ class CanBackend {
   // Sets the bus's bit rate (SocketCAN: interface down, bit timing, up; needs CAP_NET_ADMIN).
   // Errors say why, e.g. the missing permission. Thread-safe; the caller makes sure no other
   // client is using the bus.
+  // The nominal bit rates the controller can run, in bit/s (SocketCAN: from the driver's
+  // bit-timing limits and clock; else the classic CAN range). SetBitrate refuses others.
+  struct BitrateRange {
+    int32_t min = 5'000;
+    int32_t max = 1'000'000;
+  };
+  virtual BitrateRange bitrate_range() const { return {}; }
   virtual absl::Status SetBitrate(int32_t bitrate) {
     return absl::UnimplementedError(
         absl::StrCat(channel_info(), " has no bit timing to set (to ", bitrate, " bit/s)"));
@@ -117,6 +125,14 @@ class CanBackend {
 inline int64_t PeriodicFrameCount(absl::Duration period, absl::Duration duration) {
   if (duration <= absl::ZeroDuration()) return 0;
   return (duration + period - absl::Nanoseconds(1)) / period;
+}
+
+// OK if the backend's controller runs `bitrate`, else an error naming the range.
+inline absl::Status CheckBitrate(const CanBackend& backend, int32_t bitrate) {
+  const CanBackend::BitrateRange r = backend.bitrate_range();
+  if (bitrate >= r.min && bitrate <= r.max) return absl::OkStatus();
+  return absl::OutOfRangeError(absl::StrFormat("%d bit/s is not a rate %s can run: %d to %d bit/s",
+                                               bitrate, backend.channel_info(), r.min, r.max));
 }
 
 }  // namespace canserver

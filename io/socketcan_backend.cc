@@ -421,7 +421,25 @@ BusTiming SocketCanBackend::timing() const {
   return t;
 }
 
+CanBackend::BitrateRange SocketCanBackend::bitrate_range() const {
+  BitrateRange range;
+  can_bittiming_const btc{};
+  can_clock clock{};
+  if (can_get_bittiming_const(interface_.c_str(), &btc) != 0 ||
+      can_get_clock(interface_.c_str(), &clock) != 0 || clock.freq == 0 || btc.brp_min == 0) {
+    return range;  // no bit timing (vcan) or an old driver: the classic range
+  }
+  const uint64_t fastest =
+      uint64_t{clock.freq} / (uint64_t{btc.brp_min} * (1 + btc.tseg1_min + btc.tseg2_min));
+  const uint64_t slowest =
+      uint64_t{clock.freq} / (uint64_t{btc.brp_max} * (1 + btc.tseg1_max + btc.tseg2_max));
+  range.max = static_cast<int32_t>(std::min<uint64_t>(fastest, 1'000'000));
+  range.min = static_cast<int32_t>(std::max<uint64_t>(slowest, 1));
+  return range;
+}
+
 absl::Status SocketCanBackend::SetBitrate(int32_t bitrate) {
+  RETURN_IF_ERROR(CheckBitrate(*this, bitrate));
   // The bit timing can only change while the interface is down.
   const char* name = interface_.c_str();
   if (can_do_stop(name) != 0) {

@@ -48,6 +48,7 @@ class SocketCanBackend final : public CanBackend {
   // Through libsocketcan (netlink): the bit rate where the driver has bit timing, and the state.
   BusTiming timing() const override;
   absl::Status SetBitrate(int32_t bitrate) override;
+  BitrateRange bitrate_range() const override;
   absl::Status SetRestartMs(uint32_t restart_ms) override;
   // The raw socket, or while the interface is gone the netlink socket. CAN thread only.
   int rx_fd() const override { return gone_ ? netlink_.get() : fd_.get(); }

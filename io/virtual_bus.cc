@@ -200,6 +200,7 @@ BusTiming VirtualBus::timing() const {
 }
 
 absl::Status VirtualBus::SetBitrate(int32_t bitrate) {
+  RETURN_IF_ERROR(CheckBitrate(*this, bitrate));
   if (bitrate <= 0 || bitrate_.load(std::memory_order_relaxed) == 0) {
     return CanBackend::SetBitrate(bitrate);
   }

@@ -97,8 +97,7 @@ class RemoteServer {
   // Accepts on channel `channel`'s listener, or on the socketcand one (channel == kSocketcand).
   void AcceptAll(size_t channel);
   static constexpr size_t kSocketcand = SIZE_MAX;
-  // Tells a connection we will not serve why (best effort), then resets it: a refused peer that
-  // keeps its end open leaves no orphaned socket holding kernel memory.
+  // Tells a connection we will not serve why (best effort), before it is closed.
   static void Refuse(int fd, FrontEnd front_end, const std::string& reason);
   // accept() found no free file descriptor: refuses the waiting connections with the reserve
   // descriptor, so they hear why, and stops accepting for kAcceptPause instead of spinning.

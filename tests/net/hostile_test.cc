@@ -42,28 +42,6 @@ UniqueFd ConnectFrom(const char* source, uint16_t port) {
   return fd;
 }
 
-// What the server says on `fd` within `wait`, and whether it closed the connection.
-struct Heard {
-  std::string text;
-  bool closed = false;
-};
-Heard Listen(int fd, absl::Duration wait) {
-  Heard h;
-  const absl::Time end = absl::Now() + wait;
-  while (absl::Now() < end) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 20) <= 0) continue;
-    char buf[512];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      h.closed = true;
-      break;
-    }
-    h.text.append(buf, static_cast<size_t>(n));
-  }
-  return h;
-}
-
 class HostileTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options) {
@@ -79,7 +57,11 @@ class HostileTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
-    if (!ConnectFrom("127.0.0.2", server_->socketcand_port()).valid()) {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+    if (::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
       GTEST_SKIP() << "cannot bind 127.0.0.2 here";
     }
   }
@@ -100,15 +82,40 @@ class HostileTest : public ::testing::Test {
   // server had its say, and collects what the refused ones heard.
   std::vector<UniqueFd> Pile(const char* source, uint16_t port, int n,
                              std::vector<std::string>* refusals) {
-    std::vector<UniqueFd> open;
+    std::vector<UniqueFd> fds;
     for (int i = 0; i < n; ++i) {
       UniqueFd fd = ConnectFrom(source, port);
-      if (!fd.valid()) continue;
-      Heard h = Listen(fd.get(), absl::Milliseconds(30));
-      if (h.closed) {
-        refusals->push_back(h.text);
+      if (fd.valid()) fds.push_back(std::move(fd));
+    }
+    // Until the server has had its say: a refusal is text and a close; the rest stay silent.
+    std::vector<std::string> heard(fds.size());
+    std::vector<bool> closed(fds.size(), false);
+    while (true) {
+      std::vector<pollfd> p;
+      std::vector<size_t> which;
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (closed[i]) continue;
+        p.push_back({fds[i].get(), POLLIN, 0});
+        which.push_back(i);
+      }
+      if (p.empty() || ::poll(p.data(), p.size(), 500) <= 0) break;
+      for (size_t k = 0; k < p.size(); ++k) {
+        if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        char buf[512];
+        const ssize_t got = ::recv(p[k].fd, buf, sizeof buf, 0);
+        if (got <= 0) {
+          closed[which[k]] = true;
+        } else {
+          heard[which[k]].append(buf, static_cast<size_t>(got));
+        }
+      }
+    }
+    std::vector<UniqueFd> open;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (closed[i]) {
+        refusals->push_back(heard[i]);
       } else {
-        open.push_back(std::move(fd));
+        open.push_back(std::move(fds[i]));
       }
     }
     return open;
