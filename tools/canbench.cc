@@ -83,6 +83,8 @@ ABSL_FLAG(bool, direct_write, true,
           "thread, to measure what direct writes change)");
 ABSL_FLAG(int, client_rcvbuf, 16 * 1024,
           "in-process server: as canserver --client-rcvbuf (0: the kernel's autotuning)");
+ABSL_FLAG(int, client_sndbuf, 64 * 1024,
+          "in-process server: as canserver --client-sndbuf (0: the kernel's autotuning)");
 ABSL_FLAG(int, reader_threads, 0,
           "threads reading the clients, each multiplexing its share with poll() (0: one per "
           "client, as separate client processes would)");
@@ -257,6 +259,13 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
     options.direct_write = absl::GetFlag(FLAGS_direct_write);
     options.client_rcvbuf_bytes = ClientRcvbufFlag();
+    options.client_sndbuf_bytes =
+        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_sndbuf)));
+    // Every client is on this machine: the per-address and per-channel limits would only cap
+    // the client counts a benchmark asks for.
+    options.max_clients_per_address = 0;
+    options.max_clients_per_channel = 0;
+    options.max_handshakes = 0;
     options.ring_frames = 65536;
     if (sc_clients > 0) options.socketcand_port = 0;
     if (!relay_floor) {

@@ -158,6 +158,8 @@ absl::StatusOr<std::vector<TxBenchRun>> RunTxBench(const TxBenchOptions& o, int 
     options.port = 0;
     options.io_threads = o.io_threads;
     options.client_rcvbuf_bytes = o.client_rcvbuf;
+    options.max_clients_per_address = 0;  // every sender is on this machine
+    options.max_clients_per_channel = 0;
     options.ring_frames = 1 << 17;  // the observing client must not be the bottleneck
     ASSIGN_OR_RETURN(server, RemoteServer::Create(options, backend));
     address = absl::StrFormat("127.0.0.1:%d", server->port());
