@@ -1,6 +1,10 @@
 #include "core/text_format.h"
 
+#include <time.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <ctime>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -127,7 +131,65 @@ std::string FormatCansend(const CanFrame& frame) {
 std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname) {
   const int64_t secs = frame.timestamp_ns / 1'000'000'000;
   const int64_t micros = (frame.timestamp_ns % 1'000'000'000) / 1000;
-  return absl::StrFormat("(%d.%06d) %s %s", secs, micros, ifname, FormatCansend(frame));
+  return absl::StrFormat("(%010d.%06d) %s %s", secs, micros, ifname, FormatCansend(frame));
+}
+
+std::string CandumpFormat::Line(const CanFrame& frame) {
+  // candump.c: " " [timestamp "(…) "] " " ifname "  " then lib.c's sprint_long_canframe.
+  std::string line = " ";
+  const int64_t us = frame.timestamp_ns / 1000;
+  switch (timestamps_) {
+    case 'a':
+      absl::StrAppendFormat(&line, "(%010d.%06d) ", us / 1'000'000, us % 1'000'000);
+      break;
+    case 'A': {
+      const time_t secs = static_cast<time_t>(us / 1'000'000);
+      tm local;
+      ::localtime_r(&secs, &local);
+      char date[32];
+      std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &local);
+      absl::StrAppendFormat(&line, "(%s.%06d) ", date, us % 1'000'000);
+      break;
+    }
+    case 'd':
+    case 'z': {
+      if (first_us_ < 0) first_us_ = last_us_ = us;
+      const int64_t diff = std::max<int64_t>(0, us - (timestamps_ == 'd' ? last_us_ : first_us_));
+      absl::StrAppendFormat(&line, "(%03d.%06d) ", diff / 1'000'000, diff % 1'000'000);
+      last_us_ = us;
+      break;
+    }
+    default:
+      break;
+  }
+  absl::StrAppend(&line, " ", ifname_);
+  if (extra_) {
+    static constexpr const char* kFlags[] = {"- -", "B -", "- E", "B E"};
+    const int bits = ((frame.flags & kCanFlagBrs) ? 1 : 0) | ((frame.flags & kCanFlagEsi) ? 2 : 0);
+    absl::StrAppend(&line, "  RX ", kFlags[bits]);
+  }
+  line += "  ";
+  // Once an extended frame was seen, standard ids are indented (error frames do not count).
+  if (frame.extended() && !frame.error()) indent_standard_ = true;
+  if (frame.error()) {
+    absl::StrAppendFormat(&line, "%08X  ", (frame.id & 0x1FFFFFFF) | 0x20000000);
+  } else if (frame.extended()) {
+    absl::StrAppendFormat(&line, "%08X  ", frame.id);
+  } else {
+    absl::StrAppendFormat(&line, indent_standard_ ? "     %03X  " : "%03X  ", frame.id);
+  }
+  const size_t len = frame.len;
+  if (!frame.fd()) {
+    absl::StrAppendFormat(&line, " [%d] ", len);
+    if (frame.remote()) return line + " remote request";
+  } else {
+    absl::StrAppendFormat(&line, "[%02d] ", len);
+  }
+  for (size_t i = 0; i < len; ++i) absl::StrAppendFormat(&line, " %02X", frame.data[i]);
+  if (frame.error() && len <= kCanClassicMaxLen) {
+    absl::StrAppendFormat(&line, "%*s", static_cast<int>(3 * (8 - len) + 13), "ERRORFRAME");
+  }
+  return line;
 }
 
 absl::StatusOr<CanFilter> ParseFilter(absl::string_view text) {

@@ -27,6 +27,31 @@ std::string FormatCansend(const CanFrame& frame);
 // "(seconds.micros) ifname frame" — candump -L / canplayer / python-can's log reader format.
 std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname);
 
+// candump's screen format (can-utils 2020.11, Debian 12's, without -L), byte for byte:
+//   "  can0  123   [3]  11 22 33"                      no timestamp
+//   " (1700000000.123456)  can0  1ABCDEF0   [0] "       -t a (-t A: local date and time)
+//   " (000.000120)  can0       123   [4]  remote request" -t d / -t z, after an extended frame
+//   "  can0  123  [12]  00 01 02 … 0B"                 CAN FD: two-digit length
+//   "  can0  20000004   [8]  00 04 00 00 00 00 00 00   ERRORFRAME"
+// It remembers the first and the previous frame's time (-t z, -t d) and whether an extended frame
+// was seen (candump indents standard ids from then on). One per output stream.
+class CandumpFormat {
+ public:
+  // `timestamps`: 0 (none), 'a', 'A', 'd' or 'z' as candump's -t; `extra`: candump -x ("RX"
+  // and the FD flags: every frame a client gets was received from the bus).
+  CandumpFormat(char timestamps, bool extra, std::string ifname)
+      : timestamps_(timestamps), extra_(extra), ifname_(std::move(ifname)) {}
+  std::string Line(const CanFrame& frame);  // without the newline
+
+ private:
+  char timestamps_;
+  bool extra_;
+  std::string ifname_;
+  bool indent_standard_ = false;
+  int64_t first_us_ = -1;
+  int64_t last_us_ = -1;
+};
+
 // candump's "<can_id>:<can_mask>" in hex. Bit 31 set in the mask makes the id type matter, and
 // bit 31 of the id then selects extended (as CAN_EFF_FLAG does for candump).
 absl::StatusOr<CanFilter> ParseFilter(absl::string_view text);

@@ -1,6 +1,6 @@
 // canremote: can-utils style tools for a bus on a canserver.
 //
-//   canremote dump [-c host:port] [-t a|d|z] [-L] [-n count] [FILTER ...]   candump-like live view
+//   canremote dump [-c host:port] [-t a|A|d|z] [-x] [-L] [-n count] [FILTER ...]   candump's output
 //   canremote send [-c host:port] FRAME ...                                  cansend syntax
 //   canremote log  [-c host:port] -f FILE [-n count] [-T seconds]            candump -L log file
 //
@@ -30,13 +30,15 @@ namespace {
 volatile sig_atomic_t g_stop = 0;  // set by SIGINT/SIGTERM; this tool is single-threaded
 
 constexpr char kUsage[] =
-    "usage: canremote dump|send|log [options] [args]\n"
+    "usage: canremote dump|send|log [options] [args]   (options before or after the command)\n"
     "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, "
     "~/.canrc)\n"
     "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
     "           -b, --bitrate BPS           bit rate the bus must run at (default: any)\n"
-    "  dump [FILTER ...]  print frames as they arrive; FILTER is candump's <id>:<mask> in hex\n"
-    "           -t a|d|z   timestamps: absolute, delta, zero-based (default: none)\n"
+    "  dump [FILTER ...]  print frames as they arrive, as candump prints them; FILTER is\n"
+    "                      candump's <id>:<mask> in hex\n"
+    "           -t a|A|d|z timestamps: absolute, absolute with date, delta, zero-based\n"
+    "           -x         candump's extra message info (RX and the CAN FD flags)\n"
     "           -L         log-line format: (seconds) ifname frame, as candump -L writes\n"
     "           -n COUNT   exit after COUNT frames\n"
     "  send FRAME ...      send frames in cansend syntax: 123#DEADBEEF, 1ABCDEF0#11.22, 123#R;\n"
@@ -54,6 +56,7 @@ struct Options {
   ClientConfigOverrides config;
   char timestamps = 0;
   bool log_format = false;
+  bool extra = false;  // candump -x
   std::optional<uint64_t> count;
   std::optional<double> seconds;
   std::string file;
@@ -70,7 +73,9 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   optind = 1;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "+c:i:b:t:Ln:f:T:h", kLong, nullptr)) != -1) {
+  // Options before or after the command and its arguments, as users type them
+  // ("canremote -c rig1 dump", "canremote dump -c rig1"): getopt permutes.
+  while ((c = getopt_long(argc, argv, "c:i:b:t:xLn:f:T:h", kLong, nullptr)) != -1) {
     switch (c) {
       case 'c':
         o.config.channel = optarg;
@@ -89,14 +94,19 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
       }
       case 't':
         if (std::string(optarg).size() != 1 ||
-            std::string("adz").find(optarg[0]) == std::string::npos) {
-          *error = absl::StrFormat("-t %s: use a (absolute), d (delta) or z (zero-based)", optarg);
+            std::string("aAdz").find(optarg[0]) == std::string::npos) {
+          *error = absl::StrFormat(
+              "-t %s: use a (absolute), A (absolute with date), d (delta) or z (zero-based)",
+              optarg);
           return std::nullopt;
         }
         o.timestamps = optarg[0];
         break;
       case 'L':
         o.log_format = true;
+        break;
+      case 'x':
+        o.extra = true;
         break;
       case 'n': {
         uint64_t n;
@@ -171,8 +181,7 @@ int Dump(const Options& o) {
   const std::string ifname = InterfaceName(**bus);
   InstallSignalHandlers();
   uint64_t seen = 0;
-  int64_t first_ns = 0;
-  int64_t last_ns = 0;
+  CandumpFormat screen(o.timestamps, o.extra, ifname);
   while (!g_stop && (!o.count || seen < *o.count)) {
     auto got = (*bus)->Recv(absl::Milliseconds(200));
     if (!got.ok()) return Fail(std::string(got.status().message()));
@@ -182,26 +191,7 @@ int Dump(const Options& o) {
     if (o.log_format) {
       std::printf("%s\n", FormatLogLine(f, ifname).c_str());
     } else {
-      std::string line;
-      if (first_ns == 0) first_ns = last_ns = f.timestamp_ns;
-      const int64_t ref = o.timestamps == 'd' ? last_ns : o.timestamps == 'z' ? first_ns : 0;
-      if (o.timestamps != 0) {
-        const int64_t t = f.timestamp_ns - ref;
-        line = absl::StrFormat("(%d.%06d) ", t / 1'000'000'000, (t % 1'000'000'000) / 1000);
-      }
-      // As candump prints them: CAN FD lengths with two digits.
-      absl::StrAppendFormat(
-          &line, " %s  %s   [%s] ", ifname,
-          f.extended() ? absl::StrFormat("%08X", f.id) : absl::StrFormat("%03X", f.id),
-          f.fd() ? absl::StrFormat("%02d", f.len) : absl::StrCat(f.len));
-      if (f.remote()) {
-        line += " remote request";
-      } else {
-        for (uint8_t i = 0; i < f.len; ++i) absl::StrAppendFormat(&line, " %02X", f.data[i]);
-      }
-      if (f.error()) line += "  ERRORFRAME";
-      std::printf("%s\n", line.c_str());
-      last_ns = f.timestamp_ns;
+      std::printf("%s\n", screen.Line(f).c_str());
     }
     std::fflush(stdout);
   }
@@ -288,9 +278,8 @@ int main(int argc, char** argv) {
     std::printf("canremote %s\n", kVersion);
     return 0;
   }
-  const std::string command = argv[1];
   std::string error;
-  std::optional<Options> options = Parse(argc - 1, argv + 1, &error);
+  std::optional<Options> options = Parse(argc, argv, &error);
   if (!options) {
     if (error.empty()) {
       std::fputs(kUsage, stdout);
@@ -298,6 +287,10 @@ int main(int argc, char** argv) {
     }
     return Fail(error + " (see canremote --help)");
   }
+  if (options->args.empty())
+    return Fail("give a command: dump, send or log (see canremote --help)");
+  const std::string command = options->args.front();
+  options->args.erase(options->args.begin());
   if (command == "dump") return Dump(*options);
   if (command == "send") return Send(*options);
   if (command == "log") return Log(*options);

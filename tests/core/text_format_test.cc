@@ -1,5 +1,8 @@
 #include "core/text_format.h"
 
+#include <stdlib.h>
+#include <time.h>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -86,6 +89,58 @@ TEST(ParseFilterTest, CandumpSyntax) {
   EXPECT_EQ(*ParseFilter("123:800007FF"), (CanFilter{0x123, 0x7FF, false}));
   EXPECT_FALSE(ParseFilter("123").ok());
   EXPECT_FALSE(ParseFilter("xyz:7FF").ok());
+}
+
+// Golden lines: what can-utils 2020.11's candump (Debian 12) prints for the same frames, from its
+// candump.c and lib.c (sprint_long_canframe): " " [timestamp " "] " " ifname "  " frame.
+CanFrame At(CanFrame f, int64_t sec, int64_t usec) {
+  f.timestamp_ns = sec * 1'000'000'000 + usec * 1000;
+  return f;
+}
+
+TEST(CandumpFormatTest, ClassicFdRemoteAndErrorFramesAsCandumpPrintsThem) {
+  CandumpFormat c(0, false, "can0");
+  EXPECT_EQ(c.Line(At(CanFrame::Classic(0x123, {0x11, 0x22, 0x33}), 1, 0)),
+            "  can0  123   [3]  11 22 33");
+  CanFrame rtr = CanFrame::Classic(0x7FF, {});
+  rtr.flags |= kCanFlagRemote;
+  rtr.len = 4;
+  EXPECT_EQ(c.Line(rtr), "  can0  7FF   [4]  remote request");
+  EXPECT_EQ(c.Line(CanFrame::Classic(0x5, {})), "  can0  005   [0] ");
+  CanFrame fd = *ParseCansend("123##1000102030405060708090A0B");
+  EXPECT_EQ(c.Line(fd), "  can0  123  [12]  00 01 02 03 04 05 06 07 08 09 0A 0B");
+  EXPECT_EQ(c.Line(*ParseCansend("123##0112233")), "  can0  123  [03]  11 22 33");
+  // After an extended frame, standard ids are indented to line up.
+  EXPECT_EQ(c.Line(CanFrame::Classic(0x1ABCDEF0, {0xFF}, true)), "  can0  1ABCDEF0   [1]  FF");
+  EXPECT_EQ(c.Line(CanFrame::Classic(0x123, {1})), "  can0       123   [1]  01");
+  CanFrame err = CanFrame::Classic(0x004, {0, 4, 0, 0, 0, 0, 0, 0});
+  err.flags |= kCanFlagError;
+  EXPECT_EQ(c.Line(err), "  can0  20000004   [8]  00 04 00 00 00 00 00 00   ERRORFRAME");
+  err.len = 2;
+  EXPECT_EQ(c.Line(err), "  can0  20000004   [2]  00 04                     ERRORFRAME");
+}
+
+TEST(CandumpFormatTest, TimestampsAndExtraInfo) {
+  CandumpFormat a('a', false, "vcan0");
+  EXPECT_EQ(a.Line(At(CanFrame::Classic(0x1, {}), 1700000000, 123456)),
+            " (1700000000.123456)  vcan0  001   [0] ");
+  CandumpFormat d('d', false, "vcan0");
+  EXPECT_EQ(d.Line(At(CanFrame::Classic(0x1, {}), 100, 500)), " (000.000000)  vcan0  001   [0] ");
+  EXPECT_EQ(d.Line(At(CanFrame::Classic(0x1, {}), 101, 400)), " (000.999900)  vcan0  001   [0] ");
+  EXPECT_EQ(d.Line(At(CanFrame::Classic(0x1, {}), 101, 500)), " (000.000100)  vcan0  001   [0] ");
+  CandumpFormat z('z', false, "vcan0");
+  (void)z.Line(At(CanFrame::Classic(0x1, {}), 100, 0));
+  (void)z.Line(At(CanFrame::Classic(0x1, {}), 101, 0));
+  EXPECT_EQ(z.Line(At(CanFrame::Classic(0x1, {}), 112, 5)), " (012.000005)  vcan0  001   [0] ");
+  setenv("TZ", "UTC", 1);
+  tzset();
+  CandumpFormat date('A', false, "can0");
+  EXPECT_EQ(date.Line(At(CanFrame::Classic(0x1, {}), 1700000000, 42)),
+            " (2023-11-14 22:13:20.000042)  can0  001   [0] ");
+  CandumpFormat x(0, true, "can0");
+  EXPECT_EQ(x.Line(CanFrame::Classic(0x1, {7})), "  can0  RX - -  001   [1]  07");
+  CanFrame brs = *ParseCansend("123##311");
+  EXPECT_EQ(x.Line(brs), "  can0  RX B E  123  [01]  11");
 }
 
 }  // namespace

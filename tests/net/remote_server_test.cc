@@ -232,6 +232,20 @@ TEST(BitratePolicyTest, ApplySetsTheBusWhenNobodyElseIsOnIt) {
   EXPECT_EQ(wire->timing().bitrate, 500000);
 }
 
+// #24: a client set the bus to 10 bit/s, and the rate stayed after it left.
+TEST(BitratePolicyTest, ApplyRefusesARateTheControllerCannotRun) {
+  ServerOptions options;
+  options.bitrate_policy = BitratePolicy::kApply;
+  auto wire = Wire250k();
+  TestServer ts(options, false, wire);
+  auto slow = Open(ts, 10);
+  ASSERT_FALSE(slow.ok());
+  EXPECT_THAT(std::string(slow.status().message()),
+              HasSubstr("10 bit/s is not a rate virtual channel 'wire' can run: 5000 to 1000000 "
+                        "bit/s"));
+  EXPECT_EQ(wire->timing().bitrate, 250000);
+}
+
 TEST(RemoteServerTest, WrongVersionGetsARemoteExceptionAndTheServerGoesOn) {
   TestServer ts;
   UniqueFd raw = ts.ConnectRaw();
