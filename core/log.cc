@@ -12,6 +12,10 @@ namespace canserver {
 
 namespace {
 
+std::atomic<uint64_t> g_suppressed{0};
+
+}  // namespace
+
 // systemd sets JOURNAL_STREAM when stderr is connected to the journal, which timestamps each line
 // itself and reads a "<N>" syslog priority prefix (sd-daemon(3)).
 bool StderrIsJournal() {
@@ -24,10 +28,6 @@ bool StderrIsJournal() {
   }();
   return journal;
 }
-
-std::atomic<uint64_t> g_suppressed{0};
-
-}  // namespace
 
 bool LogRateLimit::Allow(uint64_t* held_back) {
   timespec now;

@@ -28,6 +28,9 @@ enum class LogLevel { kInfo, kWarning, kError };
 inline std::atomic<int> g_log_verbosity{0};
 
 void LogLine(LogLevel level, const std::string& text);
+// True when stderr is systemd's journal (JOURNAL_STREAM names it): lines then carry a "<N>"
+// priority and no timestamp.
+bool StderrIsJournal();
 
 // One call site's budget of log lines. Thread-safe.
 class LogRateLimit {

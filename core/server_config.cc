@@ -90,12 +90,27 @@ absl::StatusOr<ServerConfigFile> ParseServerConfig(absl::string_view text,
   // Debian's inih calls the handler for keys only, so a channel section without keys ([can0]
   // alone) is found here, in file order; inih then parses the keys.
   int line_no = 0;
+  std::vector<std::pair<std::string, int>> setting_lines;  // [canserver] key → its line
+  bool in_settings = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     line = absl::StripAsciiWhitespace(line);
-    if (line.size() < 2 || line.front() != '[') continue;
+    if (line.empty() || line.front() == ';' || line.front() == '#') continue;
+    if (line.front() != '[') {
+      const size_t eq = line.find_first_of("=:");
+      if (in_settings && eq != absl::string_view::npos) {
+        std::string key(absl::StripAsciiWhitespace(line.substr(0, eq)));
+        std::replace(key.begin(), key.end(), '-', '_');
+        setting_lines.emplace_back(key, line_no);
+      }
+      continue;
+    }
     const size_t close = line.find(']');
-    if (close == absl::string_view::npos) continue;  // inih reports it
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s:%d: '%s' opens a section but has no closing ']'", origin, line_no, line));
+    }
+    in_settings = line.substr(1, close - 1) == kSettingsSection;
     if (!parser.Handle(std::string(line.substr(1, close - 1)).c_str(), nullptr, nullptr)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("%s:%d: %s", origin, line_no, parser.error));
@@ -118,6 +133,13 @@ absl::StatusOr<ServerConfigFile> ParseServerConfig(absl::string_view text,
       return absl::InvalidArgumentError(
           absl::StrFormat("%s: port %d is given to two channels", origin, c.port));
     }
+  }
+  for (const auto& [key, value] : parser.out.settings) {
+    int at = 0;
+    for (const auto& [k, l] : setting_lines) {
+      if (k == key) at = l;
+    }
+    parser.out.setting_lines.push_back(at);
   }
   if (parser.out.channels.empty()) {
     return absl::InvalidArgumentError(

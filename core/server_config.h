@@ -28,6 +28,9 @@ struct ServerConfigFile {
   // [canserver] key = value, keys with underscores, in file order.
   std::vector<std::pair<std::string, std::string>> settings;
   std::vector<ChannelSpec> channels;  // in file order; port -1 where none is given
+  // The line of each setting, parallel to `settings`, so a value the flags refuse can be shown
+  // where it is ("canserver.conf:4: threads = x: …").
+  std::vector<int> setting_lines;
 };
 
 // Parses the text of a config file. Errors say where: "canserver.conf:7: unknown key 'prot' in

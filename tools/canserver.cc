@@ -197,25 +197,29 @@ absl::StatusOr<std::vector<canserver::ChannelSpec>> LoadConfig(const std::string
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   absl::StatusOr<canserver::ServerConfigFile> config = canserver::ParseServerConfig(text, path);
   if (!config.ok()) return config.status();
-  for (const auto& [key, value] : config->settings) {
+  for (size_t i = 0; i < config->settings.size(); ++i) {
+    const auto& [key, value] = config->settings[i];
+    const std::string where = config->setting_lines[i] > 0
+                                  ? absl::StrFormat("%s:%d", path, config->setting_lines[i])
+                                  : path;
     absl::CommandLineFlag* flag = key == "channel" || key == "config" || key == "help"
                                       ? nullptr
                                       : absl::FindCommandLineFlag(key);
     if (flag == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("%s: unknown setting '%s' in [canserver]%s", path, key,
+          absl::StrFormat("%s: unknown setting '%s' in [canserver]%s", where, key,
                           key == "channel" ? " (channels are sections: [can0])" : ""));
     }
     if (key == "allow" && absl::StripAsciiWhitespace(value).empty()) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: 'allow =' is empty, which would let everyone in; list addresses or CIDR blocks, "
           "or remove the line to allow everyone",
-          path));
+          where));
     }
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("%s: %s = %s: %s", path, key, value, error));
+          absl::StrFormat("%s: %s = %s: %s", where, key, value, error));
     }
   }
   return config->channels;
@@ -280,8 +284,10 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
   g_log_verbosity.store(absl::GetFlag(FLAGS_v));
+  // One line; in the journal at priority err (<3>), so `journalctl -p err` finds why it stopped.
   auto fail = [](absl::string_view message) {
-    std::fprintf(stderr, "canserver: %.*s\n", static_cast<int>(message.size()), message.data());
+    std::fprintf(stderr, "%scanserver: %.*s\n", StderrIsJournal() ? "<3>" : "",
+                 static_cast<int>(message.size()), message.data());
     return 1;
   };
   auto positive = [&](const char* name, int value) {

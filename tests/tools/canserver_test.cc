@@ -181,6 +181,10 @@ TEST(CanserverFlagsTest, LogLinesSuitTheJournalWhenStderrIsIt) {
       absl::StrCat("JOURNAL_STREAM=1:1 timeout -s TERM 1 ", Bin(),
                    " --interface virtual --host 127.0.0.1 --port 0 --socketcand-port 0 2>&1"));
   EXPECT_THAT(plain, ::testing::ContainsRegex("I [0-9:.]+ serving virtual channel 'can0'"));
+  // A fatal start-up error at priority err.
+  auto [fatal, rc3] = Shell(absl::StrCat("f=", log, "; : > $f; JOURNAL_STREAM=$(stat -c %d:%i $f) ",
+                                         Bin(), " --threads 0 2>>$f; cat $f"));
+  EXPECT_EQ(fatal, "<3>canserver: --threads must be positive (got 0)\n");
 }
 
 // Type=notify: canserver tells systemd (NOTIFY_SOCKET) READY once bound, pings the watchdog
@@ -284,6 +288,17 @@ TEST(CanserverChannelsTest, ABadConfigFileIsOneLineAndExitTwo) {
     std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
     ASSERT_EQ(lines.size(), 1u) << text << ":\n" << out;
     EXPECT_THAT(lines[0], HasSubstr("canserver: " + conf)) << text;
+  }
+  // Where exactly (#25): a value the flag refuses, an unclosed section, an empty allow.
+  for (auto [text, want] : {std::pair{"[canserver]\n\nthreads = x\n[can0]\n", ":3: threads = x: "},
+                            std::pair{"[canserver\nthreads = 2\n[can0]\n",
+                                      ":1: '[canserver' opens a section but has no closing ']'"},
+                            std::pair{"[canserver]\nallow = \n[can0]\n", "has no value"},
+                            std::pair{"[canserver]\nallow = ,\n[can0]\n", "empty entry"}}) {
+    std::ofstream(conf) << text;
+    auto [out, rc] = Shell(absl::StrCat(Bin(), " --config ", conf));
+    EXPECT_NE(rc, 0) << text;
+    EXPECT_THAT(out, HasSubstr(want)) << text;
   }
   auto [out, rc] = Shell(Bin() + " --config /nonexistent/canserver.conf");
   EXPECT_EQ(rc, 2);
