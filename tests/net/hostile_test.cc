@@ -24,23 +24,11 @@
 namespace canserver {
 namespace {
 
+using testing::ConnectFrom;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::RecvFrame;
 using testing::TestServer;
-
-// A TCP connection from `source` to 127.0.0.1:`port`; invalid if the source cannot be bound.
-UniqueFd ConnectFrom(const char* source, uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &a.sin_addr);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  a.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  return fd;
-}
 
 class HostileTest : public ::testing::Test {
  protected:

@@ -22,6 +22,7 @@
 namespace canserver {
 namespace {
 
+using testing::ConnectFrom;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::RecvFrame;
@@ -193,19 +194,6 @@ TEST_F(HttpTest, BadHttpGetsAnErrorOrClosureAndCanTrafficGoesOn) {
   auto res = Get("/api/status");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
-}
-
-// A TCP connection to the HTTP port from `source` (another loopback address is another host).
-UniqueFd ConnectFrom(const char* source, uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &a.sin_addr);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  a.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  return fd;
 }
 
 int64_t RssKiB() {

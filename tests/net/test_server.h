@@ -2,6 +2,7 @@
 // TearDown, with helpers for library clients and raw-socket clients.
 #pragma once
 
+#include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -117,6 +118,21 @@ inline std::optional<CanFrame> RecvFrame(RemoteBus& bus,
   auto got = bus.Recv(timeout);
   EXPECT_TRUE(got.ok()) << got.status();
   return got.ok() ? *got : std::nullopt;
+}
+
+// A TCP connection from `source` to 127.0.0.1:`port`: another loopback address is another host
+// to the server's per-address limits (Linux answers for all of 127.0.0.0/8). Invalid if the
+// source cannot be bound.
+inline UniqueFd ConnectFrom(const char* source, uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &a.sin_addr);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  return fd;
 }
 
 inline void SendAll(int fd, const std::string& bytes) {

@@ -12,19 +12,6 @@ namespace {
 
 using testing::VcanTest;
 
-std::vector<std::string> ReadLines(const std::string& path, size_t count) {
-  std::vector<std::string> lines;
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    lines.clear();
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    if (lines.size() >= count) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return lines;
-}
-
 // 30. canremote dump prints what candump prints: standard, extended (and the standard ids
 // indented after it), remote, CAN FD with flags, no data; with -t a, A, d, z and -x (where only
 // candump's TX, for frames its own host sent, reads RX).
@@ -61,7 +48,8 @@ TEST_F(VcanTest, Scenario30_CanremoteDumpMatchesCandump) {
     absl::SleepFor(absl::Milliseconds(5));  // distinct delta timestamps
   }
   for (size_t i = 0; i < modes.size(); ++i) {
-    std::vector<std::string> want = ReadLines(files[i].first, frames.size());
+    std::vector<std::string> want =
+        testing::Candump::ReadLines(files[i].first, frames.size(), absl::Seconds(20));
     if (modes[i] == "-x") {
       // candump -x says TX for frames sent from its own host (cansend here). A client of canserver
       // is never that host: every frame reaches it from the bus, RX (the protocol has no such bit).
@@ -70,7 +58,8 @@ TEST_F(VcanTest, Scenario30_CanremoteDumpMatchesCandump) {
           line.replace(at, 5, "  RX ");
       }
     }
-    const std::vector<std::string> got = ReadLines(files[i].second, frames.size());
+    const std::vector<std::string> got =
+        testing::Candump::ReadLines(files[i].second, frames.size(), absl::Seconds(20));
     ASSERT_EQ(want.size(), frames.size()) << "candump " << modes[i];
     EXPECT_EQ(got, want) << "canremote dump " << modes[i];
   }

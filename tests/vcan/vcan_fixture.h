@@ -127,11 +127,16 @@ class Candump {
   }
   // Lines like "(1700000000.123456) vcan0 123#DEADBEEF", waiting up to `wait` for `count`.
   std::vector<std::string> Lines(size_t count, absl::Duration wait = absl::Seconds(10)) {
+    return ReadLines(file_, count, wait);
+  }
+  // The lines of the file at `path`, waiting up to `wait` for `count` of them.
+  static std::vector<std::string> ReadLines(const std::string& path, size_t count,
+                                            absl::Duration wait = absl::Seconds(10)) {
     std::vector<std::string> lines;
     const absl::Time deadline = absl::Now() + wait;
     while (absl::Now() < deadline) {
       lines.clear();
-      std::ifstream in(file_);
+      std::ifstream in(path);
       for (std::string line; std::getline(in, line);) lines.push_back(line);
       if (lines.size() >= count) break;
       absl::SleepFor(absl::Milliseconds(100));
