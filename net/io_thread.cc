@@ -114,7 +114,7 @@ void IoThread::TakeAdopted() {
       if (events & EPOLLOUT) s->OnWritable();
     });
     if (!added.ok()) {
-      CS_LOG(kError, "session %d (%s): %s", id, peer, added.message());
+      CS_LOG_LIMITED(kError, "session %d (%s): %s", id, peer, added.message());
       session_count_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }

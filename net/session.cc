@@ -473,8 +473,8 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
       return absl::FailedPreconditionError(
           absl::StrCat(set.message(), " (canserver --bitrate-policy apply)"));
     }
-    CS_LOG(kInfo, "session %d (%s) set %s from %d to %d bit/s", id_, peer_,
-           channel_->channel_info(), timing.bitrate, bitrate);
+    CS_LOG_LIMITED(kInfo, "session %d (%s) set %s from %d to %d bit/s", id_, peer_,
+                   channel_->channel_info(), timing.bitrate, bitrate);
     timing = channel_->backend().timing();
   }
   const std::string rate =
@@ -582,8 +582,8 @@ absl::Status Session::OpenIsoTp(const IsoTpConfig& config) {
     return added;
   }
   isotp_ = *std::move(fd);
-  CS_LOG(kInfo, "session %d (%s) opened ISO-TP %X→%X on %s", id_, peer_, config.tx_id, config.rx_id,
-         channel_->channel_info());
+  CS_LOG_LIMITED(kInfo, "session %d (%s) opened ISO-TP %X→%X on %s", id_, peer_, config.tx_id,
+                 config.rx_id, channel_->channel_info());
   return absl::OkStatus();
 }
 
