@@ -339,6 +339,12 @@ size_t FdsOf(pid_t pid) {
 // #24: with its descriptors used up, accept() failed with EMFILE in a busy loop at 100% of a core,
 // logging up to a million lines a second, and new clients timed out without a word.
 TEST(CanserverHostileTest, OutOfDescriptorsItRefusesWithAReasonAndDoesNotSpin) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The ASan build includes UBSan, whose vptr check opens a pipe to test that it may read the
+  // object it checks (libsanitizer's IsAccessibleMemoryRange): with no descriptor free it calls
+  // every object invalid and stops the server. A report about itself, not about canserver.
+  GTEST_SKIP() << "UBSan's vptr check needs a free descriptor";
+#endif
   Child child({"--max-clients-per-address", "0"});
   ASSERT_FALSE(child.address().empty()) << child.Log();
   const rlim_t limit = FdsOf(child.pid()) + 6;  // a few connections, then none
