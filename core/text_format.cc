@@ -176,7 +176,9 @@ std::string CandumpFormat::Line(const CanFrame& frame) {
   } else if (frame.extended()) {
     absl::StrAppendFormat(&line, "%08X  ", frame.id);
   } else {
-    absl::StrAppendFormat(&line, indent_standard_ ? "     %03X  " : "%03X  ", frame.id);
+    // Literal formats only (clang checks them at compile time).
+    if (indent_standard_) line += "     ";
+    absl::StrAppendFormat(&line, "%03X  ", frame.id);
   }
   const size_t len = frame.len;
   if (!frame.fd()) {
