@@ -15,8 +15,8 @@ packages=(
   dpkg-dev lintian help2man systemd
   # the vcan scenarios: a real kernel under qemu, can-utils as the oracle
   qemu-system-x86 busybox-static cpio can-utils iproute2 kmod
-  # python-can through canserver
-  python3-can python3-pip python3-setuptools python3-wheel
+  # python-can through canserver (Debian's 4.1, and 4.6.1 in a venv from ../shared/clients)
+  python3-can python3-pip python3-setuptools python3-wheel python3-venv
 )
 
 missing=()
