@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -234,6 +235,14 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
   std::unique_ptr<RemoteServer> server;
   std::unique_ptr<RelayFloor> relay;
   std::thread serve;
+  // Every thread of the run is joined on every path, an early error return included (a joinable
+  // std::thread destroyed would std::terminate instead of printing the error).
+  absl::Cleanup stop_server = [&] {
+    if (serve.joinable()) {
+      server->Shutdown();
+      serve.join();
+    }
+  };
   std::string address = server_flag;
   const bool socketcan = !server_flag.empty() || backend_name == "socketcan";
   if (server_flag.empty()) {
@@ -389,6 +398,13 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     });
   }
   std::thread baseline;
+  absl::Cleanup join_readers = [&] {
+    sending_done = true;  // the readers and the baseline stop once the traffic is in or idle
+    for (auto& t : readers) {
+      if (t.joinable()) t.join();
+    }
+    if (baseline.joinable()) baseline.join();
+  };
   if (raw_reader) {
     baseline = std::thread([&] {
       absl::Time idle_since = absl::Now();

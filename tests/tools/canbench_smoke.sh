@@ -55,3 +55,12 @@ for run in r["runs"]:
 print("canbench smoke (--baseline relay): " + ", ".join(
     "%s %.1f us CPU/frame" % (run["target"], run["server_cpu_s"] * 1e6 / run["sent"]) for run in r["runs"]))
 PY
+# A run that fails after its server started (the 257th client is refused: --max-clients) says why
+# and exits 1; it used to std::terminate on the server thread it left joinable.
+set +e
+err=$("$bench" --clients 257 --duration 1 --progress=false 2>&1 >/dev/null)
+rc=$?
+set -e
+[ "$rc" = 1 ] || { echo "canbench with a refused client: exit $rc, want 1: $err"; exit 1; }
+echo "$err" | grep -q "canbench: server full" || { echo "no reason given: $err"; exit 1; }
+echo "canbench smoke (a refused client): $(echo "$err" | grep 'canbench:')"
