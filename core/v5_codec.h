@@ -5,10 +5,11 @@
 // length follows from the id; integers are big-endian. There is no framing, so the decoder must
 // know every event's layout and stops at the first byte it cannot understand.
 //
-//   std::string wire;
-//   v5::AppendCanMessage(frame, &wire);             // hot path: 23 bytes, no allocation
+//   uint8_t wire[v5::kCanMessageSize];
+//   v5::EncodeCanMessage(frame, wire);              // hot path: 23 bytes, no allocation
 //   v5::StreamDecoder dec;
 //   dec.Append(bytes);
+// (tests/core/header_examples_test.cc compiles these examples.)
 //   while (true) {
 //     auto ev = dec.Next();                         // error, nullopt (need more bytes) or an event
 //     if (!ev.ok() || !ev->has_value()) break;

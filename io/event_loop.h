@@ -1,9 +1,10 @@
 // EventLoop: a small epoll wrapper. Handlers are registered per fd and called with the ready
 // event mask; the loop knows nothing about protocols.
 //
-//   EventLoop loop = *EventLoop::Create();
-//   loop.Add(fd, EPOLLIN, [&](uint32_t events) { ... });
-//   while (running) loop.Poll(timeout_ms);
+//   std::unique_ptr<EventLoop> loop = *EventLoop::Create();
+//   (void)loop->Add(fd, EPOLLIN, [&](uint32_t events) { ... });
+//   while (running) (void)loop->Poll(timeout_ms);
+// (tests/core/header_examples_test.cc compiles this example.)
 //
 // Owner thread only: every method must be called from the thread that runs Poll().
 #pragma once
