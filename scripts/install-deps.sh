@@ -13,6 +13,8 @@ packages=(
   prometheus chromium
   # the .deb: dpkg-shlibdeps for its dependencies, lintian, man pages from --help, unit checks
   dpkg-dev lintian help2man systemd
+  # canremote dump --pcap read by Wireshark's own dissectors
+  tshark
   # the vcan scenarios: a real kernel under qemu, can-utils as the oracle
   qemu-system-x86 busybox-static cpio can-utils iproute2 kmod
   # python-can through canserver (Debian's 4.1, and 4.6.1 in a venv from ../shared/clients)

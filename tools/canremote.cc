@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "core/pcapng.h"
 #include "core/text_format.h"
 #include "core/version.h"
 #include "net/client_config.h"
@@ -39,6 +41,8 @@ constexpr char kUsage[] =
     "                      candump's <id>:<mask> in hex\n"
     "           -t a|A|d|z timestamps: absolute, absolute with date, delta, zero-based\n"
     "           -x         candump's extra message info (RX and the CAN FD flags)\n"
+    "           --pcap FILE  write pcapng for Wireshark instead (- : stdout), e.g.\n"
+    "                      canremote dump -c rig1 --pcap - | wireshark -k -i -\n"
     "           -L         log-line format: (seconds) ifname frame, as candump -L writes\n"
     "           -n COUNT   exit after COUNT frames\n"
     "  send FRAME ...      send frames in cansend syntax: 123#DEADBEEF, 1ABCDEF0#11.22, 123#R;\n"
@@ -57,6 +61,7 @@ struct Options {
   char timestamps = 0;
   bool log_format = false;
   bool extra = false;  // candump -x
+  std::string pcap;    // --pcap FILE ("-": stdout): pcapng for Wireshark instead of text
   std::optional<uint64_t> count;
   std::optional<double> seconds;
   std::string file;
@@ -65,11 +70,10 @@ struct Options {
 
 std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   Options o;
-  static const option kLong[] = {{"channel", required_argument, nullptr, 'c'},
-                                 {"interface", required_argument, nullptr, 'i'},
-                                 {"bitrate", required_argument, nullptr, 'b'},
-                                 {"help", no_argument, nullptr, 'h'},
-                                 {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {
+      {"channel", required_argument, nullptr, 'c'}, {"interface", required_argument, nullptr, 'i'},
+      {"bitrate", required_argument, nullptr, 'b'}, {"help", no_argument, nullptr, 'h'},
+      {"pcap", required_argument, nullptr, 'P'},    {nullptr, 0, nullptr, 0}};
   optind = 1;
   opterr = 0;
   int c;
@@ -107,6 +111,9 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
         break;
       case 'x':
         o.extra = true;
+        break;
+      case 'P':
+        o.pcap = optarg;
         break;
       case 'n': {
         uint64_t n;
@@ -162,6 +169,17 @@ std::string InterfaceName(const RemoteBus& bus) {
   return info.substr(name, end - name);
 }
 
+// The bus's bit rate from "…, 500000 bit/s …" in the channel info; 0 where it has none.
+int64_t BusBitrate(const RemoteBus& bus) {
+  const std::string& info = bus.channel_info();
+  const size_t unit = info.find(" bit/s");
+  if (unit == std::string::npos || info.find("no bit timing") != std::string::npos) return 0;
+  size_t start = unit;
+  while (start > 0 && std::isdigit(static_cast<unsigned char>(info[start - 1]))) --start;
+  int64_t rate = 0;
+  return absl::SimpleAtoi(info.substr(start, unit - start), &rate) ? rate : 0;
+}
+
 void InstallSignalHandlers() {
   struct sigaction sa {};
   sa.sa_handler = [](int) { g_stop = 1; };
@@ -182,12 +200,29 @@ int Dump(const Options& o) {
   InstallSignalHandlers();
   uint64_t seen = 0;
   CandumpFormat screen(o.timestamps, o.extra, ifname);
+  std::FILE* pcap = nullptr;
+  if (!o.pcap.empty()) {
+    pcap = o.pcap == "-" ? stdout : std::fopen(o.pcap.c_str(), "wb");
+    if (pcap == nullptr) return Fail(absl::StrFormat("cannot write '%s'", o.pcap));
+    const std::string head =
+        pcapng::SectionHeader() + pcapng::InterfaceDescription(ifname, BusBitrate(**bus));
+    std::fwrite(head.data(), 1, head.size(), pcap);
+    std::fflush(pcap);
+  }
   while (!g_stop && (!o.count || seen < *o.count)) {
     auto got = (*bus)->Recv(absl::Milliseconds(200));
     if (!got.ok()) return Fail(std::string(got.status().message()));
     if (!got->has_value()) continue;
     const CanFrame& f = **got;
     ++seen;
+    if (pcap != nullptr) {
+      const std::string block = pcapng::Packet(0, f);
+      if (std::fwrite(block.data(), 1, block.size(), pcap) != block.size()) {
+        return Fail("writing the capture failed (the reader went away?)");
+      }
+      std::fflush(pcap);  // a live capture: Wireshark shows each frame as it comes
+      continue;
+    }
     if (o.log_format) {
       std::printf("%s\n", FormatLogLine(f, ifname).c_str());
     } else {
@@ -195,6 +230,7 @@ int Dump(const Options& o) {
     }
     std::fflush(stdout);
   }
+  if (pcap != nullptr && pcap != stdout) std::fclose(pcap);
   return 0;
 }
 

@@ -86,6 +86,37 @@ TEST(CanremoteTest, OptionsGoBeforeOrAfterTheCommand) {
   EXPECT_THAT(out, HasSubstr("give a command: dump, send or log"));
 }
 
+// canremote dump --pcap: Wireshark's own dissectors (tshark, Debian 12's 4.0) read the stream:
+// classic, extended, remote and CAN FD frames with their flags, the bus's bit rate, ns times.
+TEST(CanremoteTest, DumpPcapIsReadByTshark) {
+  if (Shell("command -v tshark").second != 0) GTEST_SKIP() << "no tshark (scripts/install-deps.sh)";
+  ServerOptions options;
+  TestServer ts(options);
+  const std::string file = absl::StrCat(::testing::TempDir(), "/dump-", ::getpid(), ".pcapng");
+  std::thread dump([&] {
+    (void)Shell(absl::StrCat("timeout 20 ", Canremote(), " dump -c ", ts.address(), " --pcap ",
+                             file, " -n 4"));
+  });
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
+  CanFrame rtr = CanFrame::Classic(0x7FF, {});
+  rtr.flags |= kCanFlagRemote;
+  for (const CanFrame& f :
+       {CanFrame::Classic(0x123, {0x11, 0x22}), CanFrame::Classic(0x1ABCDEF0, {0xFF}, true), rtr,
+        *ParseCansend("321##1AABB")}) {
+    ts.bus().Inject(f);
+  }
+  dump.join();
+  auto [out, rc] = Shell(absl::StrCat(
+      "tshark -r ", file,
+      " -T fields -e can.id -e can.len -e can.flags.xtd -e can.flags.rtr -e canfd.flags.brs "
+      "-e data.data 2>/dev/null"));
+  ASSERT_EQ(rc, 0) << out;
+  std::vector<std::string> lines = Lines(out);
+  std::erase_if(lines, [](const std::string& l) { return l.rfind("Running as user", 0) == 0; });
+  EXPECT_THAT(lines, ElementsAre("291\t2\t0\t0\t\t1122", "448585456\t1\t1\t0\t\tff",
+                                 "2047\t0\t0\t1\t\t", "801\t2\t0\t\t1\taabb"));
+}
+
 TEST(CanremoteTest, SendReportsBadFramesAndRefusedOnes) {
   TestServer ts;
   auto [out, rc] = Shell(absl::StrCat(Canremote(), " send -c ", ts.address(), " 12#00"));
