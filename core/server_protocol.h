@@ -90,6 +90,9 @@ class ServerProtocol {
 
   // What to send as soon as the client has connected (socketcand's "< hi >"; v5: nothing).
   virtual void Greet(std::string* reply) { (void)reply; }
+  // The front end opens the bus in Greet, without a word from the client (the capture front end):
+  // the session then calls OnBytes with nothing at once, which reports a refused open.
+  virtual bool opens_at_connect() const { return false; }
   // Consumes bytes from the client and appends what must be sent back to *reply. Returns OK while
   // the session goes on. Any other status means the session must end: *reply then ends with the
   // protocol's error message naming the problem, except for kCancelled (the client said goodbye).

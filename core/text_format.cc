@@ -134,6 +134,26 @@ std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname) {
   return absl::StrFormat("(%010d.%06d) %s %s", secs, micros, ifname, FormatCansend(frame));
 }
 
+std::string ChannelNameFromInfo(absl::string_view info) {
+  const size_t start = info.find("channel '");
+  if (start == absl::string_view::npos) return "can0";
+  const size_t name = start + 9;
+  const size_t end = info.find('\'', name);
+  if (end == absl::string_view::npos || end == name) return "can0";
+  return std::string(info.substr(name, end - name));
+}
+
+int64_t BitrateFromInfo(absl::string_view info) {
+  const size_t unit = info.find(" bit/s");
+  if (unit == absl::string_view::npos || info.find("no bit timing") != absl::string_view::npos) {
+    return 0;
+  }
+  size_t start = unit;
+  while (start > 0 && absl::ascii_isdigit(static_cast<unsigned char>(info[start - 1]))) --start;
+  int64_t rate = 0;
+  return absl::SimpleAtoi(info.substr(start, unit - start), &rate) ? rate : 0;
+}
+
 std::string CandumpFormat::Line(const CanFrame& frame) {
   // candump.c: " " [timestamp "(…) "] " " ifname "  " then lib.c's sprint_long_canframe.
   std::string line = " ";

@@ -27,6 +27,12 @@ std::string FormatCansend(const CanFrame& frame);
 // "(seconds.micros) ifname frame" — candump -L / canplayer / python-can's log reader format.
 std::string FormatLogLine(const CanFrame& frame, absl::string_view ifname);
 
+// "can0" from a BusResponse's channel info ("socketcan channel 'can0', 500000 bit/s …"); "can0"
+// when it names none (another server's text).
+std::string ChannelNameFromInfo(absl::string_view info);
+// The bus's bit rate from the same text; 0 where it has none ("no bit timing").
+int64_t BitrateFromInfo(absl::string_view info);
+
 // candump's screen format (can-utils 2020.11, Debian 12's, without -L), byte for byte:
 //   "  can0  123   [3]  11 22 33"                      no timestamp
 //   " (1700000000.123456)  can0  1ABCDEF0   [0] "       -t a (-t A: local date and time)

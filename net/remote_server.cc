@@ -87,6 +87,19 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
     Served s;
     s.port = LocalPort(listener->get());
     s.listener = *std::move(listener);
+    if (options.capture_port.has_value()) {
+      const uint16_t want = *options.capture_port == 0
+                                ? 0
+                                : static_cast<uint16_t>(*options.capture_port + served.size());
+      absl::StatusOr<UniqueFd> capture = ListenTcp(HostPort{options.host, want}, 64, 0, sndbuf);
+      if (!capture.ok()) {
+        return absl::Status(
+            capture.status().code(),
+            absl::StrCat(capture.status().message(), " (capture of ", info, ", --capture-port)"));
+      }
+      s.capture_port = LocalPort(capture->get());
+      s.capture_listener = *std::move(capture);
+    }
     s.channel = std::move(channel);
     served.push_back(std::move(s));
   }
@@ -235,12 +248,16 @@ absl::Status RemoteServer::ServeForever() {
   for (auto& t : io_threads_) t->Start();
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
   for (size_t i = 0; i < channels_.size(); ++i) {
-    RETURN_IF_ERROR(
-        loop->Add(channels_[i].listener.get(), EPOLLIN, [this, i](uint32_t) { AcceptAll(i); }));
+    RETURN_IF_ERROR(loop->Add(channels_[i].listener.get(), EPOLLIN,
+                              [this, i](uint32_t) { AcceptAll(i, FrontEnd::kV5); }));
+    if (channels_[i].capture_listener.valid()) {
+      RETURN_IF_ERROR(loop->Add(channels_[i].capture_listener.get(), EPOLLIN,
+                                [this, i](uint32_t) { AcceptAll(i, FrontEnd::kCapture); }));
+    }
   }
   if (socketcand_listener_.valid()) {
     RETURN_IF_ERROR(loop->Add(socketcand_listener_.get(), EPOLLIN,
-                              [this](uint32_t) { AcceptAll(kSocketcand); }));
+                              [this](uint32_t) { AcceptAll(kSocketcand, FrontEnd::kSocketcand); }));
   }
   RETURN_IF_ERROR(
       loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
@@ -251,6 +268,10 @@ absl::Status RemoteServer::ServeForever() {
   accept_loop_ = loop.get();
   for (const Served& c : channels_) {
     CS_LOG(kInfo, "serving %s on %s:%d", c.channel->channel_info(), options_.host, c.port);
+    if (c.capture_listener.valid()) {
+      CS_LOG(kInfo, "capture of %s (pcapng: dumpcap -i TCP@HOST:%d) on %s:%d",
+             c.channel->channel_info(), c.capture_port, options_.host, c.capture_port);
+    }
   }
   if (socketcand_listener_.valid()) {
     CS_LOG(kInfo, "serving socketcand clients on %s:%d", options_.host, socketcand_port_);
@@ -285,7 +306,10 @@ absl::Status RemoteServer::ServeForever() {
       break;
     }
   }
-  for (const Served& c : channels_) loop->Remove(c.listener.get());
+  for (const Served& c : channels_) {
+    loop->Remove(c.listener.get());
+    if (c.capture_listener.valid()) loop->Remove(c.capture_listener.get());
+  }
   if (socketcand_listener_.valid()) loop->Remove(socketcand_listener_.get());
   loop->Remove(resume_timer_.get());
   accept_loop_ = nullptr;
@@ -307,12 +331,16 @@ void RemoteServer::Shutdown() {
 }
 
 void RemoteServer::ServerClose() {
-  for (Served& c : channels_) c.listener.Reset();
+  for (Served& c : channels_) {
+    c.listener.Reset();
+    c.capture_listener.Reset();
+  }
   socketcand_listener_.Reset();
 }
 
 void RemoteServer::Refuse(int fd, FrontEnd front_end, const std::string& reason) {
   std::string bytes;
+  if (front_end == FrontEnd::kCapture) return;  // any text would corrupt the pcapng stream
   if (front_end == FrontEnd::kSocketcand) {
     bytes = socketcand::ErrorElement(reason);
   } else {
@@ -328,7 +356,10 @@ void RemoteServer::PauseAccepting(bool paused) {
   if (accept_paused_ == paused || accept_loop_ == nullptr) return;
   accept_paused_ = paused;
   const uint32_t events = paused ? 0u : uint32_t{EPOLLIN};
-  for (const Served& c : channels_) (void)accept_loop_->Modify(c.listener.get(), events);
+  for (const Served& c : channels_) {
+    (void)accept_loop_->Modify(c.listener.get(), events);
+    if (c.capture_listener.valid()) (void)accept_loop_->Modify(c.capture_listener.get(), events);
+  }
   if (socketcand_listener_.valid()) (void)accept_loop_->Modify(socketcand_listener_.get(), events);
   if (paused) {
     const itimerspec once{{0, 0}, absl::ToTimespec(kAcceptPause)};
@@ -358,10 +389,11 @@ void RemoteServer::OutOfDescriptors(int listener, FrontEnd front_end, int error)
   PauseAccepting(true);
 }
 
-void RemoteServer::AcceptAll(size_t channel) {
+void RemoteServer::AcceptAll(size_t channel, FrontEnd front_end) {
   const bool socketcand = channel == kSocketcand;
-  const FrontEnd front_end = socketcand ? FrontEnd::kSocketcand : FrontEnd::kV5;
-  const int listener = socketcand ? socketcand_listener_.get() : channels_[channel].listener.get();
+  const int listener = socketcand                        ? socketcand_listener_.get()
+                       : front_end == FrontEnd::kCapture ? channels_[channel].capture_listener.get()
+                                                         : channels_[channel].listener.get();
   while (!accept_paused_) {
     UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {

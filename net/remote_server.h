@@ -69,6 +69,8 @@ class RemoteServer {
   size_t channel_count() const { return channels_.size(); }
   // The port and channel of channel `i` (in the order given to Create). Thread-safe.
   uint16_t port(size_t i = 0) const { return channels_[i].port; }
+  // Channel i's capture (pcapng) port; 0 when --capture-port is off.
+  uint16_t capture_port(size_t i = 0) const { return channels_[i].capture_port; }
   // The socketcand listener's port; 0 when it is off.
   uint16_t socketcand_port() const { return socketcand_port_; }
   CanChannel& channel(size_t i = 0) { return *channels_[i].channel; }
@@ -92,10 +94,13 @@ class RemoteServer {
     UniqueFd listener;
     uint16_t port = 0;
     std::unique_ptr<CanChannel> channel;
+    UniqueFd capture_listener;  // --capture-port
+    uint16_t capture_port = 0;
   };
   RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup);
-  // Accepts on channel `channel`'s listener, or on the socketcand one (channel == kSocketcand).
-  void AcceptAll(size_t channel);
+  // Accepts on channel `channel`'s listener for `front_end` (v5 or capture), or on the
+  // socketcand one (channel == kSocketcand).
+  void AcceptAll(size_t channel, FrontEnd front_end);
   static constexpr size_t kSocketcand = SIZE_MAX;
   // Tells a connection we will not serve why (best effort), before it is closed.
   static void Refuse(int fd, FrontEnd front_end, const std::string& reason);

@@ -22,6 +22,9 @@ struct ServerOptions {
   // socketcand's ASCII protocol for every channel on this port (canserver's default 29536);
   // nullopt: off; 0: any free port (tests).
   std::optional<uint16_t> socketcand_port;
+  // pcapng for Wireshark (`dumpcap -i TCP@HOST:PORT`): channel i on capture_port + i; nullopt:
+  // off; 0: any free port for each (tests).
+  std::optional<uint16_t> capture_port;
   // socketcand's discovery beacon (net/beacon.h) every 2 s, with the socketcand listener only;
   // sent to every interface's broadcast address and to each of beacon_to.
   bool beacon = false;

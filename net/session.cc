@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/capture_server_session.h"
 #include "core/log.h"
 #include "core/socketcand_server_session.h"
 #include "core/text_format.h"
@@ -40,6 +41,7 @@ std::unique_ptr<ServerProtocol> MakeProtocol(FrontEnd front_end, SessionActions*
   if (front_end == FrontEnd::kSocketcand) {
     return std::make_unique<SocketcandServerSession>(actions);
   }
+  if (front_end == FrontEnd::kCapture) return std::make_unique<CaptureServerSession>(actions);
   return std::make_unique<V5ServerSession>(actions);
 }
 
@@ -64,9 +66,11 @@ Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions
 void Session::Start() {
   std::string greeting;
   protocol_->Greet(&greeting);
-  if (greeting.empty()) return;
-  AppendReply(greeting);
-  Flush(options_.write_budget_bytes);
+  if (!greeting.empty()) {
+    AppendReply(greeting);
+    Flush(options_.write_budget_bytes);
+  }
+  if (!closed_ && protocol_->opens_at_connect()) (void)Decode({});  // a refused open ends it
 }
 
 Session::~Session() {

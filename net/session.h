@@ -56,8 +56,8 @@ class PassClock {
   int64_t now_ = 0;
 };
 
-// The wire protocol a listener speaks.
-enum class FrontEnd { kV5, kSocketcand };
+// The wire protocol a listener speaks (kCapture: pcapng for Wireshark, --capture-port).
+enum class FrontEnd { kV5, kSocketcand, kCapture };
 
 class Session final : public SessionActions {
  public:

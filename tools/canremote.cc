@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -158,28 +157,6 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   return RemoteBus::Connect(opts);
 }
 
-// "can0" from "socketcan channel 'can0', 500000 bit/s on host:port", for log lines.
-std::string InterfaceName(const RemoteBus& bus) {
-  const std::string& info = bus.channel_info();
-  const size_t start = info.find("channel '");
-  if (start == std::string::npos) return "can0";
-  const size_t name = start + 9;
-  const size_t end = info.find('\'', name);
-  if (end == std::string::npos || end == name) return "can0";
-  return info.substr(name, end - name);
-}
-
-// The bus's bit rate from "…, 500000 bit/s …" in the channel info; 0 where it has none.
-int64_t BusBitrate(const RemoteBus& bus) {
-  const std::string& info = bus.channel_info();
-  const size_t unit = info.find(" bit/s");
-  if (unit == std::string::npos || info.find("no bit timing") != std::string::npos) return 0;
-  size_t start = unit;
-  while (start > 0 && std::isdigit(static_cast<unsigned char>(info[start - 1]))) --start;
-  int64_t rate = 0;
-  return absl::SimpleAtoi(info.substr(start, unit - start), &rate) ? rate : 0;
-}
-
 void InstallSignalHandlers() {
   struct sigaction sa {};
   sa.sa_handler = [](int) { g_stop = 1; };
@@ -196,7 +173,7 @@ int Dump(const Options& o) {
   }
   auto bus = Open(o, filters);
   if (!bus.ok()) return Fail(std::string(bus.status().message()));
-  const std::string ifname = InterfaceName(**bus);
+  const std::string ifname = ChannelNameFromInfo((*bus)->channel_info());
   InstallSignalHandlers();
   uint64_t seen = 0;
   CandumpFormat screen(o.timestamps, o.extra, ifname);
@@ -205,7 +182,8 @@ int Dump(const Options& o) {
     pcap = o.pcap == "-" ? stdout : std::fopen(o.pcap.c_str(), "wb");
     if (pcap == nullptr) return Fail(absl::StrFormat("cannot write '%s'", o.pcap));
     const std::string head =
-        pcapng::SectionHeader() + pcapng::InterfaceDescription(ifname, BusBitrate(**bus));
+        pcapng::SectionHeader() +
+        pcapng::InterfaceDescription(ifname, BitrateFromInfo((*bus)->channel_info()));
     std::fwrite(head.data(), 1, head.size(), pcap);
     std::fflush(pcap);
   }
@@ -263,7 +241,7 @@ int Log(const Options& o) {
   if (!out) return Fail(absl::StrFormat("cannot write '%s'", o.file));
   auto bus = Open(o, {});
   if (!bus.ok()) return Fail(std::string(bus.status().message()));
-  const std::string ifname = InterfaceName(**bus);
+  const std::string ifname = ChannelNameFromInfo((*bus)->channel_info());
   InstallSignalHandlers();
   const absl::Time start = absl::Now();
   const absl::Time end = o.seconds ? start + absl::Seconds(*o.seconds) : absl::InfiniteFuture();

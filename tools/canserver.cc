@@ -66,6 +66,10 @@ ABSL_FLAG(int, socketcand_port, 29536,
           "TCP port for socketcand's ASCII protocol (python-can's 'socketcand' interface, "
           "SavvyCAN, Kayak): one port for every channel, the client opens one by name "
           "(0: off)");
+ABSL_FLAG(int, capture_port, 0,
+          "serve each channel's traffic as pcapng for Wireshark on this TCP port and up (the first "
+          "channel here, the next on PORT+1, …): wireshark -k -i TCP@rig1:PORT, or dumpcap; a "
+          "monitor, it never transmits (0: off)");
 ABSL_FLAG(bool, beacon, false,
           "announce the socketcand port and every channel with socketcand's UDP beacon "
           "(port 42000, every 2 s) on each interface's broadcast address");
@@ -248,7 +252,7 @@ int main(int argc, char** argv) {
           {"interface", "channel", "config", "wait_for_interface", "error_frames", "rcvbuf",
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
-         {"Network and access", {"host", "port", "allow", "http"}},
+         {"Network and access", {"host", "port", "allow", "http", "capture_port"}},
          {"Threads", {"threads", "cpu_affinity", "direct_write"}},
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
@@ -314,8 +318,14 @@ int main(int argc, char** argv) {
     return fail(absl::StrFormat("--socketcand-port %d is not 0..65535", socketcand_port));
   }
 
+  const int capture_port = absl::GetFlag(FLAGS_capture_port);
+  if (capture_port < 0 || capture_port > 65535) {
+    return fail(absl::StrFormat("--capture-port %d is not 0..65535", capture_port));
+  }
+
   ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
+  if (capture_port > 0) options.capture_port = static_cast<uint16_t>(capture_port);
   options.port = static_cast<uint16_t>(port);
   if (socketcand_port > 0) options.socketcand_port = static_cast<uint16_t>(socketcand_port);
   options.beacon = absl::GetFlag(FLAGS_beacon);

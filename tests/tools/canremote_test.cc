@@ -117,6 +117,46 @@ TEST(CanremoteTest, DumpPcapIsReadByTshark) {
                                  "2047\t0\t0\t1\t\t", "801\t2\t0\t\t1\taabb"));
 }
 
+// --capture-port: Wireshark's own capture tool reads the channel live (dumpcap -i TCP@host:port),
+// frames sent by clients included; what a capture client sends never reaches the bus.
+TEST(CaptureTest, DumpcapCapturesTheChannel) {
+  if (Shell("command -v dumpcap").second != 0)
+    GTEST_SKIP() << "no dumpcap (scripts/install-deps.sh)";
+  ServerOptions options;
+  options.capture_port = 0;
+  TestServer ts(options);
+  const uint16_t port = ts.server().capture_port();
+  ASSERT_NE(port, 0);
+  const std::string file = absl::StrCat(::testing::TempDir(), "/capture-", ::getpid(), ".pcapng");
+  std::thread capture([&] {
+    (void)Shell(absl::StrCat("timeout 20 dumpcap -q -i TCP@127.0.0.1:", port, " -c 3 -w ", file));
+  });
+  ASSERT_TRUE(TestServer::WaitUntil([&] { return ts.server().channel().subscriber_count() == 1; }));
+  auto sender = ts.Connect();
+  ASSERT_TRUE(sender);
+  ASSERT_TRUE(sender->Send(CanFrame::Classic(0x123, {0x11, 0x22})).ok());  // a client's frame
+  ASSERT_TRUE(TestServer::WaitUntil(
+      [&] { return ts.server().channel().counters().bus_tx.Get() == 1; }));  // on the bus first
+  ts.bus().Inject(CanFrame::Classic(0x1ABCDEF0, {0xFF}, true));
+  ts.bus().Inject(*ParseCansend("321##1AABB"));
+  capture.join();
+  auto [out, rc] = Shell(absl::StrCat(
+      "tshark -r ", file,
+      " -T fields -e can.id -e can.len -e can.flags.xtd -e canfd.flags.brs -e data.data "
+      "2>/dev/null"));
+  ASSERT_EQ(rc, 0) << out;
+  std::vector<std::string> lines = Lines(out);
+  std::erase_if(lines, [](const std::string& l) { return l.rfind("Running as user", 0) == 0; });
+  EXPECT_THAT(lines,
+              ElementsAre("291\t2\t0\t\t1122", "448585456\t1\t1\t\tff", "801\t2\t0\t1\taabb"));
+  // A monitor: bytes to the capture port are read and ignored.
+  UniqueFd raw = *ConnectTcp(HostPort{"127.0.0.1", port}, absl::Seconds(5));
+  const std::string junk = testing::Encode({v5::CanMessage{CanFrame::Classic(0x7, {7})}});
+  testing::SendAll(raw.get(), junk + "< send 7 1 07 >");
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(ts.server().channel().counters().bus_tx.Get(), 1u) << "only the v5 client's frame";
+}
+
 TEST(CanremoteTest, SendReportsBadFramesAndRefusedOnes) {
   TestServer ts;
   auto [out, rc] = Shell(absl::StrCat(Canremote(), " send -c ", ts.address(), " 12#00"));

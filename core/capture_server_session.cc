@@ -1,0 +1,33 @@
+#include "core/capture_server_session.h"
+
+#include <cstring>
+
+#include "core/text_format.h"
+
+namespace canserver {
+
+void CaptureServerSession::Greet(std::string* reply) {
+  absl::StatusOr<std::string> info = actions_->OpenBus("", 0, FilterSet());
+  if (!info.ok()) {
+    refused_ = info.status();
+    return;
+  }
+  open_ = true;
+  *reply += pcapng::SectionHeader();
+  *reply += pcapng::InterfaceDescription(ChannelNameFromInfo(*info), BitrateFromInfo(*info));
+}
+
+absl::Status CaptureServerSession::OnBytes(absl::Span<const uint8_t>, std::string*) {
+  // A refused open ends the session at the first event; a monitor has nothing to say otherwise.
+  return refused_;
+}
+
+ServerProtocol::Encoded CaptureServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,
+                                                          size_t* length) {
+  const std::string block = pcapng::Packet(0, frame);
+  std::memcpy(out, block.data(), block.size());
+  *length = block.size();
+  return Encoded::kWritten;
+}
+
+}  // namespace canserver
