@@ -26,6 +26,21 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
+// What tshark reads from a capture file: one line per frame, the `fields` (space-separated
+// names) tab-separated; its warning about running as root left out. Empty if tshark failed.
+std::vector<std::string> TsharkFields(const std::string& file, const std::string& fields) {
+  std::string command = absl::StrCat("tshark -r ", file, " -T fields");
+  for (absl::string_view f : absl::StrSplit(fields, ' ')) absl::StrAppend(&command, " -e ", f);
+  auto [out, rc] = Shell(command + " 2>/dev/null");
+  if (rc != 0) {
+    ADD_FAILURE() << command << ": exit " << rc << "\n" << out;
+    return {};
+  }
+  std::vector<std::string> lines = Lines(out);
+  std::erase_if(lines, [](const std::string& l) { return l.rfind("Running as user", 0) == 0; });
+  return lines;
+}
+
 TEST(CanremoteTest, SendPutsCansendFramesOnTheBus) {
   TestServer ts;
   auto listener = ts.Connect();
@@ -106,13 +121,8 @@ TEST(CanremoteTest, DumpPcapIsReadByTshark) {
     ts.bus().Inject(f);
   }
   dump.join();
-  auto [out, rc] = Shell(absl::StrCat(
-      "tshark -r ", file,
-      " -T fields -e can.id -e can.len -e can.flags.xtd -e can.flags.rtr -e canfd.flags.brs "
-      "-e data.data 2>/dev/null"));
-  ASSERT_EQ(rc, 0) << out;
-  std::vector<std::string> lines = Lines(out);
-  std::erase_if(lines, [](const std::string& l) { return l.rfind("Running as user", 0) == 0; });
+  const std::vector<std::string> lines =
+      TsharkFields(file, "can.id can.len can.flags.xtd can.flags.rtr canfd.flags.brs data.data");
   EXPECT_THAT(lines, ElementsAre("291\t2\t0\t0\t\t1122", "448585456\t1\t1\t0\t\tff",
                                  "2047\t0\t0\t1\t\t", "801\t2\t0\t\t1\taabb"));
 }
@@ -140,13 +150,8 @@ TEST(CaptureTest, DumpcapCapturesTheChannel) {
   ts.bus().Inject(CanFrame::Classic(0x1ABCDEF0, {0xFF}, true));
   ts.bus().Inject(*ParseCansend("321##1AABB"));
   capture.join();
-  auto [out, rc] = Shell(absl::StrCat(
-      "tshark -r ", file,
-      " -T fields -e can.id -e can.len -e can.flags.xtd -e canfd.flags.brs -e data.data "
-      "2>/dev/null"));
-  ASSERT_EQ(rc, 0) << out;
-  std::vector<std::string> lines = Lines(out);
-  std::erase_if(lines, [](const std::string& l) { return l.rfind("Running as user", 0) == 0; });
+  const std::vector<std::string> lines =
+      TsharkFields(file, "can.id can.len can.flags.xtd canfd.flags.brs data.data");
   EXPECT_THAT(lines,
               ElementsAre("291\t2\t0\t\t1122", "448585456\t1\t1\t\tff", "801\t2\t0\t1\taabb"));
   // A monitor: bytes to the capture port are read and ignored.
