@@ -386,6 +386,7 @@ void Session::Tick(absl::Time now) {
   if (lagging_since_ == absl::InfiniteFuture()) lagging_since_ = now;
   if (options_.slow_client_timeout > absl::ZeroDuration() &&
       now - lagging_since_ >= options_.slow_client_timeout) {
+    not_reading_ = true;
     Close("client too slow",
           absl::StrFormat("client too slow: its queue overflowed for %s (%d frames dropped); "
                           "disconnected",
@@ -416,11 +417,15 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
     if (n > 0) counters().bytes_to_client.Add(static_cast<uint64_t>(n));
   }
   // A client that is not reading (bytes waiting here, or in the kernel unsent: its window is
-  // shut; SIOCOUTQ would count bytes merely not acknowledged yet): reset instead of
-  // a FIN behind its unread data, so no orphaned socket keeps the send buffer after us.
+  // shut): reset instead of a FIN behind its unread data, so no orphaned socket keeps the send
+  // buffer after us. Bytes merely not acknowledged yet (SIOCOUTQ) are the normal end of a
+  // reply, so they get a FIN, unless the session is closed for not reading: then they are
+  // more of what it will not read.
   int unsent = 0;
+  int unacked = 0;
   const bool reset =
-      pending_bytes() > 0 || (::ioctl(fd_.get(), SIOCOUTQNSD, &unsent) == 0 && unsent > 0);
+      pending_bytes() > 0 || (::ioctl(fd_.get(), SIOCOUTQNSD, &unsent) == 0 && unsent > 0) ||
+      (not_reading_ && ::ioctl(fd_.get(), SIOCOUTQ, &unacked) == 0 && unacked > 0);
   closed_ = true;
   CloseIsoTp();
   if (subscriber_) channel_->Unsubscribe(id_);

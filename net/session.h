@@ -204,6 +204,7 @@ class Session final : public SessionActions {
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;
   absl::Time lagging_since_ = absl::InfiniteFuture();
+  bool not_reading_ = false;  // closed by --slow-client-timeout: reset, whatever is queued
 
   SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }
 };
