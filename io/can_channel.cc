@@ -422,8 +422,7 @@ void CanChannel::FanOut(const CanFrame& frame, uint64_t origin) noexcept {
     // Straight to the socket if its io thread lent it and nothing older waits in the ring; once
     // one frame of the batch goes that way, the rest follow it (order).
     if (e.direct_count > 0 ||
-        (direct_batch_ && sub.loan.state.load(std::memory_order_relaxed) == SocketLoan::kLent &&
-         sub.ring.size_approx() == 0)) {
+        (direct_batch_ && sub.sink != nullptr && sub.sink->lent() && sub.ring.size_approx() == 0)) {
       if (e.direct_count == 0) direct_entries_.push_back(static_cast<size_t>(&e - entries_.data()));
       e.direct[e.direct_count++] = frame;
       if (e.direct_count == kBatch) WriteDirect(e, RealtimeNanos());
@@ -464,54 +463,12 @@ void CanChannel::WriteDirect(Entry& e, int64_t now) noexcept {
   const size_t n = e.direct_count;
   e.direct_count = 0;
   Subscriber& sub = *e.subscriber;
-  SocketLoan& loan = sub.loan;
-  uint8_t lent = SocketLoan::kLent;
-  if (!loan.state.compare_exchange_strong(lent, SocketLoan::kWriting, std::memory_order_acquire,
-                                          std::memory_order_relaxed)) {
-    PushToRing(e, e.direct.get(), n);  // the io thread took it back: its usual path
+  const int written = sub.sink->TryWrite(e.direct.get(), n, sub.ring, now);
+  if (written < 0) {
+    PushToRing(e, e.direct.get(), n);  // the io thread took the output back: the usual path
     return;
   }
-  // Exact on this side (the only producer): frames pushed earlier and not yet taken go first.
-  if (sub.ring.size_approx() != 0) {
-    loan.state.store(SocketLoan::kLent, std::memory_order_release);
-    PushToRing(e, e.direct.get(), n);
-    return;
-  }
-  uint8_t* out = direct_out_.get();
-  size_t len = 0;
-  size_t encoded = 0;
-  int64_t latency_ns[kBatch];
-  for (size_t i = 0; i < n; ++i) {
-    const size_t m = loan.encode(e.direct[i], out + len);
-    if (m == 0) {
-      sub.counters.drops_unsupported.Add();  // e.g. an FD frame for a version 5 client
-      continue;
-    }
-    len += m;
-    latency_ns[encoded++] = now - e.direct[i].timestamp_ns;
-  }
-  // Counted before the send, as the io thread counts when it encodes: a client that has its frames
-  // must find them counted.
-  sub.counters.frames_to_client.Add(encoded);
-  counters_.direct_frames.Add(encoded);
-  delivery_latency_.Record(latency_ns, encoded);
-  ssize_t sent = 0;
-  if (len > 0) {
-    do {
-      sent = ::send(loan.fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-  }
-  const size_t taken = sent > 0 ? static_cast<size_t>(sent) : 0;
-  sub.counters.bytes_to_client.Add(taken);
-  if (taken == len) {
-    loan.state.store(SocketLoan::kLent, std::memory_order_release);
-    return;
-  }
-  // A full socket buffer or an error: the io thread writes the rest (or meets the error itself)
-  // and goes on the usual way, waiting for EPOLLOUT.
-  loan.unsent.assign(reinterpret_cast<const char*>(out + taken), len - taken);
-  loan.state.store(SocketLoan::kHeld, std::memory_order_release);
-  sub.wakeup->Notify();
+  counters_.direct_frames.Add(static_cast<uint64_t>(written));
 }
 
 void CanChannel::FlushWakeups() noexcept {

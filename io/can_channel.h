@@ -78,10 +78,6 @@ class CanChannel {
   // syscall (in the VM an emulated HPET read, 14% of a sending client's io thread, perf).
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns = 0) noexcept;
 
-  // The largest event a client's stateless encoder may write per frame for the CAN thread to
-  // take its socket on loan (io/subscriber.h, SocketLoan; a v6 CanFdMessage is 79 bytes).
-  static constexpr size_t kMaxDirectEventBytes = 128;
-
   const ChannelCounters& counters() const { return counters_; }
   // CPU time the CAN thread has used; call while the channel runs (between Start and Stop).
   absl::Duration CpuTime() { return ThreadCpuTime(thread_); }
@@ -120,6 +116,7 @@ class CanChannel {
 
  private:
   static constexpr size_t kBatch = 64;
+  static_assert(kBatch <= DirectSink::kMaxFrames);
 
   struct Command {
     enum class Kind { kSubscribe, kSetFilters, kUnsubscribe } kind;
@@ -137,7 +134,7 @@ class CanChannel {
     std::unique_ptr<CanFrame[]> carry = std::make_unique<CanFrame[]>(kBatch);
     size_t carry_count = 0;
     size_t written = 0;  // scratch while a batch is written
-    // Frames of this batch for a direct write to the client's socket (SocketLoan), oldest first.
+    // Frames of this batch for a direct write to the client (Subscriber::sink), oldest first.
     std::unique_ptr<CanFrame[]> direct = std::make_unique<CanFrame[]>(kBatch);
     size_t direct_count = 0;
   };
@@ -156,8 +153,8 @@ class CanChannel {
   void Refuse(size_t batch_index, bool timeout, int error) noexcept;
   void ScheduleRetry(int64_t now_mono, size_t written) noexcept;
   void FanOut(const CanFrame& frame, uint64_t origin) noexcept;
-  // Ends a batch's fan-out: writes each entry's direct frames to its client's socket, or, if the
-  // io thread took the socket back meanwhile, into its ring.
+  // Ends a batch's fan-out: writes each entry's direct frames to its client (DirectSink), or, if
+  // the io thread took the output back meanwhile, into its ring.
   void WriteDirect() noexcept;
   void WriteDirect(Entry& e, int64_t now) noexcept;
   void PushToRing(Entry& e, const CanFrame* frames, size_t n) noexcept;
@@ -203,16 +200,13 @@ class CanChannel {
   size_t last_tx_batch_ = 0;
   bool direct_batch_ = false;           // this batch may be written directly
   std::vector<size_t> direct_entries_;  // entries with direct frames in this batch
-  std::unique_ptr<uint8_t[]> direct_out_ =
-      std::make_unique<uint8_t[]>(kBatch * kMaxDirectEventBytes);
 
   ChannelCounters counters_;
   DeliveryLatency delivery_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
-  std::atomic<int64_t> periodic_load_{0};
-  std::atomic<uint64_t> passes_{
-      0};  // CAN thread: each loop pass  // milli-frames/s of every session's periodic jobs
+  std::atomic<int64_t> periodic_load_{0};  // milli-frames/s of every session's periodic jobs
+  std::atomic<uint64_t> passes_{0};  // CAN thread: each loop pass
   std::jthread thread_;
 };
 

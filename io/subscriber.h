@@ -9,8 +9,8 @@
 //   gate               armed by the io thread when it drained `ring`; the CAN thread notifies
 //   tx_gate            armed by the io thread when `tx` was full and it stopped reading the client;
 //                      the CAN thread notifies once `tx` is at most half full (see WakeGate)
-//   loan               the client's socket: the io thread's, lent to the CAN thread while the io
-//                      thread sleeps with nothing pending for the client (see SocketLoan)
+//   sink               the client's output as the CAN thread may write it directly (a quiet bus,
+//                      an idle client: io/direct_sink.h); set before Subscribe, constant after
 // Shared by shared_ptr between the two, so either may let go first.
 #pragma once
 
@@ -22,8 +22,8 @@
 
 #include "core/counters.h"
 #include "core/queues.h"
-#include "core/server_protocol.h"
 #include "core/wake_gate.h"
+#include "io/direct_sink.h"
 #include "io/wakeup.h"
 
 namespace canserver {
@@ -34,34 +34,6 @@ struct SubscriberInfo {
   std::string peer;             // "192.0.2.7:51234"
   std::string protocol;         // "v5", "v6" (CAN FD) or "socketcand"
   int64_t connected_at_ns = 0;  // CLOCK_REALTIME
-};
-
-// Direct writes: while the session's io thread sleeps with an empty ring and nothing unwritten
-// for the client, the CAN thread may encode a batch and write it to the client's socket itself,
-// saving the hand-off through the ring and the io thread's wake-up (the quiet path's latency
-// and most of its CPU). The socket has one writer at a time, which `state` names:
-//
-//   io thread, before sleeping:  out buffer empty, ring empty  →  state = kLent (release)
-//   CAN thread, per batch:       CAS kLent → kWriting (acquire); the ring still empty (exact on the
-//                                producer side: every frame it pushed was popped, and popped
-//                                frames were written before the loan); encode, send;
-//                                state = kLent (release), or on a short write or error: `unsent`
-//                                = the rest, state = kHeld (release), wake the io thread
-//   io thread, before it touches the socket, its output or the ring:
-//                                CAS kLent → kHeld, yielding while kWriting; then takes `unsent`
-//
-// So the client's bytes stay in bus order: ring frames only after direct ones that were written
-// while it was lent, and a direct write only when nothing older waits anywhere. Counters of the
-// client's output (frames_to_client, bytes_to_client, drops_unsupported) are written by whoever
-// holds the socket; the hand-over orders those writes.
-struct SocketLoan {
-  enum State : uint8_t { kHeld, kLent, kWriting };
-  std::atomic<uint8_t> state{kHeld};
-  // Set by the io thread before the first loan, constant afterwards.
-  int fd = -1;
-  StatelessEncodeFn encode = nullptr;
-  // Bytes the CAN thread encoded but the socket did not take: the holder's (see above).
-  std::string unsent;
 };
 
 struct Subscriber {
@@ -95,7 +67,7 @@ struct Subscriber {
   std::atomic<uint32_t> tx_failed_pending{0};
   SessionCounters counters;
   SubscriberInfo info;
-  SocketLoan loan;
+  std::shared_ptr<DirectSink> sink;  // null: frames always go through the ring
 
   // The client's filters in candump syntax ("123:7FF 80000000:80000000"; empty: everything).
   // Any thread.

@@ -27,7 +27,6 @@ namespace canserver {
 namespace {
 constexpr size_t kReadChunk = 64 << 10;
 constexpr size_t kReadsPerWakeup = 4;  // fairness: other sessions get their turn
-constexpr size_t kPopBatch = 256;
 // While the tx queue is full, bytes read but not yet decoded, per session, at most. Reading the
 // socket empty stays below it with --client-rcvbuf up to 128 KiB (the kernel holds twice that).
 constexpr size_t kMaxUndecoded = 4 * kReadChunk;
@@ -61,6 +60,7 @@ Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions
       io_wakeup_(std::move(io_wakeup)),
       protocol_(MakeProtocol(front_end, this)),
       ticket_(std::move(ticket)),
+      output_(fd_.get(), options.output_buffer_bytes, &local_counters_, io_wakeup_),
       connected_at_(absl::Now()) {}
 
 void Session::Start() {
@@ -202,9 +202,8 @@ void Session::AppendReply(absl::string_view bytes) {
   // Control replies (BusResponse, TransmitFail, RemoteException, socketcand's "< ok >") are small
   // and rare; they may exceed the output cap by their own size so they are never lost. A client
   // that asks for replies and never reads them is disconnected before it costs more.
-  HoldSocket();
-  out_.append(bytes.data(), bytes.size());
-  if (pending_bytes() > options_.output_buffer_bytes + kReplySlack && !closed_) {
+  output_.Append(bytes);
+  if (output_.pending() > options_.output_buffer_bytes + kReplySlack && !closed_) {
     Close("client does not read its replies", "");
   }
 }
@@ -215,53 +214,19 @@ bool Session::Pump(PassClock& clock) {
     if (absl::Now() < frames_after_) return false;  // PrepareSleep leaves the gate unarmed
     frames_after_ = absl::InfinitePast();
   }
-  HoldSocket();
   Subscriber& sub = *subscriber_;
-  // Room is reserved for the largest event a frame can become (a CanFdMessage is 79 bytes, a
-  // socketcand element up to 192) and the buffer cut back to what was encoded.
-  const size_t max_event = protocol_->max_frame_bytes();
-  size_t budget_frames = options_.write_budget_bytes / v5::kCanMessageSize;
   sub.counters.ring_high_water.Max(sub.ring.size_approx());
-  CanFrame frames[kPopBatch];
-  int64_t latency_ns[kPopBatch];
-  while (budget_frames > 0 && pending_bytes() + max_event <= options_.output_buffer_bytes) {
-    const size_t room = (options_.output_buffer_bytes - pending_bytes()) / max_event;
-    const size_t n = sub.ring.PopBulk(frames, std::min({kPopBatch, room, budget_frames}));
-    if (n == 0) break;
-    budget_frames -= n;
-    if (out_head_ > 0 && out_head_ == out_.size()) {
-      out_.clear();
-      out_head_ = 0;
-    }
-    size_t pos = out_.size();
-    out_.resize(pos + n * max_event);
-    size_t encoded = 0;
-    const int64_t now = clock.Now(n);
-    for (size_t i = 0; i < n; ++i) {
-      size_t len = 0;
-      switch (protocol_->EncodeFrame(frames[i], reinterpret_cast<uint8_t*>(&out_[pos]), &len)) {
-        case ServerProtocol::Encoded::kWritten:
-          pos += len;
-          latency_ns[encoded++] = now - frames[i].timestamp_ns;
-          break;
-        case ServerProtocol::Encoded::kUnsupported:
-          sub.counters.drops_unsupported.Add();  // e.g. an FD frame for a version 5 client
-          break;
-        case ServerProtocol::Encoded::kNotWanted:
-          break;  // the client's own receive rules (socketcand BCM filters) passed it over
-      }
-    }
-    out_.resize(pos);
-    sub.counters.frames_to_client.Add(encoded);
-    channel_->delivery_latency().Record(latency_ns, encoded);
-  }
+  const size_t encoded =
+      output_.EncodeFrom(sub.ring, *protocol_, options_.write_budget_bytes, clock);
   if (const uint32_t failed = sub.TakeTxFailed(); failed > 0) {
-    protocol_->AppendTransmitFail(failed, &out_);
+    std::string fail;
+    protocol_->AppendTransmitFail(failed, &fail);
+    output_.Append(fail);
   }
   Flush(options_.write_budget_bytes);
   if (closed_) return false;
   // Work remains if the budget ran out while frames wait and the socket still takes data.
-  return budget_frames == 0 && !want_write_ && !sub.ring.empty();
+  return encoded >= options_.write_budget_bytes && !output_.want_write() && !sub.ring.empty();
 }
 
 bool Session::PrepareSleep() {
@@ -269,93 +234,42 @@ bool Session::PrepareSleep() {
   // Settling (kSettle): frames wait; the housekeeping tick, or any other event, wakes the thread.
   if (frames_after_ != absl::InfinitePast()) return true;
   // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
-  if (want_write_ ||
-      pending_bytes() + protocol_->max_frame_bytes() > options_.output_buffer_bytes) {
-    return true;
-  }
+  if (output_.want_write() || !output_.has_room(protocol_->max_frame_bytes())) return true;
   subscriber_->gate.Arm();
   if (subscriber_->HasWork()) {
     subscriber_->gate.Disarm();
     return false;
   }
-  if (!lent_ && options_.direct_write && pending_bytes() == 0 && !peer_gone_ && !eof_pending_) {
-    SocketLoan& loan = subscriber_->loan;
-    if (loan.encode == nullptr &&
-        protocol_->max_frame_bytes() <= CanChannel::kMaxDirectEventBytes) {
-      loan.fd = fd_.get();
-      loan.encode = protocol_->stateless_encoder();
-    }
-    if (loan.encode != nullptr) {
-      // Frames pushed after the HasWork() above stay in the ring: the CAN thread writes directly
-      // only while the ring is empty, and their push notified the gate armed above.
-      loan.state.store(SocketLoan::kLent, std::memory_order_release);
-      lent_ = true;
-    }
+  // Frames pushed after the HasWork() above stay in the ring: the CAN thread writes directly
+  // only while the ring is empty, and their push notified the gate armed above.
+  if (options_.direct_write && !peer_gone_ && !eof_pending_) {
+    (void)output_.Lend(protocol_->stateless_encoder(), protocol_->max_frame_bytes());
   }
   return true;
 }
 
-void Session::TakeSocketBack() {
-  SocketLoan& loan = subscriber_->loan;
-  uint8_t state = SocketLoan::kLent;
-  // kWriting: a direct write is under way (one send); kHeld: the CAN thread handed it back.
-  while (!loan.state.compare_exchange_weak(state, SocketLoan::kHeld, std::memory_order_acquire,
-                                           std::memory_order_acquire) &&
-         state != SocketLoan::kHeld) {
-    if (state == SocketLoan::kWriting) std::this_thread::yield();
-    state = SocketLoan::kLent;
-  }
-  lent_ = false;
-  if (!loan.unsent.empty()) {
-    // The output buffer was empty when it was lent, and nothing was added since.
-    out_.append(loan.unsent);
-    loan.unsent.clear();
-  }
-}
-
 void Session::Flush(size_t budget) {
-  HoldSocket();
   if (peer_gone_) {  // nobody to read it
-    out_.clear();
-    out_head_ = 0;
-    want_write_ = false;
+    output_.Discard();
     return;
   }
-  size_t written = 0;
-  while (pending_bytes() > 0 && written < budget) {
-    const size_t len = std::min(pending_bytes(), budget - written);
-    const ssize_t n = ::send(fd_.get(), out_.data() + out_head_, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
-      if (eof_pending_) {  // the client left; what it sent still goes to the bus
-        peer_gone_ = true;
-        loop_->Remove(fd_.get());
-        Flush(0);
-        return;
-      }
-      Close(absl::StrFormat("send: %s", std::strerror(errno)), "");
+  if (const int error = output_.Flush(budget); error != 0) {
+    if (eof_pending_) {  // the client left; what it sent still goes to the bus
+      peer_gone_ = true;
+      loop_->Remove(fd_.get());
+      output_.Discard();
       return;
     }
-    out_head_ += static_cast<size_t>(n);
-    written += static_cast<size_t>(n);
-    counters().bytes_to_client.Add(static_cast<uint64_t>(n));
+    Close(absl::StrFormat("send: %s", std::strerror(error)), "");
+    return;
   }
-  if (out_head_ == out_.size()) {
-    out_.clear();
-    out_head_ = 0;
-  } else if (out_head_ > out_.size() / 2) {
-    out_.erase(0, out_head_);  // keeps the buffer within its cap without growing
-    out_head_ = 0;
-  }
-  want_write_ = pending_bytes() > 0;
   UpdateInterest();
 }
 
 void Session::UpdateInterest() {
   if (peer_gone_) return;
   const uint32_t events =
-      (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (want_write_ ? uint32_t{EPOLLOUT} : 0u);
+      (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
   if (events == interest_) return;
   interest_ = events;
   (void)loop_->Modify(fd_.get(), events);
@@ -403,29 +317,14 @@ void Session::AppendException(absl::string_view text) {
 bool Session::FlushAll() {
   if (closed_) return true;
   Flush(SIZE_MAX);
-  return closed_ || pending_bytes() == 0;
+  return closed_ || output_.pending() == 0;
 }
 
 void Session::Close(absl::string_view reason, absl::string_view remote_exception) {
   if (closed_) return;
-  HoldSocket();
   if (!remote_exception.empty()) AppendException(remote_exception);
-  // One last non-blocking attempt to deliver what is pending (a RemoteException above all).
-  if (pending_bytes() > 0) {
-    const ssize_t n =
-        ::send(fd_.get(), out_.data() + out_head_, pending_bytes(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) counters().bytes_to_client.Add(static_cast<uint64_t>(n));
-  }
-  // A client that is not reading (bytes waiting here, or in the kernel unsent: its window is
-  // shut): reset instead of a FIN behind its unread data, so no orphaned socket keeps the send
-  // buffer after us. Bytes merely not acknowledged yet (SIOCOUTQ) are the normal end of a
-  // reply, so they get a FIN, unless the session is closed for not reading: then they are
-  // more of what it will not read.
-  int unsent = 0;
-  int unacked = 0;
-  const bool reset =
-      pending_bytes() > 0 || (::ioctl(fd_.get(), SIOCOUTQNSD, &unsent) == 0 && unsent > 0) ||
-      (not_reading_ && ::ioctl(fd_.get(), SIOCOUTQ, &unacked) == 0 && unacked > 0);
+  // A RemoteException above all gets one last try; a client that does not read is reset.
+  const bool reset = output_.FinishForClose(not_reading_);
   closed_ = true;
   CloseIsoTp();
   if (subscriber_) channel_->Unsubscribe(id_);
@@ -503,7 +402,8 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
   subscriber_->counters.bytes_to_client.Add(local_counters_.bytes_to_client.Get());
   subscriber_->counters.client_errors.Add(local_counters_.client_errors.Get());
-  out_.reserve(options_.output_buffer_bytes + 1024);
+  output_.Bind(&subscriber_->counters, &channel_->delivery_latency());
+  subscriber_->sink = output_.sink();
   std::string state = timing.state.empty() ? "" : ", " + timing.state;
   if (timing.tx_errors >= 0) {
     state += absl::StrFormat(" (tx errors %d, rx errors %d)", timing.tx_errors, timing.rx_errors);

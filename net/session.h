@@ -28,33 +28,10 @@
 #include "io/subscriber.h"
 #include "io/unique_fd.h"
 #include "net/admission.h"
+#include "net/client_output.h"
 #include "net/server_options.h"
 
 namespace canserver {
-
-// The wall clock for one pass of an io thread over its sessions, read once and shared, and read
-// again only after kFramesPerRead frames so a long pass under load stays accurate. On VMs
-// without a vDSO clock (this project's machines) every read is a syscall: one per session batch
-// was about a tenth of an io thread's CPU at 10,000 frames/s to 4 clients (perf). Io thread only.
-class PassClock {
- public:
-  static constexpr size_t kFramesPerRead = 256;
-  // A new pass: the next Now() reads the clock.
-  void Reset() noexcept { frames_ = kFramesPerRead; }
-  // The time to stamp `frames` frames being encoded now with (bus time → socket latency).
-  int64_t Now(size_t frames) noexcept {
-    if (frames_ >= kFramesPerRead) {
-      now_ = RealtimeNanos();
-      frames_ = 0;
-    }
-    frames_ += frames;
-    return now_;
-  }
-
- private:
-  size_t frames_ = kFramesPerRead;
-  int64_t now_ = 0;
-};
 
 // The wire protocol a listener speaks (kCapture: pcapng for Wireshark, --capture-port).
 enum class FrontEnd { kV5, kSocketcand, kCapture };
@@ -130,13 +107,6 @@ class Session final : public SessionActions {
   static constexpr absl::Duration kSettle = absl::Milliseconds(20);
 
  private:
-  size_t pending_bytes() const { return out_.size() - out_head_; }
-  // Takes the socket back from the CAN thread if it is lent, with what it could not write. Before
-  // anything touches the socket, the output buffer or the ring.
-  void HoldSocket() {
-    if (lent_) TakeSocketBack();
-  }
-  void TakeSocketBack();
   // Gives the job's share of the channel's periodic load back.
   void ReleasePeriodicLoad(uint32_t arbitration_id);
   void AppendReply(absl::string_view bytes);
@@ -146,7 +116,7 @@ class Session final : public SessionActions {
   void FlushIsoTp();
   // The channel a socketcand client named, or an error listing those served.
   absl::StatusOr<CanChannel*> FindChannel(absl::string_view name) const;
-  // Writes as much of the output buffer as the socket takes, up to `budget` bytes.
+  // Writes as much of the output as the socket takes, up to `budget` bytes.
   void Flush(size_t budget);
   void UpdateInterest();
   // Waiting for tx queue room with bytes still undecoded (and the socket read empty, or the
@@ -172,15 +142,13 @@ class Session final : public SessionActions {
   // Each job's share of the channel's periodic load (CanChannel::ReservePeriodicLoad), by id.
   std::map<uint32_t, int64_t> periodic_load_;
   SessionCounters local_counters_;  // before the bus is open, and for sessions never opened
+  ClientOutput output_;
 
   // socketcand's ISOTP mode: the channel's CAN_ISOTP socket in this session's loop, and the PDUs
   // waiting while the kernel sends one (it takes one at a time).
   UniqueFd isotp_;
   std::deque<std::string> isotp_out_;
 
-  std::string out_;
-  size_t out_head_ = 0;
-  bool want_write_ = false;
   // Backpressure: while the client's tx queue is full, the socket is not read, so TCP's flow
   // control slows the client to the bus rate instead of anything being refused. What was read
   // waits undecoded in the protocol's buffer; the socket is read again once all of it is
@@ -200,7 +168,6 @@ class Session final : public SessionActions {
   int64_t decoded_at_ns_ = 0;
   bool closed_ = false;
   absl::Time frames_after_ = absl::InfinitePast();  // kSettle: no frames written before this
-  bool lent_ = false;                               // subscriber_->loan may be with the CAN thread
   absl::Time connected_at_;
   uint64_t drops_seen_ = 0;
   absl::Time lagging_since_ = absl::InfiniteFuture();
