@@ -30,4 +30,11 @@ ServerProtocol::Encoded CaptureServerSession::EncodeFrame(const CanFrame& frame,
   return Encoded::kWritten;
 }
 
+const FrontEnd kCaptureFrontEnd = {
+    [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
+      return std::make_unique<CaptureServerSession>(actions);
+    },
+    [](absl::string_view, std::string*) {},  // any text would corrupt the pcapng stream
+};
+
 }  // namespace canserver

@@ -45,4 +45,7 @@ class CaptureServerSession final : public ServerProtocol {
   absl::Status refused_;
 };
 
+// Pcapng for Wireshark (--capture-port), one port per channel.
+extern const FrontEnd kCaptureFrontEnd;
+
 }  // namespace canserver

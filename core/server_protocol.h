@@ -145,4 +145,13 @@ class ServerProtocol {
   }
 };
 
+// A front end as a listener holds it: how each connection's protocol logic is made, and how a
+// connection refused before it has a session (server full, address not allowed) hears why.
+struct FrontEnd {
+  std::unique_ptr<ServerProtocol> (*open)(SessionActions* actions);
+  // Appends `reason` as the protocol's error; appends nothing where the stream carries no text
+  // (pcapng).
+  void (*refusal)(absl::string_view reason, std::string* out);
+};
+
 }  // namespace canserver

@@ -433,4 +433,13 @@ void SocketcandServerSession::OnTick(absl::Time now, std::string* reply) {
   }
 }
 
+const FrontEnd kSocketcandFrontEnd = {
+    [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
+      return std::make_unique<SocketcandServerSession>(actions);
+    },
+    [](absl::string_view reason, std::string* out) {
+      out->append(socketcand::ErrorElement(reason));
+    },
+};
+
 }  // namespace canserver

@@ -103,4 +103,7 @@ class SocketcandServerSession final : public ServerProtocol {
   std::vector<CanFrame> due_;  // scratch for OnTick
 };
 
+// Socketcand's ASCII protocol, one port for every channel.
+extern const FrontEnd kSocketcandFrontEnd;
+
 }  // namespace canserver

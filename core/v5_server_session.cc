@@ -153,4 +153,13 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
   return absl::FailedPreconditionError("session is closed");
 }
 
+const FrontEnd kV5FrontEnd = {
+    [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
+      return std::make_unique<V5ServerSession>(actions);
+    },
+    [](absl::string_view reason, std::string* out) {
+      (void)v5::Encode(v5::RemoteException{std::string(reason)}, out);
+    },
+};
+
 }  // namespace canserver

@@ -70,4 +70,7 @@ class V5ServerSession final : public ServerProtocol {
   bool held_back_ = false;
 };
 
+// Python-can's remote interface (protocol v5/v6), one port per channel.
+extern const FrontEnd kV5FrontEnd;
+
 }  // namespace canserver

@@ -43,11 +43,11 @@ void IoThread::Start() {
   thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
 }
 
-void IoThread::Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel,
+void IoThread::Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end, CanChannel* channel,
                      std::unique_ptr<Admission::Ticket> ticket) {
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
-    adopted_.push_back({session_id, std::move(fd), front_end, channel, std::move(ticket)});
+    adopted_.push_back({session_id, std::move(fd), &front_end, channel, std::move(ticket)});
   }
   session_count_.fetch_add(1, std::memory_order_relaxed);
   wakeup_->Notify();
@@ -102,7 +102,7 @@ void IoThread::TakeAdopted() {
   for (auto& [id, fd, front_end, channel, ticket] : adopted) {
     const int raw = fd.get();
     std::string peer = PeerName(raw);
-    auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, front_end, channel,
+    auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, *front_end, channel,
                                              channels_, loop_.get(), wakeup_, std::move(ticket));
     Session* s = session.get();
     absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {

@@ -40,7 +40,7 @@ class IoThread {
   void Start();
   // Hands a freshly accepted connection to this thread: a v5 client of `channel`, or a socketcand
   // client (channel nullptr) that names its channel later. Thread-safe.
-  void Adopt(uint64_t session_id, UniqueFd fd, FrontEnd front_end, CanChannel* channel,
+  void Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end, CanChannel* channel,
              std::unique_ptr<Admission::Ticket> ticket);
   // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
   // Thread-safe; returns once the thread has finished.
@@ -57,7 +57,7 @@ class IoThread {
   struct Adopted {
     uint64_t id;
     UniqueFd fd;
-    FrontEnd front_end;
+    const FrontEnd* front_end;
     CanChannel* channel;
     std::unique_ptr<Admission::Ticket> ticket;
   };

@@ -14,8 +14,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/log.h"
-#include "core/socketcand_codec.h"
+#include "core/capture_server_session.h"
+#include "core/socketcand_server_session.h"
 #include "core/status_macros.h"
+#include "core/v5_server_session.h"
 #include "core/version.h"
 #include "io/clock.h"
 #include "io/thread_util.h"
@@ -248,16 +250,19 @@ absl::Status RemoteServer::ServeForever() {
   for (auto& t : io_threads_) t->Start();
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
   for (size_t i = 0; i < channels_.size(); ++i) {
-    RETURN_IF_ERROR(loop->Add(channels_[i].listener.get(), EPOLLIN,
-                              [this, i](uint32_t) { AcceptAll(i, FrontEnd::kV5); }));
-    if (channels_[i].capture_listener.valid()) {
-      RETURN_IF_ERROR(loop->Add(channels_[i].capture_listener.get(), EPOLLIN,
-                                [this, i](uint32_t) { AcceptAll(i, FrontEnd::kCapture); }));
+    const int v5 = channels_[i].listener.get();
+    RETURN_IF_ERROR(
+        loop->Add(v5, EPOLLIN, [this, v5, i](uint32_t) { AcceptAll(v5, i, kV5FrontEnd); }));
+    if (const int capture = channels_[i].capture_listener.get(); capture >= 0) {
+      RETURN_IF_ERROR(loop->Add(capture, EPOLLIN, [this, capture, i](uint32_t) {
+        AcceptAll(capture, i, kCaptureFrontEnd);
+      }));
     }
   }
-  if (socketcand_listener_.valid()) {
-    RETURN_IF_ERROR(loop->Add(socketcand_listener_.get(), EPOLLIN,
-                              [this](uint32_t) { AcceptAll(kSocketcand, FrontEnd::kSocketcand); }));
+  if (const int socketcand = socketcand_listener_.get(); socketcand >= 0) {
+    RETURN_IF_ERROR(loop->Add(socketcand, EPOLLIN, [this, socketcand](uint32_t) {
+      AcceptAll(socketcand, kSocketcand, kSocketcandFrontEnd);
+    }));
   }
   RETURN_IF_ERROR(
       loop->Add(stop_wakeup_.fd(), EPOLLIN, [this](uint32_t) { stop_wakeup_.Drain(); }));
@@ -338,14 +343,10 @@ void RemoteServer::ServerClose() {
   socketcand_listener_.Reset();
 }
 
-void RemoteServer::Refuse(int fd, FrontEnd front_end, const std::string& reason) {
+void RemoteServer::Refuse(int fd, const FrontEnd& front_end, const std::string& reason) {
   std::string bytes;
-  if (front_end == FrontEnd::kCapture) return;  // any text would corrupt the pcapng stream
-  if (front_end == FrontEnd::kSocketcand) {
-    bytes = socketcand::ErrorElement(reason);
-  } else {
-    (void)v5::Encode(v5::RemoteException{reason}, &bytes);
-  }
+  front_end.refusal(reason, &bytes);
+  if (bytes.empty()) return;
   (void)::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   // A plain close, not a reset: a reset can overtake the reason and the client would only see
   // "connection reset" (measured: 1 refusal in 10 lost so). The reason fits the peer's window,
@@ -367,7 +368,7 @@ void RemoteServer::PauseAccepting(bool paused) {
   }
 }
 
-void RemoteServer::OutOfDescriptors(int listener, FrontEnd front_end, int error) {
+void RemoteServer::OutOfDescriptors(int listener, const FrontEnd& front_end, int error) {
   // The reserve descriptor makes room for one accept at a time: the clients waiting now hear why
   // (at most kRefusedPerPause of them, so a flood cannot keep this thread busy) and are closed.
   reserve_fd_.Reset();
@@ -389,11 +390,8 @@ void RemoteServer::OutOfDescriptors(int listener, FrontEnd front_end, int error)
   PauseAccepting(true);
 }
 
-void RemoteServer::AcceptAll(size_t channel, FrontEnd front_end) {
+void RemoteServer::AcceptAll(int listener, size_t channel, const FrontEnd& front_end) {
   const bool socketcand = channel == kSocketcand;
-  const int listener = socketcand                        ? socketcand_listener_.get()
-                       : front_end == FrontEnd::kCapture ? channels_[channel].capture_listener.get()
-                                                         : channels_[channel].listener.get();
   while (!accept_paused_) {
     UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {

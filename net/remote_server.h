@@ -98,15 +98,15 @@ class RemoteServer {
     uint16_t capture_port = 0;
   };
   RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup);
-  // Accepts on channel `channel`'s listener for `front_end` (v5 or capture), or on the
-  // socketcand one (channel == kSocketcand).
-  void AcceptAll(size_t channel, FrontEnd front_end);
+  // Accepts on `listener`, whose clients speak `front_end`: a channel's (v5, capture) or the
+  // socketcand one (channel == kSocketcand: the client names its channel later).
+  void AcceptAll(int listener, size_t channel, const FrontEnd& front_end);
   static constexpr size_t kSocketcand = SIZE_MAX;
   // Tells a connection we will not serve why (best effort), before it is closed.
-  static void Refuse(int fd, FrontEnd front_end, const std::string& reason);
+  static void Refuse(int fd, const FrontEnd& front_end, const std::string& reason);
   // accept() found no free file descriptor: refuses the waiting connections with the reserve
   // descriptor, so they hear why, and stops accepting for kAcceptPause instead of spinning.
-  void OutOfDescriptors(int listener, FrontEnd front_end, int error);
+  void OutOfDescriptors(int listener, const FrontEnd& front_end, int error);
   void PauseAccepting(bool paused);
   static constexpr absl::Duration kAcceptPause = absl::Milliseconds(250);
   static constexpr size_t kRefusedPerPause = 64;

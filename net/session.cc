@@ -1,7 +1,5 @@
 #include "net/session.h"
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,16 +7,12 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "core/capture_server_session.h"
 #include "core/log.h"
-#include "core/socketcand_server_session.h"
 #include "core/text_format.h"
-#include "core/v5_server_session.h"
 #include "core/version.h"
 #include "io/clock.h"
 #include "net/socket_util.h"
@@ -36,18 +30,10 @@ constexpr size_t kReplySlack = 64 << 10;
 // PDUs one session may queue while the kernel still sends an earlier one.
 constexpr size_t kMaxQueuedPdus = 16;
 
-std::unique_ptr<ServerProtocol> MakeProtocol(FrontEnd front_end, SessionActions* actions) {
-  if (front_end == FrontEnd::kSocketcand) {
-    return std::make_unique<SocketcandServerSession>(actions);
-  }
-  if (front_end == FrontEnd::kCapture) return std::make_unique<CaptureServerSession>(actions);
-  return std::make_unique<V5ServerSession>(actions);
-}
-
 }  // namespace
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
-                 FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
+                 const FrontEnd& front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
                  EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup,
                  std::unique_ptr<Admission::Ticket> ticket)
     : id_(id),
@@ -58,7 +44,7 @@ Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions
       channels_(channels),
       loop_(loop),
       io_wakeup_(std::move(io_wakeup)),
-      protocol_(MakeProtocol(front_end, this)),
+      protocol_(front_end.open(this)),
       ticket_(std::move(ticket)),
       output_(fd_.get(), options.output_buffer_bytes, &local_counters_, io_wakeup_),
       connected_at_(absl::Now()) {}

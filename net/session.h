@@ -33,9 +33,6 @@
 
 namespace canserver {
 
-// The wire protocol a listener speaks (kCapture: pcapng for Wireshark, --capture-port).
-enum class FrontEnd { kV5, kSocketcand, kCapture };
-
 class Session final : public SessionActions {
  public:
   // `channel`: the channel a v5 client's port serves; nullptr for socketcand, whose client opens
@@ -43,7 +40,7 @@ class Session final : public SessionActions {
   // `ticket`: the connection's slots in the server's limits (net/admission.h), held until the
   // session is closed; nullptr: not counted (tests).
   Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
-          FrontEnd front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
+          const FrontEnd& front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
           EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup,
           std::unique_ptr<Admission::Ticket> ticket = nullptr);
   ~Session() override;
