@@ -27,8 +27,6 @@ constexpr size_t kMaxUndecoded = 4 * kReadChunk;
 // Replies beyond the output cap (control replies may exceed it, see AppendReply) a client may
 // leave unread before it is disconnected: socketcand's "< echo >" answers each request.
 constexpr size_t kReplySlack = 64 << 10;
-// PDUs one session may queue while the kernel still sends an earlier one.
-constexpr size_t kMaxQueuedPdus = 16;
 
 }  // namespace
 
@@ -95,14 +93,14 @@ bool Session::Decode(absl::Span<const uint8_t> bytes) {
 }
 
 void Session::OnReadable() {
-  if (closed_ || read_paused_) return;
+  if (closed_ || input_ != Input::kReading) return;
   uint8_t buf[kReadChunk];
   // A peer that is gone (no longer in the loop) is read to its end or to a full queue at once:
   // nothing else would come back for the rest.
   for (size_t i = 0; i < kReadsPerWakeup || peer_gone_; ++i) {
     if (ReadBlocked()) {
       // Stop reading, so TCP slows the client instead of a frame being refused.
-      read_paused_ = true;
+      input_ = Input::kPaused;
       subscriber_->counters.tx_paused.Add();
       UpdateInterest();
       return;
@@ -114,8 +112,7 @@ void Session::OnReadable() {
         // The client is done sending (python-can's shutdown after a burst, a replayed log), but
         // frames it sent still wait undecoded for room in its tx queue: they go first
         // (ResumeTransmit), then the session ends.
-        eof_pending_ = true;
-        read_paused_ = true;
+        input_ = Input::kEnded;
         UpdateInterest();
         return;
       }
@@ -148,12 +145,12 @@ bool Session::ResumeTransmit() {
     }
     if (!Decode({})) return false;  // what was read before, as far as the queue takes it
   }
-  if (eof_pending_) {
+  if (input_ == Input::kEnded) {
     EndAtEof();
     return false;
   }
-  if (read_paused_) {
-    read_paused_ = false;
+  if (input_ == Input::kPaused) {
+    input_ = Input::kReading;
     UpdateInterest();
     OnReadable();
   }
@@ -172,7 +169,7 @@ void Session::OnHangup() {
     // replies resets the connection). What it sent is still in the socket: ResumeTransmit reads
     // and sends it as the queue makes room; nothing is written to it any more.
     peer_gone_ = true;
-    read_paused_ = true;
+    if (input_ == Input::kReading) input_ = Input::kPaused;
     loop_->Remove(fd_.get());
     return;
   }
@@ -228,7 +225,7 @@ bool Session::PrepareSleep() {
   }
   // Frames pushed after the HasWork() above stay in the ring: the CAN thread writes directly
   // only while the ring is empty, and their push notified the gate armed above.
-  if (options_.direct_write && !peer_gone_ && !eof_pending_) {
+  if (options_.direct_write && !peer_gone_ && input_ != Input::kEnded) {
     (void)output_.Lend(protocol_->stateless_encoder(), protocol_->max_frame_bytes());
   }
   return true;
@@ -240,7 +237,7 @@ void Session::Flush(size_t budget) {
     return;
   }
   if (const int error = output_.Flush(budget); error != 0) {
-    if (eof_pending_) {  // the client left; what it sent still goes to the bus
+    if (input_ == Input::kEnded) {  // the client left; what it sent still goes to the bus
       peer_gone_ = true;
       loop_->Remove(fd_.get());
       output_.Discard();
@@ -255,7 +252,7 @@ void Session::Flush(size_t budget) {
 void Session::UpdateInterest() {
   if (peer_gone_) return;
   const uint32_t events =
-      (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
+      (input_ == Input::kReading ? uint32_t{EPOLLIN} : 0u) | (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
   if (events == interest_) return;
   interest_ = events;
   (void)loop_->Modify(fd_.get(), events);
@@ -315,8 +312,6 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   CloseIsoTp();
   if (subscriber_) channel_->Unsubscribe(id_);
   periodic_.reset();
-  for (const auto& [job, load] : periodic_load_) channel_->ReleasePeriodicLoad(load);
-  periodic_load_.clear();
   loop_->Remove(fd_.get());
   if (reset) {
     ResetOnClose(fd_.get());
@@ -379,7 +374,7 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
     return absl::UnavailableError(
         absl::StrFormat("could not open the bus: %s", jobs.status().message()));
   }
-  periodic_ = *std::move(jobs);
+  periodic_ = std::make_unique<BudgetedPeriodicJobs>(*std::move(jobs), channel_, options_);
   subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
                                              options_.client_tx_frames);
   subscriber_->info = {peer_, protocol_->name(), absl::ToUnixNanos(connected_at_)};
@@ -422,43 +417,8 @@ void Session::Transmit(const CanFrame& frame) {
   }
 }
 
-absl::Status Session::StartPeriodic(const PeriodicRequest& start) {
-  // Modifying an existing job is always allowed; only new ones count against the limit.
-  if (periodic_->size() >= options_.max_periodic_jobs && !periodic_->Contains(start.frame.id)) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "too many periodic jobs: at most %d per session", options_.max_periodic_jobs));
-  }
-  if (start.period < options_.min_periodic_period) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "periodic job: a period of %s is below the shortest allowed, %s",
-        absl::FormatDuration(start.period), absl::FormatDuration(options_.min_periodic_period)));
-  }
-  // The channel's jobs together may not send more than the bus carries.
-  const int64_t load =
-      1'000'000'000'000 / std::max<int64_t>(1, absl::ToInt64Nanoseconds(start.period));
-  auto [it, fresh] = periodic_load_.try_emplace(start.frame.id, 0);
-  const int64_t delta = load - it->second;
-  int64_t cap = options_.max_periodic_rate;
-  const int32_t bitrate = cap > 0 ? 0 : channel_->backend().timing().bitrate;
-  if (cap <= 0) cap = bitrate > 0 ? bitrate / 50 : ServerOptions::kDefaultPeriodicRate;
-  if (delta > 0 && !channel_->ReservePeriodicLoad(delta, cap * 1000)) {
-    if (fresh) periodic_load_.erase(it);
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "periodic job: the channel's periodic jobs would send %.0f frames/s, more than the %d "
-        "frames/s allowed (%s; canserver --max-periodic-rate)",
-        static_cast<double>(channel_->periodic_load() + delta) / 1000, cap,
-        bitrate > 0 ? absl::StrFormat("what %d bit/s carries", bitrate)
-                    : std::string("a bus without bit timing")));
-  }
-  absl::Status s = periodic_->Start(start.frame, start.period, start.duration);
-  if (!s.ok()) {
-    if (delta > 0) channel_->ReleasePeriodicLoad(delta);
-    if (fresh) periodic_load_.erase(it);
-    return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
-  }
-  if (delta < 0) channel_->ReleasePeriodicLoad(-delta);
-  it->second = load;
-  return absl::OkStatus();
+absl::Status Session::StartPeriodic(const PeriodicRequest& request) {
+  return periodic_->Start(request);
 }
 
 BusTraffic Session::Traffic() const {
@@ -468,74 +428,39 @@ BusTraffic Session::Traffic() const {
 
 absl::Status Session::OpenIsoTp(const IsoTpConfig& config) {
   CloseIsoTp();
-  absl::StatusOr<UniqueFd> fd = channel_->backend().OpenIsoTp(config);
-  if (!fd.ok())
-    return absl::Status(fd.status().code(), absl::StrCat("isotpconf: ", fd.status().message()));
-  const int raw = fd->get();
-  if (absl::Status added = loop_->Add(raw, EPOLLIN, [this](uint32_t ev) { OnIsoTpEvent(ev); });
-      !added.ok()) {
-    return added;
-  }
-  isotp_ = *std::move(fd);
+  absl::StatusOr<std::unique_ptr<IsoTpLink>> link = IsoTpLink::Open(
+      channel_->backend(), config, loop_, [this](uint32_t events) { OnIsoTpEvent(events); });
+  if (!link.ok()) return link.status();
+  isotp_ = *std::move(link);
   CS_LOG_LIMITED(kInfo, "session %d (%s) opened ISO-TP %X→%X on %s", id_, peer_, config.tx_id,
                  config.rx_id, channel_->channel_info());
   return absl::OkStatus();
 }
 
-void Session::CloseIsoTp() {
-  if (!isotp_.valid()) return;
-  loop_->Remove(isotp_.get());
-  isotp_.Reset();
-  isotp_out_.clear();
-}
+void Session::CloseIsoTp() { isotp_.reset(); }
 
 absl::Status Session::SendPdu(absl::string_view pdu) {
-  if (!isotp_.valid()) return absl::FailedPreconditionError("sendpdu: no ISO-TP channel open");
-  if (isotp_out_.size() >= kMaxQueuedPdus) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "sendpdu: %d PDUs already wait for the bus; this one was not sent", kMaxQueuedPdus));
-  }
-  isotp_out_.emplace_back(pdu);
-  FlushIsoTp();
+  if (isotp_ == nullptr) return absl::FailedPreconditionError("sendpdu: no ISO-TP channel open");
+  if (absl::Status queued = isotp_->Send(pdu); !queued.ok()) return queued;
+  if (const std::string error = isotp_->Flush(); !error.empty()) AppendException(error);
   return absl::OkStatus();
 }
 
-void Session::FlushIsoTp() {
-  while (!isotp_out_.empty() && isotp_.valid()) {
-    const std::string& pdu = isotp_out_.front();
-    const ssize_t n = ::send(isotp_.get(), pdu.data(), pdu.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;  // one PDU in flight: EPOLLOUT says when it is done
-    if (n < 0) AppendException(absl::StrFormat("sendpdu: %s", std::strerror(errno)));
-    isotp_out_.pop_front();
-  }
-  if (isotp_.valid()) {
-    (void)loop_->Modify(isotp_.get(), isotp_out_.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
-  }
-}
-
 void Session::OnIsoTpEvent(uint32_t events) {
-  if (closed_ || !isotp_.valid()) return;
-  if (events & EPOLLOUT) FlushIsoTp();
-  if (events & (EPOLLIN | EPOLLERR)) {
-    char pdu[kIsoTpMaxPdu + 1];
-    for (int i = 0; i < 16 && isotp_.valid(); ++i) {
-      const ssize_t n = ::recv(isotp_.get(), pdu, sizeof pdu, MSG_DONTWAIT);
-      if (n > 0) {
-        std::string element;
-        protocol_->AppendPdu(RealtimeNanos(), absl::string_view(pdu, static_cast<size_t>(n)),
-                             &element);
-        AppendReply(element);
-        continue;
-      }
-      // The kernel reports a failed transfer (no flow control, a timeout, a wrong sequence) as
-      // the socket's error, once.
-      if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        AppendException(absl::StrFormat("isotp: %s", std::strerror(errno)));
-      }
-      break;
-    }
+  // What the link reports is taken from it first: a reply may close the session, and the link
+  // with it.
+  if (closed_ || isotp_ == nullptr) return;
+  const std::string send_error = (events & EPOLLOUT) ? isotp_->Flush() : std::string();
+  IsoTpLink::Received got;
+  if (events & (EPOLLIN | EPOLLERR)) got = isotp_->Receive();
+  if (!send_error.empty()) AppendException(send_error);
+  for (const std::string& pdu : got.pdus) {
+    if (closed_) return;
+    std::string element;
+    protocol_->AppendPdu(RealtimeNanos(), pdu, &element);
+    AppendReply(element);
   }
+  if (!got.error.empty() && !closed_) AppendException(got.error);
   if (!closed_) Flush(options_.write_budget_bytes);
 }
 
@@ -544,20 +469,8 @@ void Session::OnClientError(absl::string_view text) {
   CS_LOG_LIMITED(kWarning, "session %d (%s): %s", id_, peer_, text);
 }
 
-void Session::ReleasePeriodicLoad(uint32_t arbitration_id) {
-  auto it = periodic_load_.find(arbitration_id);
-  if (it == periodic_load_.end()) return;
-  channel_->ReleasePeriodicLoad(it->second);
-  periodic_load_.erase(it);
-}
-
 absl::Status Session::StopPeriodic(uint32_t arbitration_id) {
-  ReleasePeriodicLoad(arbitration_id);
-  // Stopping a job that already ended (or never existed) is harmless, as in python-can.
-  if (absl::Status s = periodic_->Stop(arbitration_id); !s.ok() && !absl::IsNotFound(s)) {
-    return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));
-  }
-  return absl::OkStatus();
+  return periodic_->Stop(arbitration_id);
 }
 
 }  // namespace canserver

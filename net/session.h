@@ -11,8 +11,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -29,6 +27,8 @@
 #include "io/unique_fd.h"
 #include "net/admission.h"
 #include "net/client_output.h"
+#include "net/isotp_link.h"
+#include "net/budgeted_periodic_jobs.h"
 #include "net/server_options.h"
 
 namespace canserver {
@@ -104,13 +104,9 @@ class Session final : public SessionActions {
   static constexpr absl::Duration kSettle = absl::Milliseconds(20);
 
  private:
-  // Gives the job's share of the channel's periodic load back.
-  void ReleasePeriodicLoad(uint32_t arbitration_id);
   void AppendReply(absl::string_view bytes);
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
-  // Writes queued PDUs until one is in flight (EAGAIN: then waits for EPOLLOUT).
-  void FlushIsoTp();
   // The channel a socketcand client named, or an error listing those served.
   absl::StatusOr<CanChannel*> FindChannel(absl::string_view name) const;
   // Writes as much of the output as the socket takes, up to `budget` bytes.
@@ -135,16 +131,11 @@ class Session final : public SessionActions {
   std::unique_ptr<ServerProtocol> protocol_;
   std::unique_ptr<Admission::Ticket> ticket_;
   std::shared_ptr<Subscriber> subscriber_;
-  std::unique_ptr<PeriodicJobs> periodic_;
-  // Each job's share of the channel's periodic load (CanChannel::ReservePeriodicLoad), by id.
-  std::map<uint32_t, int64_t> periodic_load_;
+  std::unique_ptr<BudgetedPeriodicJobs> periodic_;
   SessionCounters local_counters_;  // before the bus is open, and for sessions never opened
   ClientOutput output_;
 
-  // socketcand's ISOTP mode: the channel's CAN_ISOTP socket in this session's loop, and the PDUs
-  // waiting while the kernel sends one (it takes one at a time).
-  UniqueFd isotp_;
-  std::deque<std::string> isotp_out_;
+  std::unique_ptr<IsoTpLink> isotp_;  // socketcand's ISO-TP mode, while open
 
   // Backpressure: while the client's tx queue is full, the socket is not read, so TCP's flow
   // control slows the client to the bus rate instead of anything being refused. What was read
@@ -156,9 +147,11 @@ class Session final : public SessionActions {
   // queue.
   bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
   bool draining_ = false;        // the last read filled the buffer: the socket may hold more
-  bool read_paused_ = false;     // with undecoded bytes left, the socket is not read either
-  bool eof_pending_ = false;     // the client closed while its frames waited: end after them
-  bool peer_gone_ = false;       // ...and its socket is reset too: output is discarded
+  // Reading the client: kPaused while the tx queue is full with undecoded bytes left; kEnded
+  // once the client closed while its frames waited (the session ends after them).
+  enum class Input : uint8_t { kReading, kPaused, kEnded };
+  Input input_ = Input::kReading;
+  bool peer_gone_ = false;  // its socket is reset or unwritable: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
   // "Queued at" for the frames of one Decode, read at its first frame (0: not yet): bytes read
   // together arrived together, and without a vDSO clock every reading is a syscall.
