@@ -17,14 +17,6 @@
 
 namespace canserver {
 namespace {
-// Retry delays after the bus answered ENOBUFS/EAGAIN, where the backend gives no hint. The delay
-// adapts so that each retry finds a few frames' room (kRetryTarget): shorter and the thread wakes
-// once per frame, longer and the device queue could run dry. 2 ms is under a 10-frame device queue
-// at 500 kbit/s, so the bus never idles while clients are backlogged.
-constexpr int64_t kMinBackoffNs = 20'000;
-constexpr int64_t kMaxBackoffNs = 2'000'000;
-constexpr size_t kRetryTarget = 4;
-
 bool BusBusy(int error) { return error == ENOBUFS || error == EAGAIN || error == EWOULDBLOCK; }
 }  // namespace
 
@@ -149,11 +141,11 @@ bool CanChannel::TxWaiting() const noexcept {
 void CanChannel::Sleep(int epfd) noexcept {
   gate_.Arm();
   bool may_sleep = backend_->PrepareSleep() && !commands_pending_.load(std::memory_order_relaxed);
-  if (may_sleep && retry_at_ns_ != 0) {
+  if (may_sleep && scheduler_.retry_at() != 0) {
     // Waiting for the bus: new frames could not be written either, so sleep until the retry.
     itimerspec at{};
-    at.it_value.tv_sec = retry_at_ns_ / 1'000'000'000;
-    at.it_value.tv_nsec = retry_at_ns_ % 1'000'000'000;
+    at.it_value.tv_sec = scheduler_.retry_at() / 1'000'000'000;
+    at.it_value.tv_nsec = scheduler_.retry_at() % 1'000'000'000;
     ::timerfd_settime(retry_timer_.get(), TFD_TIMER_ABSTIME, &at, nullptr);
   } else if (may_sleep && TxWaiting()) {
     may_sleep = false;
@@ -225,12 +217,11 @@ void CanChannel::ReapLeaving() {
     if (e.leaving && e.carry_count == 0 && e.subscriber->tx.empty()) {
       entries_.erase(entries_.begin() + static_cast<ptrdiff_t>(i));
       --leaving_;
-      if (rr_ > i) --rr_;
+      scheduler_.LaneRemoved(i, entries_.size());
     } else {
       ++i;
     }
   }
-  if (rr_ >= entries_.size()) rr_ = 0;
 }
 
 bool CanChannel::ReceiveBatch() {
@@ -269,11 +260,9 @@ void CanChannel::NoteBusState(const CanFrame& frame) noexcept {
 }
 
 size_t CanChannel::BuildBatch() {
-  // Top up every client's carry from its queue, then take one frame per client per round, starting
-  // after the client written last: a frame waits behind at most one frame of each other client.
-  active_.clear();
-  for (size_t k = 0; k < entries_.size(); ++k) {
-    const size_t i = (rr_ + k) % entries_.size();
+  // Top up every client's carry from its queue; the scheduler picks the batch from the carries.
+  waiting_.resize(entries_.size());
+  for (size_t i = 0; i < entries_.size(); ++i) {
     Entry& e = entries_[i];
     if (e.carry_count < kBatch) {
       const size_t got =
@@ -283,20 +272,13 @@ size_t CanChannel::BuildBatch() {
         e.tx_popped = true;
       }
     }
-    if (e.carry_count > 0) active_.push_back(i);
+    waiting_[i] = e.carry_count;
   }
-  size_t n = 0;
-  for (size_t round = 0; n < kBatch; ++round) {
-    bool any = false;
-    for (size_t i : active_) {
-      Entry& e = entries_[i];
-      if (e.carry_count <= round) continue;
-      batch_[n] = e.carry[round];
-      batch_entry_[n] = i;
-      any = true;
-      if (++n == kBatch) break;
-    }
-    if (!any) break;
+  TransmitScheduler::Pick picks[kBatch];
+  const size_t n = scheduler_.BuildBatch(waiting_, picks);
+  for (size_t j = 0; j < n; ++j) {
+    batch_[j] = entries_[picks[j].lane].carry[picks[j].index];
+    batch_entry_[j] = picks[j].lane;
   }
   return n;
 }
@@ -308,10 +290,7 @@ void CanChannel::DropCarryFront(Entry& e, size_t n) noexcept {
 }
 
 bool CanChannel::TransmitBatch() {
-  if (retry_at_ns_ != 0) {
-    if (MonotonicNanos() < retry_at_ns_) return false;
-    retry_at_ns_ = 0;
-  }
+  if (scheduler_.retry_at() != 0 && !scheduler_.MayWrite(MonotonicNanos())) return false;
   const size_t n = BuildBatch();
   if (n == 0) return false;
 
@@ -337,50 +316,31 @@ bool CanChannel::TransmitBatch() {
     FanOut(f, e.subscriber->id);
   }
   WriteDirect();
-  for (size_t i : active_) {
-    DropCarryFront(entries_[i], entries_[i].written);
-    entries_[i].written = 0;
+  for (Entry& e : entries_) {
+    DropCarryFront(e, e.written);
+    e.written = 0;
   }
-  if (sent > 0) rr_ = (batch_entry_[sent - 1] + 1) % entries_.size();
+  if (sent > 0) scheduler_.Written(batch_entry_[sent - 1], entries_.size());
   if (sent == n) {
-    stall_since_ns_ = 0;
-    if (backoff_ns_ > kMinBackoffNs) backoff_ns_ /= 2;
+    scheduler_.AfterFullWrite();
     return true;
   }
 
   // batch_[sent] was refused. Its client's carry now starts with it.
-  const int64_t mono = MonotonicNanos();
-  if (!BusBusy(error)) {
-    Refuse(sent, /*timeout=*/false, error);
-    return true;
+  const bool busy = BusBusy(error);
+  if (busy) counters_.tx_busy.Add();
+  switch (scheduler_.AfterShortWrite(sent, busy, busy ? backend_->TxRetryHintNs() : 0,
+                                     MonotonicNanos())) {
+    case TransmitScheduler::Verdict::kRefuse:
+      Refuse(sent, /*timeout=*/false, error);
+      return true;
+    case TransmitScheduler::Verdict::kTimeout:
+      Refuse(sent, /*timeout=*/true, error);
+      return true;
+    case TransmitScheduler::Verdict::kRetry:
+      break;
   }
-  counters_.tx_busy.Add();
-  if (sent > 0 || stall_since_ns_ == 0) stall_since_ns_ = mono;
-  if (options_.tx_timeout > absl::ZeroDuration() &&
-      mono - stall_since_ns_ >= absl::ToInt64Nanoseconds(options_.tx_timeout)) {
-    // The bus has taken nothing for tx_timeout: each frame now gets one try and is refused.
-    Refuse(sent, /*timeout=*/true, error);
-    return true;
-  }
-  ScheduleRetry(mono, sent);
   return sent > 0;
-}
-
-void CanChannel::ScheduleRetry(int64_t now_mono, size_t written) noexcept {
-  int64_t delay = backend_->TxRetryHintNs();
-  if (delay <= 0) {
-    if (backoff_ns_ == 0) backoff_ns_ = kMinBackoffNs;
-    if (written == 0) {
-      backoff_ns_ *= 2;
-    } else if (written < kRetryTarget) {
-      backoff_ns_ += backoff_ns_ / 4;
-    } else if (written >= 4 * kRetryTarget) {
-      backoff_ns_ /= 2;
-    }
-    backoff_ns_ = std::clamp(backoff_ns_, kMinBackoffNs, kMaxBackoffNs);
-    delay = backoff_ns_;
-  }
-  retry_at_ns_ = now_mono + std::max<int64_t>(delay, 1000);
 }
 
 void CanChannel::Refuse(size_t batch_index, bool timeout, int error) noexcept {

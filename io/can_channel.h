@@ -36,6 +36,7 @@
 #include "core/counters.h"
 #include "core/filter.h"
 #include "core/queues.h"
+#include "core/transmit_scheduler.h"
 #include "core/wake_gate.h"
 #include "io/can_backend.h"
 #include "io/subscriber.h"
@@ -151,7 +152,6 @@ class CanChannel {
   size_t BuildBatch();
   void DropCarryFront(Entry& e, size_t n) noexcept;
   void Refuse(size_t batch_index, bool timeout, int error) noexcept;
-  void ScheduleRetry(int64_t now_mono, size_t written) noexcept;
   void FanOut(const CanFrame& frame, uint64_t origin) noexcept;
   // Ends a batch's fan-out: writes each entry's direct frames to its client (DirectSink), or, if
   // the io thread took the output back meanwhile, into its ring.
@@ -181,13 +181,11 @@ class CanChannel {
   // CAN thread only.
   std::vector<Entry> entries_;
   size_t leaving_ = 0;
-  size_t rr_ = 0;  // the entry the next round-robin round starts at
   CanFrame batch_[kBatch];
   size_t batch_entry_[kBatch];
-  std::vector<size_t> active_;  // entries with frames to write, scratch for BuildBatch
-  int64_t retry_at_ns_ = 0;     // CLOCK_MONOTONIC; 0 = not waiting for the bus
-  int64_t stall_since_ns_ = 0;  // when the bus last refused after taking a frame; 0 = not stalled
-  int64_t backoff_ns_ = 0;
+  // Round-robin batches and the retry/refusal policy (entries_ are its lanes).
+  TransmitScheduler scheduler_{absl::ToInt64Nanoseconds(options_.tx_timeout)};
+  std::vector<size_t> waiting_;  // frames each entry carries, scratch for BuildBatch
   std::vector<const Wakeup*> to_wake_;
   // Direct writes only on a quiet bus: small batches, after a sleep or after another small
   // batch. A busy bus keeps the thread looping over full batches (and the small one ending a
