@@ -76,7 +76,7 @@ class CanChannel {
   // sub.tx_gate says there is room (never a TransmitFail). Never allocates. sub's io thread only.
   // `queued_ns` (CLOCK_REALTIME) is when the frame was queued, for tx_wait; 0: now. A caller that
   // queues many frames at once passes one reading for all: without a vDSO clock every reading is a
-  // syscall (in the VM an emulated HPET read, 14% of a sending client's io thread, perf).
+  // syscall (docs/benchmarks.md).
   [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns = 0) noexcept;
 
   const ChannelCounters& counters() const { return counters_; }
@@ -189,9 +189,9 @@ class CanChannel {
   std::vector<const Wakeup*> to_wake_;
   // Direct writes only on a quiet bus: small batches, after a sleep or after another small
   // batch. A busy bus keeps the thread looping over full batches (and the small one ending a
-  // burst follows a full one), and then the io threads share the sockets' work; with the CAN
-  // thread writing every idle socket itself, 4 clients at 1 M frames/s lost 5-10% (ring drops)
-  // and p50 rose from 5 ms to 80 ms (docs/benchmarks.md).
+  // burst follows a full one), and then the io threads share the sockets' work: with the CAN
+  // thread writing every idle socket itself it became the bottleneck (docs/benchmarks.md,
+  // "Direct writes").
   static constexpr size_t kMaxDirectBatch = kBatch / 2;
   bool woke_ = false;  // this pass follows a sleep
   size_t last_rx_batch_ = 0;

@@ -55,13 +55,12 @@ struct ServerOptions {
   size_t client_tx_frames = 1024;  // frames from one client waiting for the bus
   // The kernel receive buffer of each client's socket (SO_RCVBUF on the listener, which the
   // kernel doubles for its bookkeeping). It bounds how far a sending client runs ahead of a busy
-  // bus: with the kernel's autotuning (0) a burst of 1.4 MB vanished into it on loopback and the
-  // client never felt the bus rate. 16 KiB still carries 2 M frames/s on loopback (a window of
-  // about 1,000 CanMessages; ~1 M frames/s per 0.25 ms of network round trip).
+  // bus; with the kernel's autotuning (0) a burst vanishes into it and the client never feels the
+  // bus rate (docs/benchmarks.md, "The client's receive window").
   size_t client_rcvbuf_bytes = 16 << 10;
   // The kernel send buffer of each client's socket (SO_SNDBUF, doubled by the kernel), fixed so
   // that clients that stop reading cannot hold megabytes each of kernel memory (autotuning grows
-  // it to 4 MiB): 250 stalled sessions took ~1 GiB of TCP memory. 0: autotuning.
+  // it to 4 MiB; docs/reliability.md). 0: autotuning.
   size_t client_sndbuf_bytes = 64 << 10;
   // The bus took nothing for this long: waiting frames are refused (TransmitFail). Zero: never.
   absl::Duration tx_timeout = absl::Seconds(1);
