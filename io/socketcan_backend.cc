@@ -20,8 +20,8 @@
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
-#include "io/can_netlink.h"
 #include "io/bcm_periodic_jobs.h"
+#include "io/can_netlink.h"
 #include "io/kernel_frame.h"
 
 namespace canserver {
