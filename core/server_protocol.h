@@ -1,7 +1,7 @@
 // ServerProtocol: one client's wire protocol on the server side, as pure logic — client bytes in,
 // actions on the bus and reply bytes out, and the encoding of the bus's frames for that client.
-// Two front ends implement it: protocol v5/v6 (V5ServerSession) and socketcand's ASCII protocol
-// (SocketcandServerSession). net::Session drives either one; everything on the bus side
+// Two front ends implement it: protocol v5/v6 (V5Protocol) and socketcand's ASCII protocol
+// (SocketcandProtocol). net::Session drives either one; everything on the bus side
 // (subscribing, filters, transmit, periodic jobs, limits, counters) stays in net::Session and
 // CanChannel, behind SessionActions, so both front ends share it.
 //
@@ -80,7 +80,7 @@ class SessionActions {
   }
   virtual void CloseIsoTp() {}
   // A command of the client's that could not be carried out, for the server's log and counters
-  // (socketcand, whose clients are not told unless they asked: see SocketcandServerSession).
+  // (socketcand, whose clients are not told unless they asked: see SocketcandProtocol).
   virtual void OnClientError(absl::string_view text) { (void)text; }
 };
 

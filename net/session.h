@@ -1,7 +1,7 @@
 // Session: one TCP client of the server, owned by one io thread.
 //
-// It reads the client's bytes into its front end's protocol logic (V5ServerSession or
-// SocketcandServerSession, core/server_protocol.h), which calls back into the SessionActions this
+// It reads the client's bytes into its front end's protocol logic (V5Protocol or
+// SocketcandProtocol, core/server_protocol.h), which calls back into the SessionActions this
 // class implements: subscribing to the channel, queueing frames for the bus, periodic jobs. The
 // bus side is this one class for both front ends. Outgoing events collect in a bounded output
 // buffer; frames from the ring are encoded into it only while it has room, so a client that stops

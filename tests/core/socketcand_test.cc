@@ -10,7 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "core/bcm_receive.h"
 #include "core/socketcand_codec.h"
-#include "core/socketcand_server_session.h"
+#include "core/socketcand_protocol.h"
 #include "core/text_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -102,7 +102,7 @@ struct Opened {
     return std::string(reinterpret_cast<char*>(buf), len);
   }
   FakeActions actions;
-  SocketcandServerSession session{&actions};
+  SocketcandProtocol session{&actions};
 };
 
 CanFrame At(CanFrame f, int64_t seconds, int64_t micros) {
@@ -181,7 +181,7 @@ TEST(SocketcandSessionTest, TheDocumentsExamplesSplitAtEveryByte) {
   }
   for (size_t split = 0; split <= stream.size(); ++split) {
     FakeActions actions;
-    SocketcandServerSession session(&actions);
+    SocketcandProtocol session(&actions);
     std::string reply;
     ASSERT_TRUE(Feed(session, absl::string_view(stream).substr(0, split), &reply).ok());
     ASSERT_TRUE(Feed(session, absl::string_view(stream).substr(split), &reply).ok());
@@ -193,7 +193,7 @@ TEST(SocketcandSessionTest, TheDocumentsExamplesSplitAtEveryByte) {
 
 TEST(SocketcandSessionTest, ControlModeExampleSendsStatistics) {
   FakeActions actions;
-  SocketcandServerSession s(&actions);
+  SocketcandProtocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, "< open can0 >< controlmode >< statistics 1000 >", &reply).ok());
   EXPECT_EQ(reply, "< ok >< ok >");
@@ -214,7 +214,7 @@ TEST(SocketcandSessionTest, ControlModeExampleSendsStatistics) {
 
 TEST(SocketcandSessionTest, OpenNamesAServedChannelOrEnds) {
   FakeActions actions;
-  SocketcandServerSession s(&actions);
+  SocketcandProtocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, "< send 123 0 >", &reply).ok());  // before open: an error, not an end
   EXPECT_THAT(reply, HasSubstr("< error no bus open"));
@@ -222,7 +222,7 @@ TEST(SocketcandSessionTest, OpenNamesAServedChannelOrEnds) {
   const absl::Status status = Feed(s, "< open can9 >", &reply);
   EXPECT_FALSE(status.ok());
   EXPECT_EQ(reply, "< error no channel 'can9' >");
-  EXPECT_EQ(s.mode(), SocketcandServerSession::Mode::kClosed);
+  EXPECT_EQ(s.mode(), SocketcandProtocol::Mode::kClosed);
 }
 
 TEST(SocketcandSessionTest, IsoTpExamplesOfTheDocument) {
@@ -410,13 +410,13 @@ TEST(SocketcandSessionTest, RepeatedGarbageEndsTheSession) {
   Opened s;
   std::string reply;
   absl::Status status;
-  for (int i = 0; i < SocketcandServerSession::kMaxErrors && status.ok(); ++i) {
+  for (int i = 0; i < SocketcandProtocol::kMaxErrors && status.ok(); ++i) {
     status = Feed(s.session, "x<", &reply);
     status.Update(Feed(s.session, ">", &reply));
   }
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(reply, HasSubstr("too many malformed elements"));
-  EXPECT_EQ(s.session.mode(), SocketcandServerSession::Mode::kClosed);
+  EXPECT_EQ(s.session.mode(), SocketcandProtocol::Mode::kClosed);
 }
 
 TEST(SocketcandSessionTest, AFullTransmitQueueHoldsTheRestBack) {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "core/socketcand_codec.h"
-#include "core/socketcand_server_session.h"
+#include "core/socketcand_protocol.h"
 
 namespace canserver {
 namespace {
@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size -= 2;
 
   CheckingActions actions;
-  SocketcandServerSession session(&actions);
+  SocketcandProtocol session(&actions);
   std::string reply;
   session.Greet(&reply);
   int64_t t = 1'700'000'000'000'000'000;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/v5_codec.h"
-#include "core/v5_server_session.h"
+#include "core/v5_protocol.h"
 
 namespace canserver {
 namespace {
@@ -73,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   v5::StreamDecoder decoder;
   CountingActions actions;
-  V5ServerSession session(&actions);
+  V5Protocol session(&actions);
   bool session_open = true;
   for (size_t pos = 0; pos < size; pos += chunk) {
     const auto piece = absl::MakeConstSpan(data + pos, std::min(chunk, size - pos));

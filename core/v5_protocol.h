@@ -2,7 +2,7 @@
 // bytes out. No file descriptors, so it is unit-tested and fuzzed on its own; net::Session drives
 // it from the session's io thread.
 //
-//   V5ServerSession proto(&actions);
+//   V5Protocol proto(&actions);
 //   std::string reply;
 //   absl::Status s = proto.OnBytes(bytes, &reply);   // may call actions.OpenBus/Transmit/...
 //   send(reply); if (!s.ok()) close();               // reply then ends with a RemoteException
@@ -28,11 +28,11 @@
 
 namespace canserver {
 
-class V5ServerSession final : public ServerProtocol {
+class V5Protocol final : public ServerProtocol {
  public:
   enum class State { kAwaitBusRequest, kAwaitFilterConfig, kOpen, kClosed };
 
-  explicit V5ServerSession(SessionActions* actions) : actions_(actions) {}
+  explicit V5Protocol(SessionActions* actions) : actions_(actions) {}
 
   // ServerProtocol (see there). A failing OnBytes ends *reply with a RemoteException, except
   // for kCancelled (the client sent ConnectionClosed).

@@ -1,11 +1,11 @@
-#include "core/v5_server_session.h"
+#include "core/v5_protocol.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace canserver {
 
-absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
+absl::Status V5Protocol::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
   if (state_ == State::kClosed) return absl::FailedPreconditionError("session is closed");
   if (!bytes.empty()) decoder_.Append(bytes);
   held_back_ = false;
@@ -31,7 +31,7 @@ absl::Status V5ServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::stri
   }
 }
 
-absl::Status V5ServerSession::OnEof() const {
+absl::Status V5Protocol::OnEof() const {
   if (decoder_.buffered() > 0) {
     return absl::DataLossError(absl::StrFormat(
         "connection closed in the middle of an event (%d bytes held back)", decoder_.buffered()));
@@ -39,22 +39,22 @@ absl::Status V5ServerSession::OnEof() const {
   return absl::OkStatus();
 }
 
-absl::Status V5ServerSession::Fail(absl::Status status, std::string* reply) {
+absl::Status V5Protocol::Fail(absl::Status status, std::string* reply) {
   state_ = State::kClosed;
   AppendError(status.message(), reply);
   return status;
 }
 
-void V5ServerSession::AppendError(absl::string_view text, std::string* out) const {
+void V5Protocol::AppendError(absl::string_view text, std::string* out) const {
   // Encoding a RemoteException cannot fail; long texts are truncated at a UTF-8 boundary.
   (void)v5::Encode(v5::RemoteException{std::string(text)}, out);
 }
 
-void V5ServerSession::AppendTransmitFail(uint32_t count, std::string* out) const {
+void V5Protocol::AppendTransmitFail(uint32_t count, std::string* out) const {
   out->append(count, static_cast<char>(v5::EventId::kTransmitFail));
 }
 
-ServerProtocol::Encoded V5ServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,
+ServerProtocol::Encoded V5Protocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
                                                      size_t* length) {
   if (fd_enabled()) {
     *length = v5::EncodeFrameV6(frame, out);
@@ -65,7 +65,7 @@ ServerProtocol::Encoded V5ServerSession::EncodeFrame(const CanFrame& frame, uint
   return Encoded::kWritten;
 }
 
-StatelessEncodeFn V5ServerSession::stateless_encoder() const {
+StatelessEncodeFn V5Protocol::stateless_encoder() const {
   if (state_ != State::kOpen) return nullptr;
   if (fd_enabled()) return &v5::EncodeFrameV6;
   return [](const CanFrame& frame, uint8_t* out) noexcept -> size_t {
@@ -73,20 +73,20 @@ StatelessEncodeFn V5ServerSession::stateless_encoder() const {
   };
 }
 
-absl::Status V5ServerSession::StartPeriodic(int32_t period_ms, int32_t duration_ms,
+absl::Status V5Protocol::StartPeriodic(int32_t period_ms, int32_t duration_ms,
                                             const CanFrame& frame) {
   return actions_->StartPeriodic(
       {absl::Milliseconds(period_ms), absl::Milliseconds(duration_ms), frame});
 }
 
-absl::Status V5ServerSession::NeedsVersion6(const v5::Event& event) const {
+absl::Status V5Protocol::NeedsVersion6(const v5::Event& event) const {
   return absl::InvalidArgumentError(absl::StrFormat(
       "protocol error: %s is a CAN FD event of protocol version 6; this session opened with "
       "version %u (send BusRequest version 6 to use CAN FD)",
       v5::EventName(event), version_));
 }
 
-absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
+absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
   if (std::holds_alternative<v5::ConnectionClosed>(event)) {
     return absl::CancelledError("client sent ConnectionClosed");
   }
@@ -155,7 +155,7 @@ absl::Status V5ServerSession::Handle(v5::Event& event, std::string* reply) {
 
 const FrontEnd kV5FrontEnd = {
     [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
-      return std::make_unique<V5ServerSession>(actions);
+      return std::make_unique<V5Protocol>(actions);
     },
     [](absl::string_view reason, std::string* out) {
       (void)v5::Encode(v5::RemoteException{std::string(reason)}, out);

@@ -1,4 +1,4 @@
-#include "core/socketcand_server_session.h"
+#include "core/socketcand_protocol.h"
 
 #include <algorithm>
 #include <cstring>
@@ -54,19 +54,19 @@ absl::StatusOr<CanFrame> ParseClassic(const Words& w, size_t id_at) {
   return frame;
 }
 
-const char* ModeName(SocketcandServerSession::Mode mode) {
+const char* ModeName(SocketcandProtocol::Mode mode) {
   switch (mode) {
-    case SocketcandServerSession::Mode::kNoBus:
+    case SocketcandProtocol::Mode::kNoBus:
       return "NO_BUS";
-    case SocketcandServerSession::Mode::kBcm:
+    case SocketcandProtocol::Mode::kBcm:
       return "BCM";
-    case SocketcandServerSession::Mode::kRaw:
+    case SocketcandProtocol::Mode::kRaw:
       return "RAW";
-    case SocketcandServerSession::Mode::kControl:
+    case SocketcandProtocol::Mode::kControl:
       return "CONTROL";
-    case SocketcandServerSession::Mode::kIsoTp:
+    case SocketcandProtocol::Mode::kIsoTp:
       return "ISOTP";
-    case SocketcandServerSession::Mode::kClosed:
+    case SocketcandProtocol::Mode::kClosed:
       break;
   }
   return "closed";
@@ -74,7 +74,7 @@ const char* ModeName(SocketcandServerSession::Mode mode) {
 
 }  // namespace
 
-absl::Status SocketcandServerSession::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
+absl::Status SocketcandProtocol::OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) {
   if (mode_ == Mode::kClosed) return absl::FailedPreconditionError("session is closed");
   if (!bytes.empty()) {
     input_.erase(0, input_pos_);
@@ -116,9 +116,9 @@ absl::Status SocketcandServerSession::OnBytes(absl::Span<const uint8_t> bytes, s
   }
 }
 
-bool SocketcandServerSession::CountError() { return ++errors_ < kMaxErrors; }
+bool SocketcandProtocol::CountError() { return ++errors_ < kMaxErrors; }
 
-absl::Status SocketcandServerSession::OnEof() const {
+absl::Status SocketcandProtocol::OnEof() const {
   if (parser_.in_element() && parser_.buffered() > 0) {
     return absl::DataLossError(absl::StrFormat(
         "connection closed in the middle of an element (%d bytes held back)", parser_.buffered()));
@@ -126,7 +126,7 @@ absl::Status SocketcandServerSession::OnEof() const {
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::Handle(absl::string_view element, std::string* reply) {
+absl::Status SocketcandProtocol::Handle(absl::string_view element, std::string* reply) {
   const Words w = socketcand::Words(element);
   if (w.empty()) return absl::InvalidArgumentError("an empty element");
   if (mode_ == Mode::kNoBus) return HandleNoBus(w, reply);
@@ -167,14 +167,14 @@ absl::Status SocketcandServerSession::Handle(absl::string_view element, std::str
       absl::StrFormat("unknown command '%s' in %s mode", cmd, ModeName(mode_)));
 }
 
-absl::Status SocketcandServerSession::SetErrorReplies(const Words& w, std::string* reply) {
+absl::Status SocketcandProtocol::SetErrorReplies(const Words& w, std::string* reply) {
   if (w.size() != 2 || (w[1] != "on" && w[1] != "off")) return WrongCount("errors on|off");
   error_replies_ = w[1] == "on";
   reply->append("< ok >");
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::HandleNoBus(const Words& w, std::string* reply) {
+absl::Status SocketcandProtocol::HandleNoBus(const Words& w, std::string* reply) {
   if (w[0] == "echo") {
     reply->append("< echo >");
     return absl::OkStatus();
@@ -204,7 +204,7 @@ absl::Status SocketcandServerSession::HandleNoBus(const Words& w, std::string* r
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::SwitchMode(Mode mode, std::string* reply) {
+absl::Status SocketcandProtocol::SwitchMode(Mode mode, std::string* reply) {
   if (mode_ == Mode::kIsoTp && mode != Mode::kIsoTp && isotp_open_) {
     actions_->CloseIsoTp();  // as socketcand closes its ISO-TP socket on leaving the mode
     isotp_open_ = false;
@@ -216,13 +216,13 @@ absl::Status SocketcandServerSession::SwitchMode(Mode mode, std::string* reply) 
   return absl::OkStatus();
 }
 
-FilterSet SocketcandServerSession::ModeFilters() const {
+FilterSet SocketcandProtocol::ModeFilters() const {
   if (mode_ == Mode::kRaw) return FilterSet();  // everything
   if (mode_ == Mode::kBcm) return rx_.ChannelFilters();
   return FilterSet::Nothing();  // no frames in the other modes
 }
 
-absl::Status SocketcandServerSession::HandleSend(const Words& w) {
+absl::Status SocketcandProtocol::HandleSend(const Words& w) {
   CanFrame frame;
   if (w[0] == "send") {
     if (w.size() < 3) return WrongCount("send ID DLC DATA…");
@@ -258,7 +258,7 @@ absl::Status SocketcandServerSession::HandleSend(const Words& w) {
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::HandlePeriodic(const Words& w) {
+absl::Status SocketcandProtocol::HandlePeriodic(const Words& w) {
   if (w[0] == "delete") {
     if (w.size() != 2) return WrongCount("delete ID");
     ASSIGN_OR_RETURN(socketcand::ParsedId id, ParseId(w[1]));
@@ -290,7 +290,7 @@ absl::Status SocketcandServerSession::HandlePeriodic(const Words& w) {
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::HandleReceive(const Words& w) {
+absl::Status SocketcandProtocol::HandleReceive(const Words& w) {
   const absl::string_view cmd = w[0];
   if (cmd == "unsubscribe") {
     if (w.size() != 2) return WrongCount("unsubscribe ID");
@@ -327,7 +327,7 @@ absl::Status SocketcandServerSession::HandleReceive(const Words& w) {
   return absl::OkStatus();
 }
 
-absl::Status SocketcandServerSession::HandleIsoTp(const Words& w) {
+absl::Status SocketcandProtocol::HandleIsoTp(const Words& w) {
   if (w[0] == "sendpdu") {
     if (w.size() != 2) return WrongCount("sendpdu HEXDATA");
     if (!isotp_open_) {
@@ -378,7 +378,7 @@ absl::Status SocketcandServerSession::HandleIsoTp(const Words& w) {
   return absl::OkStatus();
 }
 
-void SocketcandServerSession::AppendPdu(int64_t timestamp_ns, absl::string_view pdu,
+void SocketcandProtocol::AppendPdu(int64_t timestamp_ns, absl::string_view pdu,
                                         std::string* out) const {
   const uint64_t t = timestamp_ns > 0 ? static_cast<uint64_t>(timestamp_ns) : 0;
   absl::StrAppendFormat(out, "< pdu %d.%06d ", t / 1'000'000'000, t % 1'000'000'000 / 1000);
@@ -390,7 +390,7 @@ void SocketcandServerSession::AppendPdu(int64_t timestamp_ns, absl::string_view 
   out->append(" >");
 }
 
-ServerProtocol::Encoded SocketcandServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,
+ServerProtocol::Encoded SocketcandProtocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
                                                              size_t* length) {
   char* text = reinterpret_cast<char*>(out);
   if (frame.fd() && !fd_frames_) return Encoded::kUnsupported;
@@ -405,19 +405,19 @@ ServerProtocol::Encoded SocketcandServerSession::EncodeFrame(const CanFrame& fra
   return Encoded::kNotWanted;
 }
 
-void SocketcandServerSession::AppendTransmitFail(uint32_t count, std::string* out) const {
+void SocketcandProtocol::AppendTransmitFail(uint32_t count, std::string* out) const {
   if (!error_replies_) return;  // counted in tx_failed; socketcand answers nothing either
   out->append(socketcand::ErrorElement(
       absl::StrFormat("transmit failed: the bus refused %d frame%s (see canserver's tx counters)",
                       count, count == 1 ? "" : "s")));
 }
 
-void SocketcandServerSession::AppendError(absl::string_view text, std::string* out) const {
+void SocketcandProtocol::AppendError(absl::string_view text, std::string* out) const {
   if (opened_ && !error_replies_) return;  // see the header: python-can ≥ 4.6 would choke
   out->append(socketcand::ErrorElement(text));
 }
 
-void SocketcandServerSession::OnTick(absl::Time now, std::string* reply) {
+void SocketcandProtocol::OnTick(absl::Time now, std::string* reply) {
   if (!is_open()) return;
   if (mode_ == Mode::kBcm) {
     due_.clear();
@@ -435,7 +435,7 @@ void SocketcandServerSession::OnTick(absl::Time now, std::string* reply) {
 
 const FrontEnd kSocketcandFrontEnd = {
     [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
-      return std::make_unique<SocketcandServerSession>(actions);
+      return std::make_unique<SocketcandProtocol>(actions);
     },
     [](absl::string_view reason, std::string* out) {
       out->append(socketcand::ErrorElement(reason));

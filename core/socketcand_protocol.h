@@ -1,5 +1,5 @@
 // The server side of one socketcand session (linux-can/socketcand, doc/protocol.md), as pure
-// logic beside V5ServerSession: client bytes in, actions and reply bytes out.
+// logic beside V5Protocol: client bytes in, actions and reply bytes out.
 //
 //   NO_BUS   "< hi >" on connect; "< open NAME >" → "< ok >" and BCM mode, or "< error … >"
 //   BCM      send / sendrtr / fdsend, add / update / delete (periodic jobs), subscribe / filter /
@@ -43,14 +43,14 @@
 
 namespace canserver {
 
-class SocketcandServerSession final : public ServerProtocol {
+class SocketcandProtocol final : public ServerProtocol {
  public:
   enum class Mode { kNoBus, kBcm, kRaw, kControl, kIsoTp, kClosed };
   // Malformed input (not an element at all) answered with "< error … >" before the session is
   // ended; commands with mistakes are answered and do not count.
   static constexpr int kMaxErrors = 32;
 
-  explicit SocketcandServerSession(SessionActions* actions) : actions_(actions) {}
+  explicit SocketcandProtocol(SessionActions* actions) : actions_(actions) {}
 
   void Greet(std::string* reply) override { reply->append("< hi >"); }
   absl::Status OnBytes(absl::Span<const uint8_t> bytes, std::string* reply) override;

@@ -1,4 +1,4 @@
-#include "core/capture_server_session.h"
+#include "core/capture_protocol.h"
 
 #include <cstring>
 
@@ -6,7 +6,7 @@
 
 namespace canserver {
 
-void CaptureServerSession::Greet(std::string* reply) {
+void CaptureProtocol::Greet(std::string* reply) {
   absl::StatusOr<std::string> info = actions_->OpenBus("", 0, FilterSet());
   if (!info.ok()) {
     refused_ = info.status();
@@ -17,12 +17,12 @@ void CaptureServerSession::Greet(std::string* reply) {
   *reply += pcapng::InterfaceDescription(ChannelNameFromInfo(*info), BitrateFromInfo(*info));
 }
 
-absl::Status CaptureServerSession::OnBytes(absl::Span<const uint8_t>, std::string*) {
+absl::Status CaptureProtocol::OnBytes(absl::Span<const uint8_t>, std::string*) {
   // A refused open ends the session at the first event; a monitor has nothing to say otherwise.
   return refused_;
 }
 
-ServerProtocol::Encoded CaptureServerSession::EncodeFrame(const CanFrame& frame, uint8_t* out,
+ServerProtocol::Encoded CaptureProtocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
                                                           size_t* length) {
   const std::string block = pcapng::Packet(0, frame);
   std::memcpy(out, block.data(), block.size());
@@ -32,7 +32,7 @@ ServerProtocol::Encoded CaptureServerSession::EncodeFrame(const CanFrame& frame,
 
 const FrontEnd kCaptureFrontEnd = {
     [](SessionActions* actions) -> std::unique_ptr<ServerProtocol> {
-      return std::make_unique<CaptureServerSession>(actions);
+      return std::make_unique<CaptureProtocol>(actions);
     },
     [](absl::string_view, std::string*) {},  // any text would corrupt the pcapng stream
 };

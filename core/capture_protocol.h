@@ -17,9 +17,9 @@
 
 namespace canserver {
 
-class CaptureServerSession final : public ServerProtocol {
+class CaptureProtocol final : public ServerProtocol {
  public:
-  explicit CaptureServerSession(SessionActions* actions) : actions_(actions) {}
+  explicit CaptureProtocol(SessionActions* actions) : actions_(actions) {}
 
   // Opens the bus and writes the pcapng header. A refusal (the channel is full) writes nothing:
   // OnBytes then returns it, which ends the session (Session::Start asks at once).

@@ -1,5 +1,5 @@
 // The session protocol without sockets: handshake, errors that say what was wrong, actions.
-#include "core/v5_server_session.h"
+#include "core/v5_protocol.h"
 
 #include <string>
 #include <vector>
@@ -50,7 +50,7 @@ std::string Bytes(std::initializer_list<v5::Event> events) {
   return out;
 }
 
-absl::Status Feed(V5ServerSession& s, const std::string& bytes, std::string* reply) {
+absl::Status Feed(V5Protocol& s, const std::string& bytes, std::string* reply) {
   return s.OnBytes(
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), reply);
 }
@@ -72,9 +72,9 @@ std::string ExceptionText(const std::string& reply) {
   return ex ? ex->text : "<not a RemoteException>";
 }
 
-TEST(V5ServerSessionTest, HandshakeOpensTheBusWithTheClientsSettings) {
+TEST(V5ProtocolTest, HandshakeOpensTheBusWithTheClientsSettings) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   const std::vector<CanFilter> filters = {{0x11, 0xFF, std::nullopt}};
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 250000}, v5::FilterConfig{filters}}), &reply).ok());
@@ -84,9 +84,9 @@ TEST(V5ServerSessionTest, HandshakeOpensTheBusWithTheClientsSettings) {
   EXPECT_TRUE(OnlyEvent(reply) == v5::Event(v5::BusResponse{"virtual channel 'test'"}));
 }
 
-TEST(V5ServerSessionTest, HandshakeWrittenByteByByte) {
+TEST(V5ProtocolTest, HandshakeWrittenByteByByte) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   for (char c : Bytes({v5::BusRequest{5, 500000}, v5::FilterConfig{}})) {
     ASSERT_TRUE(Feed(s, std::string(1, c), &reply).ok());
@@ -95,9 +95,9 @@ TEST(V5ServerSessionTest, HandshakeWrittenByteByByte) {
   EXPECT_TRUE(std::holds_alternative<v5::BusResponse>(OnlyEvent(reply)));
 }
 
-TEST(V5ServerSessionTest, WrongVersionIsExplained) {
+TEST(V5ProtocolTest, WrongVersionIsExplained) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   EXPECT_FALSE(Feed(s, Bytes({v5::BusRequest{4, 500000}}), &reply).ok());
   EXPECT_THAT(ExceptionText(reply),
@@ -105,17 +105,17 @@ TEST(V5ServerSessionTest, WrongVersionIsExplained) {
   EXPECT_EQ(actions.opened_bitrate, -1) << "the bus must not be opened";
 }
 
-TEST(V5ServerSessionTest, WrongFirstEventIsExplained) {
+TEST(V5ProtocolTest, WrongFirstEventIsExplained) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   EXPECT_FALSE(Feed(s, Bytes({v5::FilterConfig{}}), &reply).ok());
   EXPECT_THAT(ExceptionText(reply), HasSubstr("expected BusRequest, got FilterConfig"));
 }
 
-TEST(V5ServerSessionTest, MissingFilterConfigIsExplained) {
+TEST(V5ProtocolTest, MissingFilterConfigIsExplained) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   EXPECT_FALSE(
       Feed(s, Bytes({v5::BusRequest{5, 1}, v5::CanMessage{CanFrame::Classic(1, {})}}), &reply)
@@ -124,29 +124,29 @@ TEST(V5ServerSessionTest, MissingFilterConfigIsExplained) {
               HasSubstr("expected FilterConfig after BusRequest, got CanMessage"));
 }
 
-TEST(V5ServerSessionTest, BusThatCannotOpenIsExplained) {
+TEST(V5ProtocolTest, BusThatCannotOpenIsExplained) {
   FakeActions actions;
   actions.open_error = absl::UnavailableError("could not open the bus: interface down");
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   EXPECT_FALSE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
   EXPECT_EQ(ExceptionText(reply), "could not open the bus: interface down");
 }
 
-TEST(V5ServerSessionTest, GarbageAfterHandshakeNamesTheEventId) {
+TEST(V5ProtocolTest, GarbageAfterHandshakeNamesTheEventId) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
   reply.clear();
   EXPECT_FALSE(Feed(s, "\x63", &reply).ok());
   EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol error: unknown event id 99"));
-  EXPECT_EQ(s.state(), V5ServerSession::State::kClosed);
+  EXPECT_EQ(s.state(), V5Protocol::State::kClosed);
 }
 
-TEST(V5ServerSessionTest, OpenSessionPassesFramesPeriodicAndFilters) {
+TEST(V5ProtocolTest, OpenSessionPassesFramesPeriodicAndFilters) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
   const CanFrame f = CanFrame::Classic(0x123, {1, 2, 3});
@@ -169,9 +169,9 @@ TEST(V5ServerSessionTest, OpenSessionPassesFramesPeriodicAndFilters) {
   EXPECT_EQ(actions.new_filters, filters);
 }
 
-TEST(V5ServerSessionTest, ServerEventsFromTheClientAreRejected) {
+TEST(V5ProtocolTest, ServerEventsFromTheClientAreRejected) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 1}, v5::FilterConfig{}}), &reply).ok());
   reply.clear();
@@ -179,18 +179,18 @@ TEST(V5ServerSessionTest, ServerEventsFromTheClientAreRejected) {
   EXPECT_THAT(ExceptionText(reply), HasSubstr("unexpected BusResponse from client"));
 }
 
-TEST(V5ServerSessionTest, ConnectionClosedEndsQuietly) {
+TEST(V5ProtocolTest, ConnectionClosedEndsQuietly) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   absl::Status st = Feed(s, "\xff", &reply);
   EXPECT_TRUE(absl::IsCancelled(st));
   EXPECT_TRUE(reply.empty());
 }
 
-TEST(V5ServerSessionTest, EofInsideAnEventIsReported) {
+TEST(V5ProtocolTest, EofInsideAnEventIsReported) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, std::string("\x01\x05\x00", 3), &reply).ok());
   EXPECT_FALSE(s.OnEof().ok());
@@ -199,7 +199,7 @@ TEST(V5ServerSessionTest, EofInsideAnEventIsReported) {
 // The decoder stops at a full queue; the CAN thread may make room before the caller looks. The
 // session must still say it held bytes back, or those bytes wait for more that never come (a
 // client that had sent everything stalled for good: vcan scenario 13, 1 in ~20 runs).
-TEST(V5ServerSessionTest, HeldBackStaysTrueWhenTheQueueEmptiesAfterTheStop) {
+TEST(V5ProtocolTest, HeldBackStaysTrueWhenTheQueueEmptiesAfterTheStop) {
   class BlockingActions : public FakeActions {
    public:
     bool TransmitBlocked() const override { return blocked; }
@@ -210,7 +210,7 @@ TEST(V5ServerSessionTest, HeldBackStaysTrueWhenTheQueueEmptiesAfterTheStop) {
     bool blocked = false;
   };
   BlockingActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 0}, v5::FilterConfig{}}), &reply).ok());
   std::string frames;
@@ -237,9 +237,9 @@ CanFrame FdFrame(uint32_t id, uint8_t len, uint8_t extra_flags = kCanFlagBrs) {
   return f;
 }
 
-TEST(V5ServerSessionTest, Version6CarriesCanFdFramesAndPeriodicJobs) {
+TEST(V5ProtocolTest, Version6CarriesCanFdFramesAndPeriodicJobs) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
   EXPECT_TRUE(s.fd_enabled());
@@ -261,12 +261,12 @@ TEST(V5ServerSessionTest, Version6CarriesCanFdFramesAndPeriodicJobs) {
   EXPECT_EQ(actions.started[0].frame, FdFrame(0x55, 12));
 }
 
-TEST(V5ServerSessionTest, Version5ClientSendingCanFdIsAProtocolError) {
+TEST(V5ProtocolTest, Version5ClientSendingCanFdIsAProtocolError) {
   for (const v5::Event& fd_event :
        {v5::Event(v5::CanFdMessage{FdFrame(0x123, 8)}),
         v5::Event(v5::PeriodicFdMessageStart{10, 0, FdFrame(0x123, 8)})}) {
     FakeActions actions;
-    V5ServerSession s(&actions);
+    V5Protocol s(&actions);
     std::string reply;
     ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{5, 0}, v5::FilterConfig{}}), &reply).ok());
     EXPECT_FALSE(s.fd_enabled());
@@ -276,13 +276,13 @@ TEST(V5ServerSessionTest, Version5ClientSendingCanFdIsAProtocolError) {
     EXPECT_THAT(ExceptionText(reply), HasSubstr("protocol error: "));
     EXPECT_THAT(ExceptionText(reply), HasSubstr("CAN FD event of protocol version 6"));
     EXPECT_TRUE(actions.sent.empty() && actions.started.empty());
-    EXPECT_EQ(s.state(), V5ServerSession::State::kClosed);
+    EXPECT_EQ(s.state(), V5Protocol::State::kClosed);
   }
 }
 
-TEST(V5ServerSessionTest, InvalidCanFdInputEndsTheSessionWithAReason) {
+TEST(V5ProtocolTest, InvalidCanFdInputEndsTheSessionWithAReason) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
   reply.clear();
@@ -292,9 +292,9 @@ TEST(V5ServerSessionTest, InvalidCanFdInputEndsTheSessionWithAReason) {
   EXPECT_THAT(ExceptionText(reply), HasSubstr("length 9 is not a CAN FD length"));
 }
 
-TEST(V5ServerSessionTest, TruncatedCanFdDataIsReportedAtEof) {
+TEST(V5ProtocolTest, TruncatedCanFdDataIsReportedAtEof) {
   FakeActions actions;
-  V5ServerSession s(&actions);
+  V5Protocol s(&actions);
   std::string reply;
   ASSERT_TRUE(Feed(s, Bytes({v5::BusRequest{6, 0}, v5::FilterConfig{}}), &reply).ok());
   std::string event = Bytes({v5::CanFdMessage{FdFrame(0x123, 64)}});
