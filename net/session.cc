@@ -8,13 +8,11 @@
 #include <cstdint>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "core/log.h"
 #include "core/text_format.h"
-#include "core/version.h"
 #include "io/clock.h"
+#include "net/bus_opening.h"
 #include "net/socket_util.h"
 
 namespace canserver {
@@ -323,21 +321,11 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   CS_LOG_LIMITED(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
 }
 
-absl::StatusOr<CanChannel*> Session::FindChannel(absl::string_view name) const {
-  std::vector<std::string> names;
-  for (CanChannel* c : channels_) {
-    if (c->backend().name() == name) return c;
-    names.push_back(c->backend().name());
-  }
-  return absl::NotFoundError(absl::StrFormat("no channel '%s' here; this server serves %s", name,
-                                             absl::StrJoin(names, ", ")));
-}
-
 absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t bitrate,
                                              FilterSet filters) {
   CanChannel* const chosen = channel_;
   if (channel_ == nullptr) {
-    absl::StatusOr<CanChannel*> found = FindChannel(channel);
+    absl::StatusOr<CanChannel*> found = FindChannel(channels_, channel);
     if (!found.ok()) return found.status();
     channel_ = *found;
   }
@@ -349,25 +337,9 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
       return room;
     }
   }
-  // The bus's own rate decides, not the client's wish (core/bitrate_policy.h).
-  BusTiming timing = channel_->backend().timing();
-  const BitrateDecision decision =
-      DecideBitrate(options_.bitrate_policy, bitrate, timing.bitrate, channel_->subscriber_count(),
-                    channel_->channel_info());
-  if (decision.action == BitrateDecision::Action::kRefuse) {
-    return absl::FailedPreconditionError(decision.reason);
-  }
-  if (decision.action == BitrateDecision::Action::kApply) {
-    if (absl::Status set = channel_->backend().SetBitrate(bitrate); !set.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(set.message(), " (canserver --bitrate-policy apply)"));
-    }
-    CS_LOG_LIMITED(kInfo, "session %d (%s) set %s from %d to %d bit/s", id_, peer_,
-                   channel_->channel_info(), timing.bitrate, bitrate);
-    timing = channel_->backend().timing();
-  }
-  const std::string rate =
-      DescribeBitrate(timing.bitrate, bitrate, options_.forced_bitrate, timing.data_bitrate);
+  absl::StatusOr<BusOpening> opening =
+      SettleBitrate(*channel_, options_, bitrate, absl::StrFormat("session %d (%s)", id_, peer_));
+  if (!opening.ok()) return opening.status();
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs =
       channel_->backend().CreatePeriodicJobs(loop_);
   if (!jobs.ok()) {
@@ -385,19 +357,11 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   subscriber_->counters.client_errors.Add(local_counters_.client_errors.Get());
   output_.Bind(&subscriber_->counters, &channel_->delivery_latency());
   subscriber_->sink = output_.sink();
-  std::string state = timing.state.empty() ? "" : ", " + timing.state;
-  if (timing.tx_errors >= 0) {
-    state += absl::StrFormat(" (tx errors %d, rx errors %d)", timing.tx_errors, timing.rx_errors);
-  }
   CS_LOG_LIMITED(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_,
-                 channel_->channel_info(), rate, state, filters.filters().size());
+                 channel_->channel_info(), opening->rate, opening->log_state,
+                 filters.filters().size());
   channel_->Subscribe(subscriber_, std::move(filters));
-  // A controller that is not error-active says so in the reply (the plugin's bus.state).
-  const std::string now_state =
-      timing.state.empty() ? std::string(BusStateName(channel_->bus_state())) : timing.state;
-  const std::string unusual = now_state == "error-active" ? "" : ", " + now_state;
-  return absl::StrFormat("%s, %s%s (canserver %s)", channel_->channel_info(), rate, unusual,
-                         kVersion);
+  return OpenReply(*channel_, *opening);
 }
 
 void Session::SetFilters(FilterSet filters) {

@@ -107,8 +107,6 @@ class Session final : public SessionActions {
   void AppendReply(absl::string_view bytes);
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
-  // The channel a socketcand client named, or an error listing those served.
-  absl::StatusOr<CanChannel*> FindChannel(absl::string_view name) const;
   // Writes as much of the output as the socket takes, up to `budget` bytes.
   void Flush(size_t budget);
   void UpdateInterest();
