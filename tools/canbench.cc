@@ -206,6 +206,76 @@ double Fps(const ClientResult& r) {
   return s > 0 ? static_cast<double>(r.received) / s : 0;
 }
 
+// --- Setup: what is measured (an external server, canserver in-process, or the relay floor) and
+// the clients that measure it.
+
+// The server under test. Its thread is joined when this goes away, on every path (a joinable
+// std::thread destroyed would std::terminate instead of the run printing its error).
+struct Target {
+  std::shared_ptr<VirtualBus> vbus;  // the in-process virtual bus, where canbench injects
+  std::unique_ptr<RemoteServer> server;
+  std::unique_ptr<RelayFloor> relay;
+  std::thread serve;
+  std::string address;     // host:port the clients connect to
+  bool socketcan = false;  // the traffic is on a SocketCAN interface (raw reader and writer)
+
+  ~Target() { Stop(); }
+  void Stop() {
+    if (serve.joinable()) {
+      server->Shutdown();
+      serve.join();
+    }
+  }
+  // CPU time of the server's threads (or the relay's) so far.
+  absl::Duration Cpu() const {
+    return server ? server->ThreadCpuTime() : relay ? relay->CpuTime() : absl::ZeroDuration();
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Target>> StartTarget(bool relay_floor, bool socketcand) {
+  auto t = std::make_unique<Target>();
+  const std::string server_flag = absl::GetFlag(FLAGS_server);
+  const std::string backend_name = absl::GetFlag(FLAGS_backend);
+  t->address = server_flag;
+  t->socketcan = !server_flag.empty() || backend_name == "socketcan";
+  if (!server_flag.empty()) return t;
+  std::shared_ptr<CanBackend> backend;
+  if (backend_name == "virtual") {
+    ASSIGN_OR_RETURN(t->vbus, VirtualBus::Create(absl::GetFlag(FLAGS_channel), 1 << 20));
+    backend = t->vbus;
+  } else {
+    ASSIGN_OR_RETURN(std::unique_ptr<SocketCanBackend> b,
+                     SocketCanBackend::Open({absl::GetFlag(FLAGS_channel)}));
+    backend = std::shared_ptr<CanBackend>(std::move(b));
+  }
+  if (relay_floor) {
+    ASSIGN_OR_RETURN(t->relay, RelayFloor::Start(backend));
+    t->address = absl::StrFormat("127.0.0.1:%d", t->relay->port());
+    return t;
+  }
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.io_threads = absl::GetFlag(FLAGS_threads);
+  ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
+  options.direct_write = absl::GetFlag(FLAGS_direct_write);
+  options.client_rcvbuf_bytes = ClientRcvbufFlag();
+  options.client_sndbuf_bytes =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_sndbuf)));
+  // Every client is on this machine: the per-address and per-channel limits would only cap
+  // the client counts a benchmark asks for.
+  options.max_clients_per_address = 0;
+  options.max_clients_per_channel = 0;
+  options.max_handshakes = 0;
+  options.ring_frames = 65536;
+  if (socketcand) options.socketcand_port = 0;
+  ASSIGN_OR_RETURN(t->server, RemoteServer::Create(options, backend));
+  t->server->channel().delivery_latency().EnableFine();
+  t->address = absl::StrFormat("127.0.0.1:%d", t->server->port());
+  t->serve = std::thread([server = t->server.get()] { (void)server->ServeForever(); });
+  return t;
+}
+
 // A receiving client of either protocol.
 struct Receiver {
   std::unique_ptr<RemoteBus> v5;
@@ -216,220 +286,171 @@ struct Receiver {
   }
 };
 
-absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
-  const std::string server_flag = absl::GetFlag(FLAGS_server);
-  const std::string backend_name = absl::GetFlag(FLAGS_backend);
+struct Clients {
+  std::vector<Receiver> receivers;
+  std::unique_ptr<RemoteBus> sender;          // --source client
+  std::unique_ptr<RawCanSocket> raw_writer;   // --source bus on SocketCAN
+  std::unique_ptr<RawCanSocket> raw_reader;   // the baseline: the interface read directly
+};
+
+// Connects `v5` and `sc` receivers (labels into result), the sender and the raw sockets.
+absl::StatusOr<Clients> ConnectClients(const Target& target, int v5, int sc, RunResult* result) {
+  Clients c;
   const std::string channel = absl::GetFlag(FLAGS_channel);
   const std::string source = absl::GetFlag(FLAGS_source);
+  RemoteBusOptions opts;
+  opts.channel = target.address;
+  for (int i = 0; i < v5; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<RemoteBus> bus, RemoteBus::Connect(opts));
+    c.receivers.push_back({std::move(bus), nullptr});
+    result->labels.push_back(sc > 0 ? absl::StrFormat("v5 %d", i)
+                                    : absl::StrFormat("client %d", i));
+  }
+  if (sc > 0) {
+    ASSIGN_OR_RETURN(HostPort at, ParseHostPort(target.address, 0));
+    at.port = target.server ? target.server->socketcand_port()
+                            : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
+    for (int i = 0; i < sc; ++i) {
+      ASSIGN_OR_RETURN(std::unique_ptr<SocketcandBus> bus,
+                       SocketcandBus::Connect({at, channel, absl::Seconds(5),
+                                               absl::GetFlag(FLAGS_fd)}));
+      c.receivers.push_back({nullptr, std::move(bus)});
+      result->labels.push_back(v5 > 0 ? absl::StrFormat("sc %d", i)
+                                      : absl::StrFormat("client %d", i));
+    }
+  }
+  if (source == "client") {
+    ASSIGN_OR_RETURN(c.sender, RemoteBus::Connect(opts));
+  }
+  if (target.socketcan && source == "bus") {
+    ASSIGN_OR_RETURN(c.raw_writer, RawCanSocket::Open(channel));
+  }
+  if (target.socketcan) {
+    // The baseline: the same traffic read straight from the interface. With an external server
+    // on a machine without the interface (load from a client), there is none.
+    absl::StatusOr<std::unique_ptr<RawCanSocket>> r = RawCanSocket::Open(channel);
+    if (r.ok()) {
+      c.raw_reader = *std::move(r);
+      result->have_baseline = true;
+    } else if (absl::GetFlag(FLAGS_server).empty() || source == "bus") {
+      return r.status();
+    }
+  }
+  return c;
+}
+
+// --- Load: the reader threads (and the baseline's) account every frame while the load runs.
+
+// What the load and the readers share.
+struct Shared {
+  std::unique_ptr<SendTimes> send_times = std::make_unique<SendTimes>();
+  std::atomic<bool> sending_done{false};
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> progress_received{0};
+};
+
+// The reader threads: each multiplexes its share of the receivers with poll() (by default every
+// receiver has its own thread) until everything sent arrived, or nothing came for a second after
+// the load ended (what a receiver misses then is counted as lost). Joined when this goes away.
+class Readers {
+ public:
+  Readers(Clients& clients, Shared& shared, RunResult& result)
+      : clients_(clients), shared_(shared), result_(result) {
+    const int n = static_cast<int>(clients.receivers.size());
+    const int asked = absl::GetFlag(FLAGS_reader_threads);
+    const int threads = asked <= 0 ? n : std::clamp(asked, 1, n);
+    for (int t = 0; t < threads; ++t) threads_.emplace_back([this, t, threads] { Read(t, threads); });
+    if (clients.raw_reader) threads_.emplace_back([this] { ReadBaseline(); });
+  }
+  ~Readers() { Join(); }
+  void Join() {
+    shared_.sending_done = true;  // they stop once the traffic is in or idle
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void Read(int t, int threads) {
+    std::vector<size_t> mine;
+    for (size_t i = static_cast<size_t>(t); i < clients_.receivers.size();
+         i += static_cast<size_t>(threads)) {
+      mine.push_back(i);
+    }
+    std::vector<pollfd> fds;
+    for (size_t i : mine) fds.push_back({clients_.receivers[i].fileno(), POLLIN, 0});
+    std::vector<bool> done(mine.size(), false);
+    // When each client last yielded a frame (read once per round, not per frame).
+    std::vector<absl::Time> last_data(mine.size(), absl::Now());
+    size_t finished = 0;
+    while (finished < mine.size()) {
+      ::poll(fds.data(), fds.size(), 100);
+      for (size_t k = 0; k < mine.size(); ++k) {
+        if (done[k]) continue;
+        ClientResult& r = result_.per_client[mine[k]];
+        bool got_any = false;
+        // At most 4096 frames per client per round, so one busy client cannot starve the rest.
+        for (int n = 0; n < 4096; ++n) {
+          auto got = clients_.receivers[mine[k]].Recv(absl::ZeroDuration());
+          if (!got.ok()) {
+            done[k] = true;
+            ++finished;
+            break;
+          }
+          if (!got->has_value()) break;
+          Account(r, **got, *shared_.send_times);
+          got_any = true;
+          if (mine[k] == 0) shared_.progress_received.store(r.received, std::memory_order_relaxed);
+        }
+        if (done[k]) continue;
+        const absl::Time now = absl::Now();
+        if (got_any) last_data[k] = now;
+        if (shared_.sending_done &&
+            (r.received >= shared_.sent || now - last_data[k] > absl::Seconds(1))) {
+          done[k] = true;
+          ++finished;
+        }
+      }
+    }
+  }
+
+  void ReadBaseline() {
+    absl::Time idle_since = absl::Now();
+    while (true) {
+      std::optional<CanFrame> f = clients_.raw_reader->Read(absl::Milliseconds(100));
+      if (f.has_value()) {
+        Account(result_.baseline, *f, *shared_.send_times);
+        idle_since = absl::Now();
+        continue;
+      }
+      if (shared_.sending_done && (result_.baseline.received >= shared_.sent ||
+                                   absl::Now() - idle_since > absl::Seconds(1))) {
+        break;
+      }
+    }
+  }
+
+  Clients& clients_;
+  Shared& shared_;
+  RunResult& result_;
+  std::vector<std::thread> threads_;
+};
+
+// Offers the load: paced in 1 ms slices at --rate, or as fast as the path takes it, for
+// --duration or --count frames, through the virtual bus, the interface or a sending client.
+// Returns the frames sent.
+absl::StatusOr<uint64_t> Load(Target& target, Clients& clients, Shared& shared) {
   const std::string mix = absl::GetFlag(FLAGS_mix);
   const DlcRange dlc = *ParseDlc(absl::GetFlag(FLAGS_dlc));
   const bool fd = absl::GetFlag(FLAGS_fd);
   const double rate = absl::GetFlag(FLAGS_rate);
-  const std::string protocol = absl::GetFlag(FLAGS_protocol);
-  const int v5_clients = protocol == "socketcand" ? 0 : clients_per_protocol;
-  const int sc_clients = protocol == "v5" ? 0 : clients_per_protocol;
-  const int clients = v5_clients + sc_clients;
-
-  // The server: external, or in-process on the chosen backend.
-  std::shared_ptr<VirtualBus> vbus;
-  std::unique_ptr<RemoteServer> server;
-  std::unique_ptr<RelayFloor> relay;
-  std::thread serve;
-  // Every thread of the run is joined on every path, an early error return included (a joinable
-  // std::thread destroyed would std::terminate instead of printing the error).
-  absl::Cleanup stop_server = [&] {
-    if (serve.joinable()) {
-      server->Shutdown();
-      serve.join();
-    }
-  };
-  std::string address = server_flag;
-  const bool socketcan = !server_flag.empty() || backend_name == "socketcan";
-  if (server_flag.empty()) {
-    std::shared_ptr<CanBackend> backend;
-    if (backend_name == "virtual") {
-      auto b = VirtualBus::Create(channel, 1 << 20);
-      if (!b.ok()) return b.status();
-      vbus = *b;
-      backend = vbus;
-    } else {
-      auto b = SocketCanBackend::Open({channel});
-      if (!b.ok()) return b.status();
-      backend = std::shared_ptr<CanBackend>(*std::move(b));
-    }
-    if (relay_floor) {
-      ASSIGN_OR_RETURN(relay, RelayFloor::Start(backend));
-      address = absl::StrFormat("127.0.0.1:%d", relay->port());
-    }
-    ServerOptions options;
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.io_threads = absl::GetFlag(FLAGS_threads);
-    ASSIGN_OR_RETURN(options.cpu_affinity, ParseCpuAffinity(absl::GetFlag(FLAGS_cpu_affinity)));
-    options.direct_write = absl::GetFlag(FLAGS_direct_write);
-    options.client_rcvbuf_bytes = ClientRcvbufFlag();
-    options.client_sndbuf_bytes =
-        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_client_sndbuf)));
-    // Every client is on this machine: the per-address and per-channel limits would only cap
-    // the client counts a benchmark asks for.
-    options.max_clients_per_address = 0;
-    options.max_clients_per_channel = 0;
-    options.max_handshakes = 0;
-    options.ring_frames = 65536;
-    if (sc_clients > 0) options.socketcand_port = 0;
-    if (!relay_floor) {
-      auto s = RemoteServer::Create(options, backend);
-      if (!s.ok()) return s.status();
-      server = *std::move(s);
-      server->channel().delivery_latency().EnableFine();
-      address = absl::StrFormat("127.0.0.1:%d", server->port());
-      serve = std::thread([&] { (void)server->ServeForever(); });
-    }
-  }
-
-  RunResult result;
-  if (relay_floor) result.target = "relay";
-  result.clients = clients;
-  result.per_client.resize(static_cast<size_t>(clients));
-  std::vector<Receiver> buses;
-  RemoteBusOptions opts;
-  opts.channel = address;
-  for (int i = 0; i < v5_clients; ++i) {
-    auto bus = RemoteBus::Connect(opts);
-    if (!bus.ok()) return bus.status();
-    buses.push_back({*std::move(bus), nullptr});
-    result.labels.push_back(sc_clients > 0 ? absl::StrFormat("v5 %d", i)
-                                           : absl::StrFormat("client %d", i));
-  }
-  if (sc_clients > 0) {
-    absl::StatusOr<HostPort> at = ParseHostPort(address, 0);
-    if (!at.ok()) return at.status();
-    at->port = server ? server->socketcand_port()
-                      : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
-    for (int i = 0; i < sc_clients; ++i) {
-      auto bus = SocketcandBus::Connect({*at, channel, absl::Seconds(5), fd});
-      if (!bus.ok()) return bus.status();
-      buses.push_back({nullptr, *std::move(bus)});
-      result.labels.push_back(v5_clients > 0 ? absl::StrFormat("sc %d", i)
-                                             : absl::StrFormat("client %d", i));
-    }
-  }
-  std::unique_ptr<RemoteBus> sender;
-  if (source == "client") {
-    auto bus = RemoteBus::Connect(opts);
-    if (!bus.ok()) return bus.status();
-    sender = *std::move(bus);
-  }
-  std::unique_ptr<RawCanSocket> raw_writer, raw_reader;
-  if (socketcan && source == "bus") {
-    auto w = RawCanSocket::Open(channel);
-    if (!w.ok()) return w.status();
-    raw_writer = *std::move(w);
-  }
-  if (socketcan) {
-    // The baseline: the same traffic read straight from the interface. With an external server
-    // on a machine without the interface (load from a client), there is none.
-    auto r = RawCanSocket::Open(channel);
-    if (r.ok()) {
-      raw_reader = *std::move(r);
-      result.have_baseline = true;
-    } else if (server_flag.empty() || source == "bus") {
-      return r.status();
-    }
-  }
-  absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
-  auto server_cpu = [&] {
-    return server ? server->ThreadCpuTime() : relay ? relay->CpuTime() : absl::ZeroDuration();
-  };
-  const absl::Duration cpu_before = server_cpu();
-
-  auto send_times = std::make_unique<SendTimes>();
-  std::atomic<bool> sending_done{false};
-  std::atomic<uint64_t> sent{0};
-  std::atomic<uint64_t> progress_received{0};
-  // Each reader thread multiplexes its share of the clients with poll(); by default every
-  // client has its own thread.
-  std::vector<std::thread> readers;
-  const int asked = absl::GetFlag(FLAGS_reader_threads);
-  const int reader_threads = asked <= 0 ? clients : std::clamp(asked, 1, clients);
-  for (int t = 0; t < reader_threads; ++t) {
-    readers.emplace_back([&, t] {
-      std::vector<size_t> mine;
-      for (size_t i = static_cast<size_t>(t); i < static_cast<size_t>(clients);
-           i += static_cast<size_t>(reader_threads)) {
-        mine.push_back(i);
-      }
-      std::vector<pollfd> fds;
-      for (size_t i : mine) fds.push_back({buses[i].fileno(), POLLIN, 0});
-      std::vector<bool> done(mine.size(), false);
-      // When each client last yielded a frame (read once per round, not per frame).
-      std::vector<absl::Time> last_data(mine.size(), absl::Now());
-      size_t finished = 0;
-      while (finished < mine.size()) {
-        ::poll(fds.data(), fds.size(), 100);
-        for (size_t k = 0; k < mine.size(); ++k) {
-          if (done[k]) continue;
-          ClientResult& r = result.per_client[mine[k]];
-          bool got_any = false;
-          // At most 4096 frames per client per round, so one busy client cannot starve the rest.
-          for (int n = 0; n < 4096; ++n) {
-            auto got = buses[mine[k]].Recv(absl::ZeroDuration());
-            if (!got.ok()) {
-              done[k] = true;
-              ++finished;
-              break;
-            }
-            if (!got->has_value()) break;
-            Account(r, **got, *send_times);
-            got_any = true;
-            if (mine[k] == 0) progress_received.store(r.received, std::memory_order_relaxed);
-          }
-          if (done[k]) continue;
-          const absl::Time now = absl::Now();
-          if (got_any) last_data[k] = now;
-          // Done when everything sent arrived, or this client got nothing for a second after
-          // sending ended (what it misses then is counted as lost).
-          if (sending_done && (r.received >= sent || now - last_data[k] > absl::Seconds(1))) {
-            done[k] = true;
-            ++finished;
-          }
-        }
-      }
-    });
-  }
-  std::thread baseline;
-  absl::Cleanup join_readers = [&] {
-    sending_done = true;  // the readers and the baseline stop once the traffic is in or idle
-    for (auto& t : readers) {
-      if (t.joinable()) t.join();
-    }
-    if (baseline.joinable()) baseline.join();
-  };
-  if (raw_reader) {
-    baseline = std::thread([&] {
-      absl::Time idle_since = absl::Now();
-      while (true) {
-        std::optional<CanFrame> f = raw_reader->Read(absl::Milliseconds(100));
-        if (f.has_value()) {
-          Account(result.baseline, *f, *send_times);
-          idle_since = absl::Now();
-          continue;
-        }
-        if (sending_done &&
-            (result.baseline.received >= sent || absl::Now() - idle_since > absl::Seconds(1)))
-          break;
-      }
-    });
-  }
-
-  // The load: paced in 1 ms slices, or as fast as the path takes it.
   const int64_t count = absl::GetFlag(FLAGS_count);
   const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
+  const bool progress = absl::GetFlag(FLAGS_progress);
   const absl::Time start = absl::Now();
   absl::Time next_progress = start + absl::Seconds(1);
   uint64_t seq = 0;
   std::vector<CanFrame> batch;
-  const bool progress = absl::GetFlag(FLAGS_progress);
   while (count > 0 ? seq < static_cast<uint64_t>(count) : absl::Now() - start < duration) {
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
     uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed * rate) + 1 : seq + 256;
@@ -438,51 +459,71 @@ absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
     const int64_t written = RealtimeNanos();  // one clock read per batch
     for (; seq < due; ++seq) {
       batch.push_back(MakeFrame(static_cast<uint32_t>(seq), mix, dlc, fd));
-      send_times->Record(static_cast<uint32_t>(seq), written);
+      shared.send_times->Record(static_cast<uint32_t>(seq), written);
     }
     for (const CanFrame& f : batch) {
-      if (vbus && !sender) {
-        while (!vbus->Inject(f)) std::this_thread::yield();  // backpressure, not loss
-      } else if (raw_writer && !sender) {
-        if (!raw_writer->Write(f))
+      if (target.vbus && !clients.sender) {
+        while (!target.vbus->Inject(f)) std::this_thread::yield();  // backpressure, not loss
+      } else if (clients.raw_writer && !clients.sender) {
+        if (!clients.raw_writer->Write(f)) {
           return absl::UnavailableError("raw write to the interface failed");
+        }
       }
     }
-    if (sender && !batch.empty()) {
-      if (absl::Status s = sender->SendMany(batch); !s.ok()) return s;
-    }
-    sent.store(seq, std::memory_order_relaxed);
+    if (clients.sender && !batch.empty()) RETURN_IF_ERROR(clients.sender->SendMany(batch));
+    shared.sent.store(seq, std::memory_order_relaxed);
     if (rate > 0) absl::SleepFor(absl::Milliseconds(1));
     if (progress && absl::Now() >= next_progress) {
       next_progress += absl::Seconds(1);
-      std::fprintf(
-          stderr, "\r%s",
-          absl::StrFormat("  %.0f s: sent %d, client 0 received %d   ",
-                          absl::ToDoubleSeconds(absl::Now() - start), seq, progress_received.load())
-              .c_str());
+      std::fprintf(stderr, "\r%s",
+                   absl::StrFormat("  %.0f s: sent %d, client 0 received %d   ",
+                                   absl::ToDoubleSeconds(absl::Now() - start), seq,
+                                   shared.progress_received.load())
+                       .c_str());
     }
   }
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  result.sent = seq;
-  result.offered_fps = static_cast<double>(seq) / result.seconds;
-  sending_done = true;
-  for (auto& t : readers) t.join();
-  if (baseline.joinable()) baseline.join();
-  result.server_cpu_s = absl::ToDoubleSeconds(server_cpu() - cpu_before);
   if (progress) std::fprintf(stderr, "\r%80s\r", "");
-  if (server) {
-    const DeliveryLatency& hop = server->channel().delivery_latency();
-    if (hop.count() > 0) {
-      result.server_hop_mean_us = hop.sum_seconds() * 1e6 / static_cast<double>(hop.count());
-      result.server_hop_us[0] = hop.FineQuantileUs(0.5);
-      result.server_hop_us[1] = hop.FineQuantileUs(0.99);
-      result.server_hop_us[2] = hop.FineQuantileUs(0.999);
-    }
-    result.server_drops = server->channel().counters().ring_drops.Get() +
-                          server->channel().counters().kernel_drops.Get();
-    server->Shutdown();
-    serve.join();
+  return seq;
+}
+
+// --- Report: what the server says about the run, beside what the clients measured.
+void CollectServerFigures(RemoteServer& server, RunResult* result) {
+  const DeliveryLatency& hop = server.channel().delivery_latency();
+  if (hop.count() > 0) {
+    result->server_hop_mean_us = hop.sum_seconds() * 1e6 / static_cast<double>(hop.count());
+    result->server_hop_us[0] = hop.FineQuantileUs(0.5);
+    result->server_hop_us[1] = hop.FineQuantileUs(0.99);
+    result->server_hop_us[2] = hop.FineQuantileUs(0.999);
   }
+  result->server_drops = server.channel().counters().ring_drops.Get() +
+                         server.channel().counters().kernel_drops.Get();
+}
+
+absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
+  const std::string protocol = absl::GetFlag(FLAGS_protocol);
+  const int v5 = protocol == "socketcand" ? 0 : clients_per_protocol;
+  const int sc = protocol == "v5" ? 0 : clients_per_protocol;
+  RunResult result;
+  if (relay_floor) result.target = "relay";
+  result.clients = v5 + sc;
+  result.per_client.resize(static_cast<size_t>(result.clients));
+
+  ASSIGN_OR_RETURN(std::unique_ptr<Target> target, StartTarget(relay_floor, sc > 0));
+  ASSIGN_OR_RETURN(Clients clients, ConnectClients(*target, v5, sc, &result));
+  absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
+  const absl::Duration cpu_before = target->Cpu();
+  Shared shared;
+  {
+    Readers readers(clients, shared, result);
+    const absl::Time start = absl::Now();
+    ASSIGN_OR_RETURN(result.sent, Load(*target, clients, shared));
+    result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    result.offered_fps = static_cast<double>(result.sent) / result.seconds;
+    readers.Join();
+  }
+  result.server_cpu_s = absl::ToDoubleSeconds(target->Cpu() - cpu_before);
+  if (target->server) CollectServerFigures(*target->server, &result);
+  target->Stop();
   return result;
 }
 
