@@ -70,19 +70,28 @@ TEST(ReliabilityTest, TenThousandConnectionCyclesLeakNoFdsOrMemory) {
   const int64_t heap = testing::HeapInUseBytes();
   const absl::Time start = absl::Now();
   cycle(10000);
-  const int64_t heap_growth = testing::HeapInUseBytes() - heap;
+  constexpr int64_t kBound = 512 << 10;  // 100 bytes leaked per cycle would show as 1 MiB
+  const int64_t first_growth = testing::HeapInUseBytes() - heap;
+  // Memory that is only released late is no leak, and a leak stays: once (#26, +13 MiB with
+  // stress-ng beside the suite, not reproduced since) the first reading was over the bound, so a
+  // reading over it is taken again for up to 5 s, and both are printed.
+  int64_t heap_growth = first_growth;
+  if (first_growth >= kBound) {
+    (void)TestServer::WaitUntil(
+        [&] { return (heap_growth = testing::HeapInUseBytes() - heap) < kBound; },
+        absl::Seconds(5));
+  }
   std::printf(
-      "10000 connect/handshake/close cycles in %s; fds %zu -> %zu; heap in use %+lld KiB, RSS "
-      "%+lld KiB\n",
+      "10000 connect/handshake/close cycles in %s; fds %zu -> %zu; heap in use %+lld KiB (first "
+      "reading %+lld KiB), RSS %+lld KiB\n",
       absl::FormatDuration(absl::Now() - start).c_str(), fds, OpenFds(),
-      static_cast<long long>(heap_growth / 1024),
+      static_cast<long long>(heap_growth / 1024), static_cast<long long>(first_growth / 1024),
       static_cast<long long>((RssBytes() - rss) / 1024));
   EXPECT_EQ(OpenFds(), fds);
   // Live heap, not RSS: on a loaded host sessions close late and pile up, and the allocator keeps
-  // the high-water mark (RSS +12.8 MiB once in CI with nothing leaked). 100 bytes leaked per cycle
-  // would show as 1 MiB here.
+  // the high-water mark (RSS +12.8 MiB once in CI with nothing leaked).
   if (testing::kRssMeaningful) {
-    EXPECT_LT(heap_growth, 512 << 10);
+    EXPECT_LT(heap_growth, kBound);
   }
 }
 
