@@ -23,7 +23,7 @@ absl::Status CaptureProtocol::OnBytes(absl::Span<const uint8_t>, std::string*) {
 }
 
 ServerProtocol::Encoded CaptureProtocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
-                                                          size_t* length) {
+                                                     size_t* length) {
   const std::string block = pcapng::Packet(0, frame);
   std::memcpy(out, block.data(), block.size());
   *length = block.size();

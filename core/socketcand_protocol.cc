@@ -379,7 +379,7 @@ absl::Status SocketcandProtocol::HandleIsoTp(const Words& w) {
 }
 
 void SocketcandProtocol::AppendPdu(int64_t timestamp_ns, absl::string_view pdu,
-                                        std::string* out) const {
+                                   std::string* out) const {
   const uint64_t t = timestamp_ns > 0 ? static_cast<uint64_t>(timestamp_ns) : 0;
   absl::StrAppendFormat(out, "< pdu %d.%06d ", t / 1'000'000'000, t % 1'000'000'000 / 1000);
   constexpr char kHex[] = "0123456789ABCDEF";
@@ -391,7 +391,7 @@ void SocketcandProtocol::AppendPdu(int64_t timestamp_ns, absl::string_view pdu,
 }
 
 ServerProtocol::Encoded SocketcandProtocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
-                                                             size_t* length) {
+                                                        size_t* length) {
   char* text = reinterpret_cast<char*>(out);
   if (frame.fd() && !fd_frames_) return Encoded::kUnsupported;
   if (mode_ == Mode::kRaw) {

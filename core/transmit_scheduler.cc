@@ -4,8 +4,7 @@
 
 namespace canserver {
 
-size_t TransmitScheduler::BuildBatch(absl::Span<const size_t> waiting,
-                                     absl::Span<Pick> out) const {
+size_t TransmitScheduler::BuildBatch(absl::Span<const size_t> waiting, absl::Span<Pick> out) const {
   const size_t lanes = waiting.size();
   size_t n = 0;
   for (size_t round = 0; n < out.size(); ++round) {

@@ -68,9 +68,9 @@ class TransmitScheduler {
 
  private:
   const int64_t tx_timeout_ns_;
-  size_t next_ = 0;         // the lane the next round starts at
-  int64_t retry_at_ = 0;    // 0: not waiting for the bus
-  int64_t stall_since_ = 0; // when the bus last refused after taking a frame; 0: not stalled
+  size_t next_ = 0;          // the lane the next round starts at
+  int64_t retry_at_ = 0;     // 0: not waiting for the bus
+  int64_t stall_since_ = 0;  // when the bus last refused after taking a frame; 0: not stalled
   int64_t backoff_ = 0;
 };
 

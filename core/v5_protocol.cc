@@ -55,7 +55,7 @@ void V5Protocol::AppendTransmitFail(uint32_t count, std::string* out) const {
 }
 
 ServerProtocol::Encoded V5Protocol::EncodeFrame(const CanFrame& frame, uint8_t* out,
-                                                     size_t* length) {
+                                                size_t* length) {
   if (fd_enabled()) {
     *length = v5::EncodeFrameV6(frame, out);
     return Encoded::kWritten;
@@ -74,7 +74,7 @@ StatelessEncodeFn V5Protocol::stateless_encoder() const {
 }
 
 absl::Status V5Protocol::StartPeriodic(int32_t period_ms, int32_t duration_ms,
-                                            const CanFrame& frame) {
+                                       const CanFrame& frame) {
   return actions_->StartPeriodic(
       {absl::Milliseconds(period_ms), absl::Milliseconds(duration_ms), frame});
 }

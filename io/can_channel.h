@@ -204,7 +204,7 @@ class CanChannel {
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
   std::atomic<int64_t> periodic_load_{0};  // milli-frames/s of every session's periodic jobs
-  std::atomic<uint64_t> passes_{0};  // CAN thread: each loop pass
+  std::atomic<uint64_t> passes_{0};        // CAN thread: each loop pass
   std::jthread thread_;
 };
 

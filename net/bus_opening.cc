@@ -42,8 +42,8 @@ absl::StatusOr<BusOpening> SettleBitrate(CanChannel& channel, const ServerOption
                    out.timing.bitrate, asked);
     out.timing = channel.backend().timing();
   }
-  out.rate = DescribeBitrate(out.timing.bitrate, asked, options.forced_bitrate,
-                             out.timing.data_bitrate);
+  out.rate =
+      DescribeBitrate(out.timing.bitrate, asked, options.forced_bitrate, out.timing.data_bitrate);
   if (!out.timing.state.empty()) out.log_state = ", " + out.timing.state;
   if (out.timing.tx_errors >= 0) {
     out.log_state += absl::StrFormat(" (tx errors %d, rx errors %d)", out.timing.tx_errors,

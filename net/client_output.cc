@@ -38,7 +38,7 @@ struct EncodedBatch {
 };
 template <typename Encode>
 EncodedBatch EncodeAndCount(const CanFrame* frames, size_t n, int64_t now_ns, uint8_t* out,
-                      Encode&& encode, SessionCounters& counters, DeliveryLatency* latency) {
+                            Encode&& encode, SessionCounters& counters, DeliveryLatency* latency) {
   size_t pos = 0;
   size_t encoded = 0;
   int64_t latency_ns[kPopBatch];
@@ -73,9 +73,7 @@ class ClientOutput::Loan final : public DirectSink {
        std::shared_ptr<const Wakeup> io_wakeup)
       : fd_(fd), counters_(counters), latency_(latency), io_wakeup_(std::move(io_wakeup)) {}
 
-  bool lent() const noexcept override {
-    return state_.load(std::memory_order_relaxed) == kLent;
-  }
+  bool lent() const noexcept override { return state_.load(std::memory_order_relaxed) == kLent; }
 
   int TryWrite(const CanFrame* frames, size_t n, const FrameRing& ring,
                int64_t now_ns) noexcept override {

@@ -43,8 +43,8 @@ void IoThread::Start() {
   thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
 }
 
-void IoThread::Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end, CanChannel* channel,
-                     std::unique_ptr<Admission::Ticket> ticket) {
+void IoThread::Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end,
+                     CanChannel* channel, std::unique_ptr<Admission::Ticket> ticket) {
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
     adopted_.push_back({session_id, std::move(fd), &front_end, channel, std::move(ticket)});

@@ -29,8 +29,7 @@ class IsoTpLink {
   // Opens `config` on `backend`'s channel; `on_event` runs with the epoll events whenever the
   // socket is readable (call Receive) or writable (call Flush).
   static absl::StatusOr<std::unique_ptr<IsoTpLink>> Open(CanBackend& backend,
-                                                         const IsoTpConfig& config,
-                                                         EventLoop* loop,
+                                                         const IsoTpConfig& config, EventLoop* loop,
                                                          std::function<void(uint32_t)> on_event);
   ~IsoTpLink();
   IsoTpLink(const IsoTpLink&) = delete;

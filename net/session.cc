@@ -29,9 +29,9 @@ constexpr size_t kReplySlack = 64 << 10;
 }  // namespace
 
 Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions& options,
-                 const FrontEnd& front_end, CanChannel* channel, absl::Span<CanChannel* const> channels,
-                 EventLoop* loop, std::shared_ptr<const Wakeup> io_wakeup,
-                 std::unique_ptr<Admission::Ticket> ticket)
+                 const FrontEnd& front_end, CanChannel* channel,
+                 absl::Span<CanChannel* const> channels, EventLoop* loop,
+                 std::shared_ptr<const Wakeup> io_wakeup, std::unique_ptr<Admission::Ticket> ticket)
     : id_(id),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
@@ -249,8 +249,8 @@ void Session::Flush(size_t budget) {
 
 void Session::UpdateInterest() {
   if (peer_gone_) return;
-  const uint32_t events =
-      (input_ == Input::kReading ? uint32_t{EPOLLIN} : 0u) | (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
+  const uint32_t events = (input_ == Input::kReading ? uint32_t{EPOLLIN} : 0u) |
+                          (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
   if (events == interest_) return;
   interest_ = events;
   (void)loop_->Modify(fd_.get(), events);

@@ -26,9 +26,9 @@
 #include "io/subscriber.h"
 #include "io/unique_fd.h"
 #include "net/admission.h"
+#include "net/budgeted_periodic_jobs.h"
 #include "net/client_output.h"
 #include "net/isotp_link.h"
-#include "net/budgeted_periodic_jobs.h"
 #include "net/server_options.h"
 
 namespace canserver {
@@ -143,13 +143,13 @@ class Session final : public SessionActions {
   // So a sender runs ahead of the bus by at most its own send buffer, the socket's receive
   // buffer (--client-rcvbuf), about as much again undecoded (kMaxUndecoded at most), and the tx
   // queue.
-  bool tx_waiting_ = false;      // the decoder stopped at a full tx queue
-  bool draining_ = false;        // the last read filled the buffer: the socket may hold more
+  bool tx_waiting_ = false;  // the decoder stopped at a full tx queue
+  bool draining_ = false;    // the last read filled the buffer: the socket may hold more
   // Reading the client: kPaused while the tx queue is full with undecoded bytes left; kEnded
   // once the client closed while its frames waited (the session ends after them).
   enum class Input : uint8_t { kReading, kPaused, kEnded };
   Input input_ = Input::kReading;
-  bool peer_gone_ = false;  // its socket is reset or unwritable: output is discarded
+  bool peer_gone_ = false;       // its socket is reset or unwritable: output is discarded
   uint32_t interest_ = EPOLLIN;  // what the loop watches for on fd_
   // "Queued at" for the frames of one Decode, read at its first frame (0: not yet): bytes read
   // together arrived together, and without a vDSO clock every reading is a syscall.

@@ -288,9 +288,9 @@ struct Receiver {
 
 struct Clients {
   std::vector<Receiver> receivers;
-  std::unique_ptr<RemoteBus> sender;          // --source client
-  std::unique_ptr<RawCanSocket> raw_writer;   // --source bus on SocketCAN
-  std::unique_ptr<RawCanSocket> raw_reader;   // the baseline: the interface read directly
+  std::unique_ptr<RemoteBus> sender;         // --source client
+  std::unique_ptr<RawCanSocket> raw_writer;  // --source bus on SocketCAN
+  std::unique_ptr<RawCanSocket> raw_reader;  // the baseline: the interface read directly
 };
 
 // Connects `v5` and `sc` receivers (labels into result), the sender and the raw sockets.
@@ -311,9 +311,9 @@ absl::StatusOr<Clients> ConnectClients(const Target& target, int v5, int sc, Run
     at.port = target.server ? target.server->socketcand_port()
                             : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
     for (int i = 0; i < sc; ++i) {
-      ASSIGN_OR_RETURN(std::unique_ptr<SocketcandBus> bus,
-                       SocketcandBus::Connect({at, channel, absl::Seconds(5),
-                                               absl::GetFlag(FLAGS_fd)}));
+      ASSIGN_OR_RETURN(
+          std::unique_ptr<SocketcandBus> bus,
+          SocketcandBus::Connect({at, channel, absl::Seconds(5), absl::GetFlag(FLAGS_fd)}));
       c.receivers.push_back({nullptr, std::move(bus)});
       result->labels.push_back(v5 > 0 ? absl::StrFormat("sc %d", i)
                                       : absl::StrFormat("client %d", i));
@@ -359,7 +359,8 @@ class Readers {
     const int n = static_cast<int>(clients.receivers.size());
     const int asked = absl::GetFlag(FLAGS_reader_threads);
     const int threads = asked <= 0 ? n : std::clamp(asked, 1, n);
-    for (int t = 0; t < threads; ++t) threads_.emplace_back([this, t, threads] { Read(t, threads); });
+    for (int t = 0; t < threads; ++t)
+      threads_.emplace_back([this, t, threads] { Read(t, threads); });
     if (clients.raw_reader) threads_.emplace_back([this] { ReadBaseline(); });
   }
   ~Readers() { Join(); }
@@ -495,8 +496,8 @@ void CollectServerFigures(RemoteServer& server, RunResult* result) {
     result->server_hop_us[1] = hop.FineQuantileUs(0.99);
     result->server_hop_us[2] = hop.FineQuantileUs(0.999);
   }
-  result->server_drops = server.channel().counters().ring_drops.Get() +
-                         server.channel().counters().kernel_drops.Get();
+  result->server_drops =
+      server.channel().counters().ring_drops.Get() + server.channel().counters().kernel_drops.Get();
 }
 
 absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {

@@ -46,7 +46,7 @@ TEST(TransmitSchedulerTest, ABatchEndsAtItsSizeAndTheNextStartsAfterTheLastWritt
 
 TEST(TransmitSchedulerTest, ARemovedLaneKeepsTheRotation) {
   TransmitScheduler s(0);
-  s.Written(1, 4);  // next: lane 2
+  s.Written(1, 4);      // next: lane 2
   s.LaneRemoved(0, 3);  // lane 2 is now lane 1
   EXPECT_EQ(Lanes(s, {1, 1, 1}, 8), "1:0 2:0 0:0");
   s.Written(2, 3);  // next: lane 0
