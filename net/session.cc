@@ -272,20 +272,10 @@ void Session::Tick(absl::Time now) {
     AppendReply(timed);
     if (closed_) return;
   }
-  const uint64_t drops = subscriber_->counters.drops_ring_full.Get();
-  if (drops == drops_seen_) {
-    lagging_since_ = absl::InfiniteFuture();
-    return;
-  }
-  drops_seen_ = drops;
-  if (lagging_since_ == absl::InfiniteFuture()) lagging_since_ = now;
-  if (options_.slow_client_timeout > absl::ZeroDuration() &&
-      now - lagging_since_ >= options_.slow_client_timeout) {
+  const std::string why = slow_.Check(now, subscriber_->counters.drops_ring_full.Get());
+  if (!why.empty()) {
     not_reading_ = true;
-    Close("client too slow",
-          absl::StrFormat("client too slow: its queue overflowed for %s (%d frames dropped); "
-                          "disconnected",
-                          absl::FormatDuration(now - lagging_since_), drops));
+    Close("client too slow", why);
   }
 }
 

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/server_protocol.h"
+#include "core/slow_client_policy.h"
 #include "io/can_backend.h"
 #include "io/can_channel.h"
 #include "io/clock.h"
@@ -157,8 +158,7 @@ class Session final : public SessionActions {
   bool closed_ = false;
   absl::Time frames_after_ = absl::InfinitePast();  // kSettle: no frames written before this
   absl::Time connected_at_;
-  uint64_t drops_seen_ = 0;
-  absl::Time lagging_since_ = absl::InfiniteFuture();
+  SlowClientPolicy slow_{options_.slow_client_timeout};
   bool not_reading_ = false;  // closed by --slow-client-timeout: reset, whatever is queued
 
   SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }
