@@ -280,7 +280,10 @@ TEST(TransmitTest, AnotherClientsBurstDoesNotDelayAnOccasionalFrame) {
   std::printf("B's worst delay behind A's burst: %s (A's frames meanwhile: %u)\n",
               absl::FormatDuration(worst).c_str(), a_frames);
   EXPECT_LT(a_frames, 5000u) << "A's burst finished first: the test proves nothing";
-  EXPECT_LE(worst, absl::Milliseconds(50));
+  // Queued behind A's backlog (its tx queue alone is 1,024 frames, 0.45 s of this wire, and
+  // more waits in TCP) B's frame would wait over half a second; fair, about one frame of A's
+  // (0.44 ms) plus the device queue. The bound sits between, wide enough for a loaded machine.
+  EXPECT_LE(worst, absl::Milliseconds(250));
 }
 
 // TCP carries the backpressure: a client that writes far more than TCP buffers between it and
