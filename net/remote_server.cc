@@ -406,6 +406,7 @@ void RemoteServer::AcceptAll(int listener, size_t channel, const FrontEnd& front
       return;
     }
     (void)SetNoDelay(fd.get());
+    (void)SetKeepalive(fd.get(), options_.keepalive);
     if (!options_.allow.Allows(fd.get())) {
       refused_not_allowed_.fetch_add(1, std::memory_order_relaxed);
       Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");

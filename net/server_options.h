@@ -76,6 +76,9 @@ struct ServerOptions {
   absl::Duration handshake_timeout = absl::Seconds(10);
   // A client whose ring keeps overflowing this long is disconnected; zero: never, only drop.
   absl::Duration slow_client_timeout = absl::Seconds(10);
+  // A client that vanished without a word is found dead within about this (TCP keepalive and
+  // TCP_USER_TIMEOUT, net/socket_util.h SetKeepalive); zero: the kernel's defaults (minutes).
+  absl::Duration keepalive = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();  // periodic summary log; zero: none
   absl::Duration shutdown_grace = absl::Seconds(2);      // flushing to clients on shutdown
 };

@@ -120,7 +120,10 @@ void Session::OnReadable() {
     if (n < 0) {
       if (errno == EAGAIN) draining_ = false;
       if (errno == EAGAIN || errno == EINTR) return;
-      Close(absl::StrFormat("recv: %s", std::strerror(errno)), "");
+      Close(errno == ETIMEDOUT
+                ? std::string("client unreachable: no answer within --keepalive (recv timed out)")
+                : absl::StrFormat("recv: %s", std::strerror(errno)),
+            "");
       return;
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));

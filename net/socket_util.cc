@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -116,6 +117,24 @@ absl::Status SetNoDelay(int fd) {
   return absl::OkStatus();
 }
 
+absl::Status SetKeepalive(int fd, absl::Duration dead_after) {
+  if (dead_after <= absl::ZeroDuration()) return absl::OkStatus();
+  const int64_t seconds = std::max<int64_t>(3, absl::ToInt64Seconds(dead_after));
+  const int on = 1;
+  const int idle = static_cast<int>(std::max<int64_t>(1, seconds / 2));
+  const int interval = static_cast<int>(std::max<int64_t>(1, seconds / 6));
+  const int probes = 3;
+  const unsigned user_timeout = static_cast<unsigned>(seconds * 1000);
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) != 0) {
+    return ErrnoStatus("setsockopt(keepalive)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<UniqueFd> ListenTcp(const HostPort& address, int backlog, int rcvbuf, int sndbuf) {
   ASSIGN_OR_RETURN(AddrInfoPtr ai, Resolve(address, /*passive=*/true));
   absl::Status last = absl::UnavailableError("no address");
@@ -216,6 +235,7 @@ absl::StatusOr<UniqueFd> ConnectTcp(const HostPort& address, absl::Duration time
     const int flags = ::fcntl(fd.get(), F_GETFL);
     ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
     RETURN_IF_ERROR(SetNoDelay(fd.get()));
+    RETURN_IF_ERROR(SetKeepalive(fd.get(), kClientKeepalive));
     return fd;
   }
   return last;

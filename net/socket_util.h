@@ -44,5 +44,13 @@ absl::Status SetNonBlocking(int fd);
 // reads keeps its window shut.
 void ResetOnClose(int fd);
 absl::Status SetNoDelay(int fd);
+// Finds a peer that vanished without a word (cable pulled, host powered off, a black-holed
+// route) within about `dead_after` instead of TCP's minutes: keepalive probes from dead_after/2
+// of silence, 3 of them dead_after/6 apart, and TCP_USER_TIMEOUT = dead_after for data that is
+// never acknowledged. Zero or less: the kernel's defaults (keepalive off).
+absl::Status SetKeepalive(int fd, absl::Duration dead_after);
+// The keepalive our clients (RemoteBus, SocketcandBus) use: a server that vanished is noticed
+// within this.
+inline constexpr absl::Duration kClientKeepalive = absl::Seconds(10);
 
 }  // namespace canserver

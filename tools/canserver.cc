@@ -149,6 +149,9 @@ ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
           "close clients that do not complete the handshake within this time");
 ABSL_FLAG(absl::Duration, slow_client_timeout, absl::Seconds(10),
           "disconnect a client whose buffer keeps overflowing this long (0: never, only drop)");
+ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(10),
+          "find a client that vanished without a word (cable pulled, host off) dead within "
+          "about this: TCP keepalive and TCP_USER_TIMEOUT (0: the kernel's defaults, minutes)");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
           "with -v, log every client's counters at this interval");
 ABSL_FLAG(std::vector<std::string>, allow, {},
@@ -260,7 +263,7 @@ int main(int argc, char** argv) {
           {"ring_size", "output_buffer", "max_clients", "max_clients_per_address",
            "max_clients_per_channel", "max_handshakes", "client_tx_queue", "client_rcvbuf",
            "client_sndbuf", "tx_timeout", "max_periodic_jobs", "min_period", "max_periodic_rate",
-           "handshake_timeout", "slow_client_timeout"}},
+           "handshake_timeout", "slow_client_timeout", "keepalive"}},
          {"Logging", {"v", "stats_interval"}}},
         "tools/canserver.cc");
     return 0;
@@ -378,6 +381,7 @@ int main(int argc, char** argv) {
   options.max_periodic_jobs = static_cast<size_t>(absl::GetFlag(FLAGS_max_periodic_jobs));
   options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
+  options.keepalive = absl::GetFlag(FLAGS_keepalive);
   if (absl::GetFlag(FLAGS_v) > 0) options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
 
   std::vector<std::string> allow_entries = absl::GetFlag(FLAGS_allow);  // the config file's

@@ -11,6 +11,26 @@ import can
 
 from . import protocol
 
+# A server that vanished without a word (cable pulled, host off) is noticed within about this
+# many seconds instead of TCP's minutes: keepalive probes and TCP_USER_TIMEOUT, as canserver's
+# own --keepalive does for its clients.
+KEEPALIVE_SECONDS = 10
+
+
+def _set_keepalive(sock, seconds):
+    """Keepalive probes from seconds/2 of silence, 3 of them seconds/6 apart, and unacknowledged
+    data given up after `seconds` (Linux; elsewhere as much as the platform offers)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", max(1, seconds // 2)),
+        ("TCP_KEEPINTVL", max(1, seconds // 6)),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", seconds * 1000),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
 log = logging.getLogger("can.remote")
 
 
@@ -136,6 +156,7 @@ class RemoteBus(can.BusABC):
                 "cannot connect to canserver at %s:%d: %s" % (self._host, self._port, e)
             ) from e
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_keepalive(self._sock, KEEPALIVE_SECONDS)
         self._sock.sendall(protocol.bus_request(bitrate, version) + protocol.filter_config(can_filters))
         try:
             event = self._read_event(time.monotonic() + connect_timeout)
