@@ -52,6 +52,9 @@ struct SessionCounters {
   // io thread: periods its jobs skipped because the io thread came late (they send once, not a
   // backlog); virtual bus only (the kernel's broadcast manager keeps no such count).
   Counter periodic_skipped;
+  // io thread: requests refused because its role does not allow them (--access: a monitor's
+  // frames, periodic jobs, ISO-TP; a transmit client's bit rate)
+  Counter refused_role;
 
   std::string Summary() const;
 };

@@ -39,6 +39,12 @@ absl::Status V5Protocol::OnEof() const {
   return absl::OkStatus();
 }
 
+absl::Status V5Protocol::Refusable(absl::Status status, std::string* reply) const {
+  if (!absl::IsPermissionDenied(status)) return status;
+  AppendError(status.message(), reply);  // the session goes on: receiving is still allowed
+  return absl::OkStatus();
+}
+
 absl::Status V5Protocol::Fail(absl::Status status, std::string* reply) {
   state_ = State::kClosed;
   AppendError(status.message(), reply);
@@ -127,7 +133,7 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
         return absl::OkStatus();
       }
       if (auto* start = std::get_if<v5::PeriodicMessageStart>(&event)) {
-        return StartPeriodic(start->period_ms, start->duration_ms, start->frame);
+        return Refusable(StartPeriodic(start->period_ms, start->duration_ms, start->frame), reply);
       }
       if (auto* fd = std::get_if<v5::CanFdMessage>(&event)) {
         if (!fd_enabled()) return NeedsVersion6(event);
@@ -136,7 +142,8 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
       }
       if (auto* fd_start = std::get_if<v5::PeriodicFdMessageStart>(&event)) {
         if (!fd_enabled()) return NeedsVersion6(event);
-        return StartPeriodic(fd_start->period_ms, fd_start->duration_ms, fd_start->frame);
+        return Refusable(
+            StartPeriodic(fd_start->period_ms, fd_start->duration_ms, fd_start->frame), reply);
       }
       if (auto* stop = std::get_if<v5::PeriodicMessageStop>(&event)) {
         return actions_->StopPeriodic(stop->arbitration_id);

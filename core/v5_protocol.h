@@ -59,6 +59,9 @@ class V5Protocol final : public ServerProtocol {
  private:
   absl::Status Handle(v5::Event& event, std::string* reply);
   absl::Status Fail(absl::Status status, std::string* reply);
+  // A request the client's role does not allow (PermissionDenied): the RemoteException goes
+  // into *reply and the session goes on. Any other status is returned as it is.
+  absl::Status Refusable(absl::Status status, std::string* reply) const;
   absl::Status NeedsVersion6(const v5::Event& event) const;
   absl::Status StartPeriodic(int32_t period_ms, int32_t duration_ms, const CanFrame& frame);
 

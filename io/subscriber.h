@@ -34,6 +34,7 @@ struct SubscriberInfo {
   std::string peer;             // "192.0.2.7:51234"
   std::string protocol;         // "v5", "v6" (CAN FD) or "socketcand"
   int64_t connected_at_ns = 0;  // CLOCK_REALTIME
+  std::string access;           // "role transmit, matched rule 'lab'" (--access)
 };
 
 struct Subscriber {

@@ -24,13 +24,21 @@ absl::StatusOr<CanChannel*> FindChannel(absl::Span<CanChannel* const> channels,
 }
 
 absl::StatusOr<BusOpening> SettleBitrate(CanChannel& channel, const ServerOptions& options,
-                                         int32_t asked, absl::string_view who) {
+                                         int32_t asked, absl::string_view who,
+                                         absl::string_view not_configure) {
   BusOpening out;
   out.timing = channel.backend().timing();
+  const bool demoted = options.bitrate_policy == BitratePolicy::kApply && !not_configure.empty();
   const BitrateDecision decision =
-      DecideBitrate(options.bitrate_policy, asked, out.timing.bitrate, channel.subscriber_count(),
-                    channel.channel_info());
+      DecideBitrate(demoted ? BitratePolicy::kCheck : options.bitrate_policy, asked,
+                    out.timing.bitrate, channel.subscriber_count(), channel.channel_info());
   if (decision.action == BitrateDecision::Action::kRefuse) {
+    if (demoted) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "%s; only a client with role configure may change it (this one: %s; canserver "
+          "--access)",
+          decision.reason, not_configure));
+    }
     return absl::FailedPreconditionError(decision.reason);
   }
   if (decision.action == BitrateDecision::Action::kApply) {

@@ -30,9 +30,11 @@ struct BusOpening {
 
 // Applies the bit-rate policy to `asked` (0: no wish). An error names why the client cannot
 // have its rate and the flag that decides. `who` ("session 3 (192.0.2.7:51234)") is for the
-// log line when the rate is set.
+// log line when the rate is set. `not_configure`: the client's role when it may not change the
+// bit rate (--access; "" when it may): --bitrate-policy apply then checks instead.
 absl::StatusOr<BusOpening> SettleBitrate(CanChannel& channel, const ServerOptions& options,
-                                         int32_t asked, absl::string_view who);
+                                         int32_t asked, absl::string_view who,
+                                         absl::string_view not_configure = "");
 
 // The reply's text: the channel, its rate, its state when that is not error-active (the
 // plugin's bus.state), canserver's version.

@@ -179,9 +179,9 @@ absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) 
       continue;
     }
     if (auto* ex = std::get_if<v5::RemoteException>(&*event)) {
-      // A RemoteException ends the session on the server side.
-      closed_ = absl::UnavailableError(ex->text);
-      return closed_;
+      // Mostly the session's end (the server closes next, which the following call meets); a
+      // refusal for the client's role (--access) leaves the session open and receiving.
+      return absl::UnavailableError(ex->text);
     }
     if (std::holds_alternative<v5::ConnectionClosed>(*event)) {
       closed_ = absl::UnavailableError("connection closed unexpectedly");

@@ -202,6 +202,7 @@ ServerStatus RemoteServer::Status() {
   status.now_ns = RealtimeNanos();
   status.io_threads = options_.io_threads;
   status.max_clients = options_.max_clients;
+  status.access = options_.access.ToString();
   status.connections = admission_->connections();
   status.handshakes = admission_->handshakes();
   using R = Admission::Refusal;
@@ -303,6 +304,7 @@ absl::Status RemoteServer::ServeForever() {
                                 : absl::StrCat("only ", options_.allow.ToString(), " (--allow)"),
          options_.max_clients, options_.max_clients_per_address, options_.max_clients_per_channel,
          options_.max_handshakes);
+  CS_LOG(kInfo, "roles: %s", options_.access.ToString());
   absl::Status result;
   while (!stop_requested_.load(std::memory_order_acquire)) {
     absl::StatusOr<int> polled = loop->Poll(-1);

@@ -12,6 +12,7 @@
 #include "core/cpu_affinity.h"
 #include "core/v5_codec.h"
 #include "net/access_list.h"
+#include "net/access_rules.h"
 #include "net/socket_util.h"
 
 namespace canserver {
@@ -39,6 +40,7 @@ struct ServerOptions {
   int32_t forced_bitrate = 0;
   BitratePolicy bitrate_policy = BitratePolicy::kCheck;
   AccessList allow;  // empty: anyone may connect
+  AccessRules access;  // roles per channel (net/access_rules.h); none: everyone configures
 
   // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +
   // output_buffer_bytes.

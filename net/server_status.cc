@@ -261,6 +261,8 @@ std::string RenderMetrics(const ServerStatus& status) {
       e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"bus_error\"",
                V(k.tx_bus_error));
       e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"no_fd\"", V(k.tx_no_fd));
+      e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"role\"",
+               V(k.refused_role));
     }
   }
   return e.Take();
@@ -278,6 +280,8 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"id", s->id},
           {"peer", s->info.peer},
           {"protocol", s->info.protocol},
+          {"access", s->info.access},
+          {"refused_role", sc.refused_role.Get()},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
           {"filters", s->filters_text()},
           {"frames_to_client", sc.frames_to_client.Get()},
@@ -316,6 +320,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
       {"now", static_cast<double>(status.now_ns) / 1e9},
       {"io_threads", status.io_threads},
       {"max_clients", status.max_clients},
+      {"access", status.access},
       {"connections", status.connections},
       {"handshakes", status.handshakes},
       {"channels", std::move(channels)},

@@ -37,6 +37,7 @@ struct ServerStatus {
   int64_t now_ns = 0;
   int io_threads = 0;
   size_t max_clients = 0;
+  std::string access;  // the --access rules in force (AccessRules::ToString)
   std::vector<ChannelStatus> channels;
   // Connections: held now (handshaking or open), still handshaking, and refused since the start
   // by reason ("full", "per_address", "handshakes", "channel", "not_allowed", "no_fds").

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
+#include "core/status_macros.h"
 #include "core/text_format.h"
 #include "io/clock.h"
 #include "net/bus_opening.h"
@@ -330,8 +331,10 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
       return room;
     }
   }
+  access_ = options_.access.For(fd_.get(), channel_->backend().name());
   absl::StatusOr<BusOpening> opening =
-      SettleBitrate(*channel_, options_, bitrate, absl::StrFormat("session %d (%s)", id_, peer_));
+      SettleBitrate(*channel_, options_, bitrate, absl::StrFormat("session %d (%s)", id_, peer_),
+                    access_.role == Role::kConfigure ? "" : access_.Describe());
   if (!opening.ok()) return opening.status();
   absl::StatusOr<std::unique_ptr<PeriodicJobs>> jobs =
       channel_->backend().CreatePeriodicJobs(loop_);
@@ -342,7 +345,8 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   periodic_ = std::make_unique<BudgetedPeriodicJobs>(*std::move(jobs), channel_, options_);
   subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
                                              options_.client_tx_frames);
-  subscriber_->info = {peer_, protocol_->name(), absl::ToUnixNanos(connected_at_)};
+  subscriber_->info = {peer_, protocol_->name(), absl::ToUnixNanos(connected_at_),
+                       access_.Describe()};
   subscriber_->set_filters_text(FormatFilters(filters));
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());
@@ -350,9 +354,9 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   subscriber_->counters.client_errors.Add(local_counters_.client_errors.Get());
   output_.Bind(&subscriber_->counters, &channel_->delivery_latency());
   subscriber_->sink = output_.sink();
-  CS_LOG_LIMITED(kInfo, "session %d (%s) opened %s, %s%s, %d filters", id_, peer_,
+  CS_LOG_LIMITED(kInfo, "session %d (%s) opened %s, %s%s, %d filters, %s", id_, peer_,
                  channel_->channel_info(), opening->rate, opening->log_state,
-                 filters.filters().size());
+                 filters.filters().size(), access_.Describe());
   channel_->Subscribe(subscriber_, std::move(filters));
   return OpenReply(*channel_, *opening);
 }
@@ -362,8 +366,32 @@ void Session::SetFilters(FilterSet filters) {
   channel_->SetFilters(id_, std::move(filters));
 }
 
+absl::Status Session::Allowed(Role needed, absl::string_view what) {
+  if (access_.role >= needed) return absl::OkStatus();
+  subscriber_->counters.refused_role.Add();
+  CS_LOG_LIMITED(kWarning, "session %d (%s): refused to %s: %s", id_, peer_, what,
+                 access_.Describe());
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "%s: this client may only %s (%s), so it may not %s; the rig's owner grants role %s with "
+      "canserver --access",
+      channel_->backend().name(), access_.role == Role::kMonitor ? "receive" : "transmit",
+      access_.Describe(), what, RoleName(needed)));
+}
+
 void Session::Transmit(const CanFrame& frame) {
   subscriber_->counters.frames_from_client.Add();
+  if (access_.role == Role::kMonitor) {
+    // Every refused frame is counted; the client is told at most once a second (a monitor that
+    // floods must not make the server flood back). socketcand says it only after
+    // "< errors on >" (ServerProtocol::AppendError).
+    const absl::Status refused = Allowed(Role::kTransmit, "send frames");
+    const absl::Time now = absl::Now();
+    if (now - last_refusal_ >= absl::Seconds(1)) {
+      last_refusal_ = now;
+      AppendException(refused.message());
+    }
+    return;
+  }
   // The protocol calls this only while TransmitBlocked() is false: the queue has room.
   if (decoded_at_ns_ == 0) decoded_at_ns_ = RealtimeNanos();
   if (!channel_->Transmit(*subscriber_, frame, decoded_at_ns_)) {
@@ -375,6 +403,7 @@ void Session::Transmit(const CanFrame& frame) {
 }
 
 absl::Status Session::StartPeriodic(const PeriodicRequest& request) {
+  RETURN_IF_ERROR(Allowed(Role::kTransmit, "start periodic jobs"));
   return periodic_->Start(request);
 }
 
@@ -384,6 +413,7 @@ BusTraffic Session::Traffic() const {
 }
 
 absl::Status Session::OpenIsoTp(const IsoTpConfig& config) {
+  RETURN_IF_ERROR(Allowed(Role::kTransmit, "open ISO-TP"));
   CloseIsoTp();
   absl::StatusOr<std::unique_ptr<IsoTpLink>> link = IsoTpLink::Open(
       channel_->backend(), config, loop_, [this](uint32_t events) { OnIsoTpEvent(events); });

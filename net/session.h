@@ -106,6 +106,9 @@ class Session final : public SessionActions {
 
  private:
   void AppendReply(absl::string_view bytes);
+  // OK if the client's role is at least `needed`; else counted, and an error naming the role,
+  // the rule and the fix, for "may not `what`".
+  absl::Status Allowed(Role needed, absl::string_view what);
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
   // Writes as much of the output as the socket takes, up to `budget` bytes.
@@ -159,6 +162,8 @@ class Session final : public SessionActions {
   absl::Time frames_after_ = absl::InfinitePast();  // kSettle: no frames written before this
   absl::Time connected_at_;
   SlowClientPolicy slow_{options_.slow_client_timeout};
+  Access access_;  // its role on channel_ (--access), from OpenBus on
+  absl::Time last_refusal_ = absl::InfinitePast();  // a monitor's frames: told once a second
   bool not_reading_ = false;  // closed by --slow-client-timeout: reset, whatever is queued
 
   SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }

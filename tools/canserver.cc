@@ -154,6 +154,12 @@ ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(10),
           "about this: TCP keepalive and TCP_USER_TIMEOUT (0: the kernel's defaults, minutes)");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
           "with -v, log every client's counters at this interval");
+ABSL_FLAG(std::vector<std::string>, access, {},
+          "who may do what, comma-separated rules, first match wins: '[NAME=]ADDRESSES ROLE "
+          "[on CHANNEL...]' with ADDRESSES '*' or addresses and CIDR blocks, ROLE monitor "
+          "(receive only), transmit (+ send, periodic jobs, ISO-TP) or configure (+ bit rate), "
+          "e.g. 'bench=127.0.0.0/8 configure,lab=10.1.0.0/16 transmit on can0'; a client no "
+          "rule matches only receives. Default: no rules, every client may configure");
 ABSL_FLAG(std::vector<std::string>, allow, {},
           "comma-separated addresses or CIDR blocks allowed to connect, e.g. "
           "10.1.0.0/16,192.168.1.5,::1 (default: everyone); others are refused and logged");
@@ -255,7 +261,7 @@ int main(int argc, char** argv) {
           {"interface", "channel", "config", "wait_for_interface", "error_frames", "rcvbuf",
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
-         {"Network and access", {"host", "port", "allow", "http", "capture_port"}},
+         {"Network and access", {"host", "port", "allow", "access", "http", "capture_port"}},
          {"Threads", {"threads", "cpu_affinity", "direct_write"}},
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
@@ -394,6 +400,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<AccessList> allow = AccessList::Parse(allow_entries);
   if (!allow.ok()) return fail(allow.status().message());
   options.allow = *std::move(allow);
+  absl::StatusOr<AccessRules> access = AccessRules::Parse(absl::GetFlag(FLAGS_access));
+  if (!access.ok()) return fail(access.status().message());
+  options.access = *std::move(access);
 
   const std::string interface = absl::GetFlag(FLAGS_interface);
   if (interface != "virtual" && interface != "socketcan") {

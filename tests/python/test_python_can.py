@@ -393,6 +393,43 @@ def free_port():
         return s.getsockname()[1]
 
 
+class RolesTest(unittest.TestCase):
+    """--access: a monitor only receives. The real clients learn why in their own way and keep
+    their session: the plugin raises CanOperationError with the reason; python-can's socketcand
+    interface (4.1 and 4.6, which reads any '< error >' as an error frame) hears nothing unless it
+    asked for errors, and goes on."""
+
+    def setUp(self):
+        self.sc_port = free_port()
+        self.server = Server("--socketcand-port", str(self.sc_port), "--access", "all=* monitor")
+        self.buses = []
+
+    def tearDown(self):
+        for b in self.buses:
+            b.shutdown()
+        self.assertEqual(self.server.stop(), 0)
+
+    def test_a_monitor_is_told_and_keeps_receiving(self):
+        v5 = can.Bus(self.server.channel, interface="remote")
+        self.buses.append(v5)
+        v5.send(can.Message(arbitration_id=0x123, data=[1], is_extended_id=False))
+        with self.assertRaises(can.CanOperationError) as told:
+            v5.recv(5)
+        self.assertIn("may only receive (role monitor, matched rule 'all')", str(told.exception))
+        self.assertIn("canserver --access", str(told.exception))
+        self.assertIsNone(v5.recv(0.2))  # the session goes on
+
+    def test_python_cans_socketcand_client_survives_the_refusal(self):
+        sc = can.Bus(interface="socketcand", host="127.0.0.1", port=self.sc_port,
+                     channel="pytest")
+        self.buses.append(sc)
+        time.sleep(0.1)
+        sc.send(can.Message(arbitration_id=0x321, data=[0xA], is_extended_id=False))
+        self.assertIsNone(sc.recv(0.3))
+        sc.send(can.Message(arbitration_id=0x322, data=[0xB], is_extended_id=False))
+        self.assertIsNone(sc.recv(0.3))
+
+
 class SocketcandClientTest(unittest.TestCase):
     """python-can's own `socketcand` interface (nothing of ours installed) against canserver's
     socketcand listener, next to a v5 client on the same channel."""
