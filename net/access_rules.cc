@@ -58,6 +58,7 @@ absl::StatusOr<AccessRules> AccessRules::Parse(const std::vector<std::string>& e
       rule.name = words[0].substr(0, eq);
       words[0] = words[0].substr(eq + 1);
       if (words[0].empty()) words.erase(words.begin());
+      rule.text = absl::StrJoin(words, " ");  // without its name
     }
     if (rule.name.empty()) rule.name = absl::StrFormat("rule %d", rules.rules_.size() + 1);
     auto role_at = std::find_if(words.begin(), words.end(), [&](const std::string& w) {

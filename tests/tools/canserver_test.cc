@@ -305,6 +305,16 @@ TEST(CanserverChannelsTest, ABadConfigFileIsOneLineAndExitTwo) {
   EXPECT_THAT(out, HasSubstr("cannot read --config /nonexistent/canserver.conf"));
 }
 
+// The packaged /etc/canserver/canserver.conf is safe by default (#27): the rig computer itself
+// may send and configure, every other client only receives.
+TEST(CanserverConfigTest, ThePackagedConfigLetsOnlyThisComputerTransmit) {
+  const std::string conf = testing::BuildDir() + "/../tools/systemd/canserver.conf";
+  Child c({"--config", conf, "--channel", "bench", "--http", "127.0.0.1:0"});
+  ASSERT_FALSE(c.address().empty()) << c.Log();
+  EXPECT_THAT(c.Log(), HasSubstr("roles: local: 127.0.0.0/8 ::1 configure; all: * monitor; "
+                                 "anyone else: monitor"));
+}
+
 TEST(CanserverFlagsTest, ATakenPortIsAOneLineError) {
   Child first;
   ASSERT_FALSE(first.address().empty());
