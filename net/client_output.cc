@@ -167,7 +167,10 @@ void ClientOutput::Hold() {
   lent_ = false;
   std::string unsent = loan_->TakeBack();
   // The buffer was empty when it was lent, and nothing was added since.
-  if (!unsent.empty()) out_ = std::move(unsent);
+  if (!unsent.empty()) {
+    out_.assign(unsent);  // keeps the capacity reserved at Bind
+    head_ = 0;
+  }
 }
 
 size_t ClientOutput::pending() {

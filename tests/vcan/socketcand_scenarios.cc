@@ -5,12 +5,14 @@
 #include "absl/strings/str_format.h"
 #include "core/text_format.h"
 #include "gmock/gmock.h"
+#include "net/access_rules.h"
 #include "net/socketcand_client.h"
 #include "vcan/vcan_fixture.h"
 
 namespace canserver {
 namespace {
 
+using ::testing::HasSubstr;
 using testing::FrameText;
 using testing::RawCan;
 using testing::SocketcandClient;
@@ -18,10 +20,9 @@ using testing::VcanTest;
 
 // A server on vcan0 with its socketcand listener on a free port, and a client that opened vcan0.
 struct Socketcand {
-  Socketcand() {
+  explicit Socketcand(ServerOptions options = {}) {
     auto backend = SocketCanBackend::Open({"vcan0"});
     EXPECT_TRUE(backend.ok()) << backend.status();
-    ServerOptions options;
     options.socketcand_port = 0;
     server = std::make_unique<testing::TestServer>(
         options, false, std::shared_ptr<CanBackend>(*std::move(backend)));
@@ -146,6 +147,39 @@ TEST_F(VcanTest, Scenario28_SocketcandIsoTpWithIsotpsendAndIsotprecv) {
   const std::string pdu = sc.client->Next();
   EXPECT_THAT(
       pdu, ::testing::MatchesRegex("< pdu [0-9]+\\.[0-9]{6} 0102030405060708090A0B0C0D0E0F1011 >"));
+}
+
+// 31. Roles (--access, #27) on a real kernel: a monitor's BCM job, raw frame and ISO-TP link are
+// refused, nothing reaches vcan0, and it still receives what others send.
+TEST_F(VcanTest, Scenario31_AMonitorCannotTouchTheKernelBus) {
+  ServerOptions options;
+  options.access = *AccessRules::Parse({"all=* monitor"});
+  Socketcand sc(options);
+  RawCan raw("vcan0");
+  ASSERT_TRUE(raw.ok());
+  sc.client->Send("< errors on >");
+  ASSERT_EQ(sc.client->Next(), "< ok >");
+  sc.client->Send("< add 0 20000 123 1 42 >");
+  EXPECT_THAT(sc.client->Next(), HasSubstr("may not start periodic jobs"));
+  sc.client->Send("< rawmode >");
+  ASSERT_EQ(sc.client->Next(), "< ok >");
+  sc.client->Send("< send 124 1 01 >");
+  EXPECT_THAT(sc.client->Next(), HasSubstr("may only receive (role monitor, matched rule 'all')"));
+  EXPECT_TRUE(Watch(raw, 0x123, absl::Milliseconds(300)).empty()) << "the BCM job runs";
+  EXPECT_TRUE(Watch(raw, 0x124, absl::Milliseconds(100)).empty()) << "the frame went out";
+  // It still receives.
+  ASSERT_TRUE(raw.Write(CanFrame::Classic(0x200, {9})));
+  std::string next = sc.client->Next();
+  while (!next.empty() && next.find("frame 200") == std::string::npos) next = sc.client->Next();
+  EXPECT_THAT(next, HasSubstr("frame 200"));
+  // And may not open ISO-TP.
+  auto isotp = sc.Open();
+  isotp->Send("< errors on >");
+  ASSERT_EQ(isotp->Next(), "< ok >");
+  isotp->Send("< isotpmode >");
+  ASSERT_EQ(isotp->Next(), "< ok >");
+  isotp->Send("< isotpconf 7E0 7E8 0 0 0 >");
+  EXPECT_THAT(isotp->Next(), HasSubstr("may not open ISO-TP"));
 }
 
 }  // namespace
