@@ -5,6 +5,7 @@ import os
 import re
 import select
 import socket
+import threading
 import time
 
 import can
@@ -98,6 +99,14 @@ class RemoteBus(can.BusABC):
         reports the bus's real rate in ``channel_info``.
     :param can_filters: python-can filters, applied by the server.
     :param connect_timeout: seconds to connect and complete the handshake.
+    :param reconnect: seconds to keep trying to reconnect when the connection to the server
+        breaks (a network blip, ``systemctl restart canserver``); 0 (the default) raises
+        ``CanOperationError`` at once, as python-can's own buses do when their device goes away,
+        so a script notices. With it, ``recv()`` and ``send()`` wait while the plugin reconnects,
+        open a new session with the same bit rate, filters and periodic tasks, and go on; what the
+        bus carried meanwhile was not received: each gap is logged as a warning and counted
+        (``reconnects``, ``gap_seconds``). A ``send()`` during the gap waits for the connection,
+        then sends; if it does not come back within ``reconnect`` seconds, the error is raised.
     :param receive_own_messages: messages this bus sends are also returned by ``recv()``
         (``is_rx=False``), as SocketCAN's option of that name does. The server never sends a
         client's frames back, so the plugin hands each one back itself once it was written to the
@@ -110,8 +119,19 @@ class RemoteBus(can.BusABC):
     """
 
     def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, fd=False,
-                 receive_own_messages=False, **kwargs):
+                 receive_own_messages=False, reconnect=0.0, **kwargs):
         self._host, self._port = _parse_channel(channel)
+        self._bitrate = int(bitrate)
+        self._connect_timeout = float(connect_timeout)
+        self._reconnect = float(reconnect)
+        self._reconnects = 0
+        self._gap_seconds = 0.0
+        self._server_filters = can_filters
+        self._tasks = set()  # RemoteCyclicTasks running on the server, restarted on reconnect
+        # A Notifier's thread may meet the break in recv() while the application's meets it in
+        # send(): one of them reconnects, the other finds the session already new.
+        self._reconnect_lock = threading.Lock()
+        self._generation = 0
         self._transmit_failures = 0
         self._receive_own = bool(receive_own_messages)
         self._own = collections.deque()  # sent messages handed back by recv()
@@ -147,6 +167,13 @@ class RemoteBus(can.BusABC):
 
     def _connect(self, bitrate, can_filters, connect_timeout, version):
         """Connects and completes the handshake with `version`; returns the BusResponse text."""
+        self._handshaking = True
+        try:
+            return self._handshake(bitrate, can_filters, connect_timeout, version)
+        finally:
+            self._handshaking = False
+
+    def _handshake(self, bitrate, can_filters, connect_timeout, version):
         self._decoder = protocol.Decoder()
         self._fd = version == protocol.PROTOCOL_VERSION_FD
         try:
@@ -185,6 +212,79 @@ class RemoteBus(can.BusABC):
     def fd(self):
         """True when the session speaks protocol version 6 and carries CAN FD frames."""
         return self._fd
+
+    @property
+    def reconnects(self):
+        """Times the connection broke and the plugin opened a new session (``reconnect``)."""
+        return self._reconnects
+
+    @property
+    def gap_seconds(self):
+        """Seconds without a connection over all reconnects: what the bus carried then is missed."""
+        return self._gap_seconds
+
+    def _reconnect_after(self, error, generation):
+        """The connection of `generation` broke with `error`: with ``reconnect``, opens a new
+        session with the same settings and returns; otherwise, or if that fails in time, raises
+        the error."""
+        if self._reconnect <= 0 or not getattr(self, "_open", False) or self._handshaking:
+            raise can.CanOperationError(error)  # (a handshake's own failure: its caller retries)
+        with self._reconnect_lock:
+            if generation != self._generation:
+                return  # another thread already opened a new session
+            self._reconnect_locked(error)
+            self._generation += 1
+
+    def _reconnect_locked(self, error):
+        lost = time.monotonic()
+        deadline = lost + self._reconnect
+        version = protocol.PROTOCOL_VERSION_FD if self._fd else protocol.PROTOCOL_VERSION
+        old = self._sock
+        try:
+            self._poller.unregister(old.fileno())
+        except (OSError, ValueError):
+            pass
+        old.close()
+        last = error
+        while True:
+            try:
+                self._connect(self._bitrate, self._server_filters,
+                              max(0.5, min(self._connect_timeout, deadline - time.monotonic())),
+                              version)
+                break
+            except (can.CanInitializationError, _VersionRefused) as e:
+                last = str(e)
+            if time.monotonic() >= deadline:
+                raise can.CanOperationError(
+                    "%s; no new session within reconnect=%g s: %s" % (error, self._reconnect, last))
+            time.sleep(0.2)
+        self._poller.register(self._sock.fileno(), select.EPOLLIN)
+        for task in list(self._tasks):
+            task.start()
+        gap = time.monotonic() - lost
+        self._reconnects += 1
+        self._gap_seconds += gap
+        log.warning("canserver at %s:%d: connection lost (%s); a new session after %.1f s: what the "
+                    "bus carried meanwhile was not received (gap %d)",
+                    self._host, self._port, error, gap, self._reconnects)
+
+    def _check_connection(self):
+        """Before a send with ``reconnect``: a connection the server already closed is noticed
+        now, not after the frame went into it and was lost."""
+        while True:
+            generation = self._generation
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            if not readable:
+                return
+            try:
+                data = self._sock.recv(65536)
+            except OSError as e:
+                self._reconnect_after("connection closed unexpectedly: %s" % e, generation)
+                return
+            if not data:
+                self._reconnect_after("connection closed unexpectedly", generation)
+                return
+            self._decoder.feed(data)
 
     @property
     def transmit_failures(self):
@@ -233,15 +333,18 @@ class RemoteBus(can.BusABC):
             if event is not None:
                 return event
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            generation = self._generation
             readable, _, _ = select.select([self._sock], [], [], remaining)
             if not readable:
                 return None
             try:
                 data = self._sock.recv(65536)
             except OSError as e:
-                raise can.CanOperationError("connection closed unexpectedly: %s" % e) from e
+                self._reconnect_after("connection closed unexpectedly: %s" % e, generation)
+                continue
             if not data:
-                raise can.CanOperationError("connection closed unexpectedly")
+                self._reconnect_after("connection closed unexpectedly", generation)
+                continue
             self._decoder.feed(data)
 
     def _recv_internal(self, timeout):
@@ -297,19 +400,26 @@ class RemoteBus(can.BusABC):
                 log.warning("canserver: the bus refused a frame we sent")
                 continue
             if eid == protocol.REMOTE_EXCEPTION:
+                if value == "server shutting down" and self._reconnect > 0:
+                    self._reconnect_after(value, self._generation)  # a restart, most likely
+                    continue
                 raise can.CanOperationError(value)
             if eid == protocol.CONNECTION_CLOSED:
-                raise can.CanOperationError("connection closed unexpectedly")
+                self._reconnect_after("connection closed unexpectedly", self._generation)
 
     def send(self, msg, timeout=None):
         try:
             data = protocol.can_message(msg, self._fd)
         except ValueError as e:
             raise can.CanOperationError(str(e)) from e
+        if self._reconnect > 0:
+            self._check_connection()
+        generation = self._generation
         try:
             self._sock.sendall(data)
         except OSError as e:
-            raise can.CanOperationError("connection closed unexpectedly: %s" % e) from e
+            self._reconnect_after("connection closed unexpectedly: %s" % e, generation)
+            self._sock.sendall(data)
         if self._receive_own:
             own = msg.__copy__()
             own.is_rx = False
@@ -340,7 +450,8 @@ class RemoteBus(can.BusABC):
 
     def _apply_filters(self, filters):
         # The server filters; python-can's own check in recv() would only repeat its work.
-        if getattr(self, "_open", False):
+        if getattr(self, "_open", False):  # (BusABC.__init__ applies None: ours went earlier)
+            self._server_filters = filters
             self._sock.sendall(protocol.filter_config(filters))
         self._filters = None
 
@@ -380,8 +491,10 @@ class RemoteCyclicTask(can.broadcastmanager.LimitedDurationCyclicSendTaskABC,
         except ValueError as e:
             raise can.CanOperationError(str(e)) from e
         self._bus._sock.sendall(data)
+        self._bus._tasks.add(self)
 
     def stop(self):
+        self._bus._tasks.discard(self)
         self._bus._sock.sendall(protocol.periodic_stop(self.messages[0].arbitration_id))
 
     def modify_data(self, messages):

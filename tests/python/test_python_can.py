@@ -393,6 +393,63 @@ def free_port():
         return s.getsockname()[1]
 
 
+class ReconnectTest(unittest.TestCase):
+    """reconnect=: a restarted server (systemctl restart canserver) does not end a test run. The
+    buses open new sessions by themselves with their filters and periodic tasks, and count the
+    gap."""
+
+    def test_a_restart_is_bridged_with_filters_and_periodic_tasks(self):
+        port = free_port()
+        server = Server("--port", str(port))
+        buses = []
+        try:
+            a = can.Bus(server.channel, interface="remote", reconnect=10,
+                        can_filters=[{"can_id": 0x100, "can_mask": 0x700}])
+            b = can.Bus(server.channel, interface="remote", reconnect=10)
+            buses += [a, b]
+            time.sleep(0.1)
+            b.send_periodic(can.Message(arbitration_id=0x111, data=[1], is_extended_id=False),
+                            0.05)
+            self.assertEqual(a.recv(5).arbitration_id, 0x111)
+            self.assertEqual(server.stop(), 0)
+            server = Server("--port", str(port))
+            a.recv(0.5)  # meets "server shutting down" and opens a new session
+            self.assertEqual(a.reconnects, 1)
+            time.sleep(0.1)
+            b.send(can.Message(arbitration_id=0x222, data=[2], is_extended_id=False))
+            b.send(can.Message(arbitration_id=0x123, data=[3], is_extended_id=False))
+            self.assertEqual(b.reconnects, 1)
+            seen = set()
+            deadline = time.monotonic() + 10
+            while not {0x111, 0x123} <= seen and time.monotonic() < deadline:
+                m = a.recv(1)
+                if m is not None:
+                    seen.add(m.arbitration_id)
+            self.assertIn(0x123, seen)  # b's frame, sent during its reconnect
+            self.assertIn(0x111, seen)  # b's periodic task, restarted on the new server
+            self.assertNotIn(0x222, seen)  # a's filters came back with its session
+            self.assertGreater(a.gap_seconds, 0)
+        finally:
+            for bus in buses:
+                bus.shutdown()
+            server.stop()
+
+    def test_without_reconnect_a_restart_is_an_error(self):
+        port = free_port()
+        server = Server("--port", str(port))
+        bus = can.Bus(server.channel, interface="remote")
+        try:
+            server.stop()
+            server = Server("--port", str(port))
+            with self.assertRaises(can.CanOperationError) as ctx:
+                bus.recv(5)
+            self.assertIn("server shutting down", str(ctx.exception))
+            self.assertEqual(bus.reconnects, 0)
+        finally:
+            bus.shutdown()
+            server.stop()
+
+
 class RolesTest(unittest.TestCase):
     """--access: a monitor only receives. The real clients learn why in their own way and keep
     their session: the plugin raises CanOperationError with the reason; python-can's socketcand
