@@ -408,7 +408,13 @@ void RemoteServer::AcceptAll(int listener, size_t channel, const FrontEnd& front
       return;
     }
     (void)SetNoDelay(fd.get());
-    (void)SetKeepalive(fd.get(), options_.keepalive);
+    // Data that waits unacknowledged for --slow-client-timeout ends the connection too: a
+    // vanished client while frames flow (keepalive probes only idle connections). Not without
+    // that policy: a client kept while it does not read must not be cut by the kernel.
+    (void)SetKeepalive(fd.get(), options_.keepalive,
+                       options_.slow_client_timeout > absl::ZeroDuration()
+                           ? std::max(options_.keepalive, options_.slow_client_timeout)
+                           : absl::ZeroDuration());
     if (!options_.allow.Allows(fd.get())) {
       refused_not_allowed_.fetch_add(1, std::memory_order_relaxed);
       Refuse(fd.get(), front_end, "connection refused: address not allowed (--allow)");

@@ -117,20 +117,24 @@ absl::Status SetNoDelay(int fd) {
   return absl::OkStatus();
 }
 
-absl::Status SetKeepalive(int fd, absl::Duration dead_after) {
+absl::Status SetKeepalive(int fd, absl::Duration dead_after, absl::Duration unacked_limit) {
   if (dead_after <= absl::ZeroDuration()) return absl::OkStatus();
   const int64_t seconds = std::max<int64_t>(3, absl::ToInt64Seconds(dead_after));
   const int on = 1;
   const int idle = static_cast<int>(std::max<int64_t>(1, seconds / 2));
   const int interval = static_cast<int>(std::max<int64_t>(1, seconds / 6));
   const int probes = 3;
-  const unsigned user_timeout = static_cast<unsigned>(seconds * 1000);
   if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
       ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
       ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) != 0 ||
-      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes) != 0 ||
-      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) != 0) {
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes) != 0) {
     return ErrnoStatus("setsockopt(keepalive)");
+  }
+  if (unacked_limit > absl::ZeroDuration()) {
+    const unsigned ms = static_cast<unsigned>(absl::ToInt64Milliseconds(unacked_limit));
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
+      return ErrnoStatus("setsockopt(TCP_USER_TIMEOUT)");
+    }
   }
   return absl::OkStatus();
 }

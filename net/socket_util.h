@@ -45,10 +45,14 @@ absl::Status SetNonBlocking(int fd);
 void ResetOnClose(int fd);
 absl::Status SetNoDelay(int fd);
 // Finds a peer that vanished without a word (cable pulled, host powered off, a black-holed
-// route) within about `dead_after` instead of TCP's minutes: keepalive probes from dead_after/2
-// of silence, 3 of them dead_after/6 apart, and TCP_USER_TIMEOUT = dead_after for data that is
-// never acknowledged. Zero or less: the kernel's defaults (keepalive off).
-absl::Status SetKeepalive(int fd, absl::Duration dead_after);
+// route) within about `dead_after` instead of never: keepalive probes from dead_after/2 of
+// silence, 3 of them dead_after/6 apart. Keepalive only probes an idle connection; with
+// `unacked_limit` > 0, data (or a shut window) unacknowledged for that long also ends it
+// (TCP_USER_TIMEOUT; Linux applies it to a zero window too, so a peer that is alive but not
+// reading is cut as well: only for a server that disconnects such clients anyway).
+// `dead_after` zero or less: the kernel's defaults (keepalive off).
+absl::Status SetKeepalive(int fd, absl::Duration dead_after,
+                          absl::Duration unacked_limit = absl::ZeroDuration());
 // The keepalive our clients (RemoteBus, SocketcandBus) use: a server that vanished is noticed
 // within this.
 inline constexpr absl::Duration kClientKeepalive = absl::Seconds(10);

@@ -48,7 +48,10 @@ constexpr char kUsage[] =
     "                      CAN FD as 123##1DEADBEEF (digit after ##: 1 bit rate switch, 2 ESI)\n"
     "  log -f FILE         write the bus to FILE in candump -L format (canplayer, log2asc and\n"
     "                      python-can read it); a progress line on stderr, a summary at the end\n"
-    "           -n COUNT   stop after COUNT frames;  -T SECONDS  stop after SECONDS\n";
+    "           -n COUNT   stop after COUNT frames;  -T SECONDS  stop after SECONDS\n"
+    "  dump, log: --reconnect SECONDS  when the connection breaks (a blip, a restarted\n"
+    "                      server), say so on stderr and open a new session with the same\n"
+    "                      filters for up to SECONDS (default 60; 0: exit with the error)\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "canremote: %s\n", message.c_str());
@@ -63,6 +66,7 @@ struct Options {
   std::string pcap;    // --pcap FILE ("-": stdout): pcapng for Wireshark instead of text
   std::optional<uint64_t> count;
   std::optional<double> seconds;
+  double reconnect = 60;  // dump, log: seconds to keep trying after the connection broke
   std::string file;
   std::vector<std::string> args;
 };
@@ -72,7 +76,8 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   static const option kLong[] = {
       {"channel", required_argument, nullptr, 'c'}, {"interface", required_argument, nullptr, 'i'},
       {"bitrate", required_argument, nullptr, 'b'}, {"help", no_argument, nullptr, 'h'},
-      {"pcap", required_argument, nullptr, 'P'},    {nullptr, 0, nullptr, 0}};
+      {"pcap", required_argument, nullptr, 'P'},    {"reconnect", required_argument, nullptr, 'R'},
+      {nullptr, 0, nullptr, 0}};
   optind = 1;
   opterr = 0;
   int c;
@@ -135,6 +140,15 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
       case 'f':
         o.file = optarg;
         break;
+      case 'R': {
+        double s;
+        if (!absl::SimpleAtod(optarg, &s) || s < 0) {
+          *error = absl::StrFormat("--reconnect %s: not a number of seconds (0: off)", optarg);
+          return std::nullopt;
+        }
+        o.reconnect = s;
+        break;
+      }
       case 'h':
         *error = "";
         return std::nullopt;
@@ -155,6 +169,33 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   opts.bitrate = config->bitrate;
   opts.filters = std::move(filters);
   return RemoteBus::Connect(opts);
+}
+
+// The connection of a long-running reader broke with `why`: says so on stderr and opens a new
+// session with the same filters, once a second for up to --reconnect seconds. What the bus
+// carried meanwhile is missed, and the line says for how long. Returns `why` when it gives up
+// (or --reconnect 0).
+absl::Status Reconnect(const Options& o, const std::vector<CanFilter>& filters,
+                       std::unique_ptr<RemoteBus>* bus, const absl::Status& why) {
+  if (o.reconnect <= 0) return why;
+  const absl::Time lost = absl::Now();
+  std::fprintf(stderr, "canremote: %s; reconnecting (for up to %g s)\n",
+               std::string(why.message()).c_str(), o.reconnect);
+  (*bus)->Shutdown();
+  absl::Status last = why;
+  while (!g_stop && absl::Now() - lost < absl::Seconds(o.reconnect)) {
+    absl::StatusOr<std::unique_ptr<RemoteBus>> fresh = Open(o, filters);
+    if (fresh.ok()) {
+      *bus = *std::move(fresh);
+      std::fprintf(stderr, "canremote: a new session after %.1f s: frames on the bus meanwhile "
+                   "were not received\n", absl::ToDoubleSeconds(absl::Now() - lost));
+      return absl::OkStatus();
+    }
+    last = fresh.status();
+    absl::SleepFor(absl::Seconds(1));
+  }
+  return absl::UnavailableError(absl::StrFormat("%s; no new session within %g s: %s",
+                                                why.message(), o.reconnect, last.message()));
 }
 
 void InstallSignalHandlers() {
@@ -189,7 +230,12 @@ int Dump(const Options& o) {
   }
   while (!g_stop && (!o.count || seen < *o.count)) {
     auto got = (*bus)->Recv(absl::Milliseconds(200));
-    if (!got.ok()) return Fail(std::string(got.status().message()));
+    if (!got.ok()) {
+      if (absl::Status again = Reconnect(o, filters, &*bus, got.status()); !again.ok()) {
+        return Fail(std::string(again.message()));
+      }
+      continue;
+    }
     if (!got->has_value()) continue;
     const CanFrame& f = **got;
     ++seen;
@@ -253,8 +299,11 @@ int Log(const Options& o) {
   while (!g_stop && absl::Now() < end && (!o.count || written < *o.count)) {
     auto got = (*bus)->Recv(std::min(absl::Milliseconds(200), end - absl::Now()));
     if (!got.ok()) {
-      error = std::string(got.status().message());
-      break;
+      if (absl::Status again = Reconnect(o, {}, &*bus, got.status()); !again.ok()) {
+        error = std::string(again.message());
+        break;
+      }
+      continue;
     }
     if (got->has_value()) {
       out << FormatLogLine(**got, ifname) << '\n';

@@ -13,20 +13,20 @@ import can
 from . import protocol
 
 # A server that vanished without a word (cable pulled, host off) is noticed within about this
-# many seconds instead of TCP's minutes: keepalive probes and TCP_USER_TIMEOUT, as canserver's
-# own --keepalive does for its clients.
+# many seconds while the connection is idle: keepalive probes, as canserver's own --keepalive
+# does for its clients. No TCP_USER_TIMEOUT: canserver holds a sender back by not reading it
+# while the bus is busy, as long as that takes, and that must not end the connection.
 KEEPALIVE_SECONDS = 10
 
 
 def _set_keepalive(sock, seconds):
-    """Keepalive probes from seconds/2 of silence, 3 of them seconds/6 apart, and unacknowledged
-    data given up after `seconds` (Linux; elsewhere as much as the platform offers)."""
+    """Keepalive probes from seconds/2 of silence, 3 of them seconds/6 apart (Linux; elsewhere
+    as much as the platform offers)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in (
         ("TCP_KEEPIDLE", max(1, seconds // 2)),
         ("TCP_KEEPINTVL", max(1, seconds // 6)),
         ("TCP_KEEPCNT", 3),
-        ("TCP_USER_TIMEOUT", seconds * 1000),
     ):
         option = getattr(socket, name, None)
         if option is not None:

@@ -44,11 +44,12 @@ constexpr bool kRssMeaningful = !kSanitized;
 
 class TestServer {
  public:
-  // On a virtual bus named "test", or on `backend` when given.
+  // On a virtual bus named "test", or on `backend` when given. On a free port, unless `options`
+  // names another than the default (a restart on the same port).
   explicit TestServer(ServerOptions options = {}, bool error_frames = false,
                       std::shared_ptr<CanBackend> backend = nullptr) {
     options.host = "127.0.0.1";
-    options.port = 0;
+    if (options.port == ServerOptions{}.port) options.port = 0;
     if (backend == nullptr) {
       bus_ = *VirtualBus::Create("test", 1 << 20);
       backend = bus_;

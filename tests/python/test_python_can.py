@@ -107,15 +107,15 @@ class PythonCanTest(unittest.TestCase):
         self.assertIsNone(b.recv(0.2))
 
     def test_a_vanished_server_is_noticed_within_seconds(self):
-        # Keepalive probes and TCP_USER_TIMEOUT on the plugin's socket (as canserver --keepalive
-        # sets on the server's side): a black-holed server is found dead in about 10 s, not
-        # TCP's minutes.
+        # Keepalive probes on the plugin's socket (as canserver --keepalive sets on the server's
+        # side): a black-holed server is found dead in about 10 s, not never. No user timeout:
+        # canserver may hold a sender back for as long as the bus is busy.
         b = self.bus()
         sock = b._sock
         self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 5)
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT), 3)
-        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT), 10000)
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT), 0)
 
     def test_can_fd_round_trip_with_flags(self):
         a, b = self.bus(fd=True), self.bus(fd=True)

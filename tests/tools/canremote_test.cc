@@ -229,6 +229,39 @@ TEST(CanremoteTest, LogWritesAFileThatCanUtilsRead) {
   EXPECT_THAT(asc, HasSubstr("302"));
 }
 
+// #28: a dump running for hours rides out a server restart: it says so on stderr, opens a new
+// session with its filters, and goes on.
+TEST(CanremoteTest, DumpRidesOutAServerRestart) {
+  ServerOptions options;
+  {
+    TestServer probe;  // a free port to restart on
+    options.port = probe.server().port();
+  }
+  auto server = std::make_unique<TestServer>(options);
+  std::string out;
+  std::thread dump([&] {
+    out = Shell(absl::StrCat(Canremote(), " dump -L -n 2 --reconnect 20 -c ", server->address(),
+                             " 100:700"))
+              .first;
+  });
+  ASSERT_TRUE(TestServer::WaitUntil(
+      [&] { return server->server().channel().subscriber_count() == 1; }));
+  server->bus().Inject(CanFrame::Classic(0x101, {1}));
+  absl::SleepFor(absl::Milliseconds(200));
+  server.reset();  // "server shutting down"
+  server = std::make_unique<TestServer>(options);
+  ASSERT_TRUE(TestServer::WaitUntil(
+      [&] { return server->server().channel().subscriber_count() == 1; }, absl::Seconds(20)));
+  server->bus().Inject(CanFrame::Classic(0x200, {9}));  // its filter came back: not printed
+  server->bus().Inject(CanFrame::Classic(0x102, {2}));
+  dump.join();
+  EXPECT_THAT(out, HasSubstr("canremote: server shutting down; reconnecting (for up to 20 s)"));
+  EXPECT_THAT(out, HasSubstr("a new session after"));
+  EXPECT_THAT(out, HasSubstr("test 101#01"));
+  EXPECT_THAT(out, HasSubstr("test 102#02"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("200#09")));
+}
+
 TEST(CanremoteTest, ClearErrorsWithoutAServer) {
   auto [out, rc] = Shell(absl::StrCat(Canremote(), " dump -c 127.0.0.1:1"));
   EXPECT_EQ(rc, 1);
