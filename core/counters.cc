@@ -10,7 +10,8 @@ std::string SessionCounters::Summary() const {
   return absl::StrFormat(
       "to_client=%d from_client=%d bytes_out=%d bytes_in=%d drops_ring_full=%d "
       "drops_unsupported=%d tx_written=%d tx_failed=%d tx_timeout=%d tx_bus_error=%d "
-      "tx_no_fd=%d tx_wait_max_us=%d tx_paused=%d client_errors=%d periodic_skipped=%d refused_role=%d",
+      "tx_no_fd=%d tx_wait_max_us=%d tx_paused=%d client_errors=%d periodic_skipped=%d "
+      "refused_role=%d",
       frames_to_client.Get(), frames_from_client.Get(), bytes_to_client.Get(),
       bytes_from_client.Get(), drops_ring_full.Get(), drops_unsupported.Get(), tx_written.Get(),
       tx_failed.Get(), tx_timeout.Get(), tx_bus_error.Get(), tx_no_fd.Get(), tx_wait_max_us.Get(),

@@ -142,8 +142,8 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
       }
       if (auto* fd_start = std::get_if<v5::PeriodicFdMessageStart>(&event)) {
         if (!fd_enabled()) return NeedsVersion6(event);
-        return Refusable(
-            StartPeriodic(fd_start->period_ms, fd_start->duration_ms, fd_start->frame), reply);
+        return Refusable(StartPeriodic(fd_start->period_ms, fd_start->duration_ms, fd_start->frame),
+                         reply);
       }
       if (auto* stop = std::get_if<v5::PeriodicMessageStop>(&event)) {
         return actions_->StopPeriodic(stop->arbitration_id);

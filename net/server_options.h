@@ -39,7 +39,7 @@ struct ServerOptions {
   // buses that have bit timing, at start).
   int32_t forced_bitrate = 0;
   BitratePolicy bitrate_policy = BitratePolicy::kCheck;
-  AccessList allow;  // empty: anyone may connect
+  AccessList allow;    // empty: anyone may connect
   AccessRules access;  // roles per channel (net/access_rules.h); none: everyone configures
 
   // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +

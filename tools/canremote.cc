@@ -73,11 +73,13 @@ struct Options {
 
 std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   Options o;
-  static const option kLong[] = {
-      {"channel", required_argument, nullptr, 'c'}, {"interface", required_argument, nullptr, 'i'},
-      {"bitrate", required_argument, nullptr, 'b'}, {"help", no_argument, nullptr, 'h'},
-      {"pcap", required_argument, nullptr, 'P'},    {"reconnect", required_argument, nullptr, 'R'},
-      {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {{"channel", required_argument, nullptr, 'c'},
+                                 {"interface", required_argument, nullptr, 'i'},
+                                 {"bitrate", required_argument, nullptr, 'b'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {"pcap", required_argument, nullptr, 'P'},
+                                 {"reconnect", required_argument, nullptr, 'R'},
+                                 {nullptr, 0, nullptr, 0}};
   optind = 1;
   opterr = 0;
   int c;
@@ -187,15 +189,17 @@ absl::Status Reconnect(const Options& o, const std::vector<CanFilter>& filters,
     absl::StatusOr<std::unique_ptr<RemoteBus>> fresh = Open(o, filters);
     if (fresh.ok()) {
       *bus = *std::move(fresh);
-      std::fprintf(stderr, "canremote: a new session after %.1f s: frames on the bus meanwhile "
-                   "were not received\n", absl::ToDoubleSeconds(absl::Now() - lost));
+      std::fprintf(stderr,
+                   "canremote: a new session after %.1f s: frames on the bus meanwhile "
+                   "were not received\n",
+                   absl::ToDoubleSeconds(absl::Now() - lost));
       return absl::OkStatus();
     }
     last = fresh.status();
     absl::SleepFor(absl::Seconds(1));
   }
-  return absl::UnavailableError(absl::StrFormat("%s; no new session within %g s: %s",
-                                                why.message(), o.reconnect, last.message()));
+  return absl::UnavailableError(absl::StrFormat("%s; no new session within %g s: %s", why.message(),
+                                                o.reconnect, last.message()));
 }
 
 void InstallSignalHandlers() {

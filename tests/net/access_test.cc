@@ -1,14 +1,13 @@
 // Roles per channel (--access, net/access_rules.h): a monitor only receives, in v5/v6 and in
 // socketcand, and is told why in each protocol's own form; a transmit client may not change the
 // bit rate; no rules keep the behaviour from before roles.
-#include "net/access_rules.h"
-
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/virtual_bus.h"
+#include "net/access_rules.h"
 #include "net/socket_util.h"
 #include "net/socketcand_client.h"
 #include "net/test_server.h"
@@ -37,8 +36,9 @@ struct Loopback {
 
 TEST(AccessRulesTest, FirstMatchWinsPerChannelAndNoMatchOnlyReceives) {
   Loopback c;
-  const AccessRules rules = Rules({"bench=10.0.0.0/8 configure", "local=127.0.0.0/8 transmit on can0",
-                                   "lab=192.168.0.0/16 ::1 transmit"});
+  const AccessRules rules =
+      Rules({"bench=10.0.0.0/8 configure", "local=127.0.0.0/8 transmit on can0",
+             "lab=192.168.0.0/16 ::1 transmit"});
   Access a = rules.For(c.client.get(), "can0");
   EXPECT_EQ(a.role, Role::kTransmit);
   EXPECT_EQ(a.rule, "local");
@@ -165,8 +165,8 @@ TEST(AccessTest, ATransmitClientMayNotChangeTheBitRate) {
   auto fine = RemoteBus::Connect(opts);
   ASSERT_TRUE(fine.ok()) << fine.status();
   ASSERT_TRUE((*fine)->Send(CanFrame::Classic(0x1, {1})).ok());
-  ASSERT_TRUE(TestServer::WaitUntil(
-      [&] { return ts.server().channel().counters().bus_tx.Get() == 1; }));
+  ASSERT_TRUE(
+      TestServer::WaitUntil([&] { return ts.server().channel().counters().bus_tx.Get() == 1; }));
 }
 
 }  // namespace

@@ -354,7 +354,6 @@ TEST(ReliabilityTest, StalledSessionsHoldBoundedKernelMemoryAndLeaveNoOrphans) {
   EXPECT_EQ(SocketsOn(port).listening, 1);
 }
 
-
 // Brings the loopback interface of this network namespace up or down.
 bool SetLoopback(bool up) {
   UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -415,13 +414,12 @@ TEST(ReliabilityTest, AClientThatVanishesIsFoundDeadWithinTheKeepalive) {
   ASSERT_TRUE(SetLoopback(true));
 }
 
-
 // The other way round: our clients (RemoteBus, SocketcandBus, canremote; ConnectTcp) notice a
 // server that vanished within kClientKeepalive, 10 s.
 TEST(ReliabilityTest, OurClientsProbeForAVanishedServer) {
   TestServer ts;
-  absl::StatusOr<UniqueFd> fd = ConnectTcp(HostPort{"127.0.0.1", ts.server().port()},
-                                           absl::Seconds(5));
+  absl::StatusOr<UniqueFd> fd =
+      ConnectTcp(HostPort{"127.0.0.1", ts.server().port()}, absl::Seconds(5));
   ASSERT_TRUE(fd.ok()) << fd.status();
   auto get = [&](int level, int name) {
     int value = -1;

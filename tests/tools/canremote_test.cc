@@ -238,12 +238,12 @@ TEST(CanremoteTest, DumpRidesOutAServerRestart) {
     options.port = probe.server().port();
   }
   auto server = std::make_unique<TestServer>(options);
-  const std::string command = absl::StrCat(Canremote(), " dump -L -n 2 --reconnect 20 -c ",
-                                           server->address(), " 100:700");
+  const std::string command =
+      absl::StrCat(Canremote(), " dump -L -n 2 --reconnect 20 -c ", server->address(), " 100:700");
   std::string out;
   std::thread dump([&] { out = Shell(command).first; });
-  ASSERT_TRUE(TestServer::WaitUntil(
-      [&] { return server->server().channel().subscriber_count() == 1; }));
+  ASSERT_TRUE(
+      TestServer::WaitUntil([&] { return server->server().channel().subscriber_count() == 1; }));
   server->bus().Inject(CanFrame::Classic(0x101, {1}));
   absl::SleepFor(absl::Milliseconds(200));
   server.reset();  // "server shutting down"

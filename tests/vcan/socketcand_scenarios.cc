@@ -12,8 +12,8 @@
 namespace canserver {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FrameText;
+using ::testing::HasSubstr;
 using testing::RawCan;
 using testing::SocketcandClient;
 using testing::VcanTest;
