@@ -33,30 +33,17 @@ using testing::TestServer;
 class HostileTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options) {
-    for (const char* name : {"can0", "can1"}) {
-      auto bus = *VirtualBus::Create(name, 1 << 16);
-      buses_.push_back(bus);
-      channels_.push_back({bus, 0});
-    }
-    options.host = "127.0.0.1";
-    options.port = 0;
     options.socketcand_port = 0;
-    auto server = RemoteServer::Create(options, std::move(channels_));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
+    served_ =
+        std::make_unique<testing::ServedBuses>(std::vector<std::string>{"can0", "can1"}, options);
+    server_ = served_->server.get();
+    ASSERT_NE(server_, nullptr);
     UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     ::inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
     if (::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
       GTEST_SKIP() << "cannot bind 127.0.0.2 here";
-    }
-  }
-  void TearDown() override {
-    if (server_) {
-      server_->Shutdown();
-      thread_.join();
     }
   }
   std::unique_ptr<RemoteBus> V5(size_t channel) {
@@ -109,10 +96,8 @@ class HostileTest : public ::testing::Test {
     return open;
   }
 
-  std::vector<std::shared_ptr<VirtualBus>> buses_;
-  std::vector<ServedChannel> channels_;
-  std::unique_ptr<RemoteServer> server_;
-  std::thread thread_;
+  std::unique_ptr<testing::ServedBuses> served_;
+  RemoteServer* server_ = nullptr;  // served_'s
   std::string last_error_;
 };
 

@@ -9,6 +9,7 @@
 #include "io/virtual_bus.h"
 #include "net/remote_bus.h"
 #include "net/remote_server.h"
+#include "net/test_server.h"
 
 namespace canserver {
 namespace {
@@ -16,21 +17,11 @@ namespace {
 class MultiChannelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::vector<ServedChannel> channels;
-    for (const char* name : {"bus0", "bus1", "bus2"}) {
-      buses_.push_back(*VirtualBus::Create(name));
-      channels.push_back({buses_.back(), 0});
-    }
-    ServerOptions options;
-    options.host = "127.0.0.1";
-    auto server = RemoteServer::Create(options, std::move(channels));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
-  }
-  void TearDown() override {
-    server_->Shutdown();
-    thread_.join();
+    served_ = std::make_unique<testing::ServedBuses>(
+        std::vector<std::string>{"bus0", "bus1", "bus2"}, ServerOptions{});
+    server_ = served_->server.get();
+    buses_ = served_->buses;
+    ASSERT_NE(server_, nullptr);
   }
 
   std::unique_ptr<RemoteBus> Connect(size_t channel) {
@@ -47,9 +38,9 @@ class MultiChannelTest : public ::testing::Test {
     return bus.ok() ? *std::move(bus) : nullptr;
   }
 
+  std::unique_ptr<testing::ServedBuses> served_;
+  RemoteServer* server_ = nullptr;  // served_'s
   std::vector<std::shared_ptr<VirtualBus>> buses_;
-  std::unique_ptr<RemoteServer> server_;
-  std::thread thread_;
   size_t subscribed_[3] = {0, 0, 0};
 };
 

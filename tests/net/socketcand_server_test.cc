@@ -22,6 +22,7 @@
 #include "net/socket_util.h"
 #include "net/socketcand_bus.h"
 #include "net/socketcand_client.h"
+#include "net/test_server.h"
 
 namespace canserver {
 namespace {
@@ -33,24 +34,14 @@ using Client = testing::SocketcandClient;
 class SocketcandServerTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options = {}) {
-    std::vector<ServedChannel> channels;
-    for (const char* name : {"can0", "can1"}) {
-      buses_.push_back(*VirtualBus::Create(name));
-      channels.push_back({buses_.back(), 0});
-    }
-    options.host = "127.0.0.1";
-    options.port = 0;
     options.socketcand_port = 0;
-    auto server = RemoteServer::Create(options, std::move(channels));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    thread_ = std::thread([this] { EXPECT_TRUE(server_->ServeForever().ok()); });
+    served_ =
+        std::make_unique<testing::ServedBuses>(std::vector<std::string>{"can0", "can1"}, options);
+    server_ = served_->server.get();
+    buses_ = served_->buses;
+    ASSERT_NE(server_, nullptr);
   }
   void SetUp() override { Start(); }
-  void TearDown() override {
-    server_->Shutdown();
-    thread_.join();
-  }
   // A client that said hi and opened `channel`.
   std::unique_ptr<Client> Open(const std::string& channel, int rcvbuf = 0) {
     auto c = std::make_unique<Client>(server_->socketcand_port(), rcvbuf);
@@ -74,9 +65,9 @@ class SocketcandServerTest : public ::testing::Test {
     }
   }
 
+  std::unique_ptr<testing::ServedBuses> served_;
+  RemoteServer* server_ = nullptr;  // served_'s
   std::vector<std::shared_ptr<VirtualBus>> buses_;
-  std::unique_ptr<RemoteServer> server_;
-  std::thread thread_;
 };
 
 TEST_F(SocketcandServerTest, OpenTakesAnyServedChannelByNameElseErrorAndClose) {

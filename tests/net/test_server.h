@@ -42,6 +42,38 @@ constexpr bool kSanitized = false;
 // leaks in its own build.
 constexpr bool kRssMeaningful = !kSanitized;
 
+// canserver in-process on virtual buses called `names` (channel i on its own free port; the
+// socketcand listener too when options ask for one), for tests that span channels. Stopped and
+// joined when this goes away; `server` is null if it did not start (the failure is reported).
+class ServedBuses {
+ public:
+  ServedBuses(const std::vector<std::string>& names, ServerOptions options) {
+    std::vector<ServedChannel> channels;
+    for (const std::string& name : names) {
+      buses.push_back(*VirtualBus::Create(name));
+      channels.push_back({buses.back(), 0});
+    }
+    options.host = "127.0.0.1";
+    options.port = 0;
+    auto created = RemoteServer::Create(options, std::move(channels));
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (!created.ok()) return;
+    server = *std::move(created);
+    thread_ = std::thread([this] { EXPECT_TRUE(server->ServeForever().ok()); });
+  }
+  ~ServedBuses() {
+    if (!thread_.joinable()) return;
+    server->Shutdown();
+    thread_.join();
+  }
+
+  std::vector<std::shared_ptr<VirtualBus>> buses;
+  std::unique_ptr<RemoteServer> server;
+
+ private:
+  std::thread thread_;
+};
+
 class TestServer {
  public:
   // On a virtual bus named "test", or on `backend` when given. On a free port, unless `options`
