@@ -345,7 +345,10 @@ TEST(ReliabilityTest, StalledSessionsHoldBoundedKernelMemoryAndLeaveNoOrphans) {
               kClients, static_cast<long long>(peak / 1024),
               static_cast<long long>(peak / 1024 / kClients));
   EXPECT_GT(peak, 0) << "the queues never filled: the test proves nothing";
-  EXPECT_LE(peak, int64_t{kClients} * (128 << 10)) << "more than 128 KiB per stalled session";
+  // The kernel doubles --client-sndbuf (128 KiB) and lets one write overshoot it by a segment
+  // (up to 64 KiB with GSO): 95 KiB each when run alone, 161 KiB once beside another test in
+  // .ci/run. With autotuning it was 2.9 MB each; the bound sits well below that.
+  EXPECT_LE(peak, int64_t{kClients} * (192 << 10)) << "more than 192 KiB per stalled session";
   // Closed for not reading, and reset, so nothing lingers holding a send buffer.
   ASSERT_EQ(ts.server().session_count(), 0u);
   ASSERT_TRUE(TestServer::WaitUntil([&] { return SocketsOn(port).holding == 0; }))
