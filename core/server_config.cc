@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
@@ -14,6 +15,7 @@ namespace canserver {
 namespace {
 
 constexpr absl::string_view kSettingsSection = "canserver";
+constexpr absl::string_view kAccessSection = "access";
 
 struct Parser {
   ServerConfigFile out;
@@ -33,7 +35,7 @@ struct Parser {
       error = "a key before the first [section] (settings go under [canserver])";
       return false;
     }
-    if (section != kSettingsSection && Channel(section) == nullptr) {
+    if (section != kSettingsSection && section != kAccessSection && Channel(section) == nullptr) {
       absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(section);
       if (!spec.ok() || spec->port >= 0 || !spec->backend.empty()) {
         error =
@@ -56,6 +58,11 @@ struct Parser {
     }
     if (section == kSettingsSection) {
       out.settings.emplace_back(key, value);
+      return true;
+    }
+    if (section == kAccessSection) {
+      // One rule per line, the key its name: "lab = 10.1.0.0/16 transmit on can0".
+      out.access_rules.push_back(absl::StrCat(name_in, "=", value));
       return true;
     }
     ChannelSpec& channel = *Channel(section);
@@ -140,6 +147,10 @@ absl::StatusOr<ServerConfigFile> ParseServerConfig(absl::string_view text,
       if (k == key) at = l;
     }
     parser.out.setting_lines.push_back(at);
+  }
+  if (!parser.out.access_rules.empty() && parser.seen.count("canserver/access") > 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: roles are given both as 'access =' in [canserver] and in [access]; keep one", origin));
   }
   if (parser.out.channels.empty()) {
     return absl::InvalidArgumentError(

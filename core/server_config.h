@@ -28,6 +28,8 @@ struct ServerConfigFile {
   // [canserver] key = value, keys with underscores, in file order.
   std::vector<std::pair<std::string, std::string>> settings;
   std::vector<ChannelSpec> channels;  // in file order; port -1 where none is given
+  // [access]: "NAME=WHO ROLE [on CHANNEL...]" per line, in file order (net/access_rules.h).
+  std::vector<std::string> access_rules;
   // The line of each setting, parallel to `settings`, so a value the flags refuse can be shown
   // where it is ("canserver.conf:4: threads = x: …").
   std::vector<int> setting_lines;

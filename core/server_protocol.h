@@ -152,6 +152,9 @@ struct FrontEnd {
   // Appends `reason` as the protocol's error; appends nothing where the stream carries no text
   // (pcapng).
   void (*refusal)(absl::string_view reason, std::string* out);
+  // Whether its port may carry TLS (v5/v6: detected by the first byte, net/tls.h); socketcand's
+  // clients and Wireshark's dumpcap have none.
+  bool tls = false;
 };
 
 }  // namespace canserver

@@ -167,6 +167,7 @@ const FrontEnd kV5FrontEnd = {
     [](absl::string_view reason, std::string* out) {
       (void)v5::Encode(v5::RemoteException{std::string(reason)}, out);
     },
+    /*tls=*/true,
 };
 
 }  // namespace canserver

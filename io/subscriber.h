@@ -35,6 +35,7 @@ struct SubscriberInfo {
   std::string protocol;         // "v5", "v6" (CAN FD) or "socketcand"
   int64_t connected_at_ns = 0;  // CLOCK_REALTIME
   std::string access;           // "role transmit, matched rule 'lab'" (--access)
+  std::string transport;        // "plain TCP" or "TLSv1.3 …, client certificate 'flasher-1'"
 };
 
 struct Subscriber {

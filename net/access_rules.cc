@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -48,8 +49,9 @@ absl::StatusOr<AccessRules> AccessRules::Parse(const std::vector<std::string>& e
   for (const std::string& entry : entries) {
     const std::string where = absl::StrFormat("--access rule '%s'", entry);
     const std::string usage =
-        "a rule is '[NAME=]ADDRESSES ROLE [on CHANNEL...]', ADDRESSES '*' or addresses and CIDR "
-        "blocks, ROLE monitor, transmit or configure";
+        "a rule is '[NAME=]WHO ROLE [on CHANNEL...]', WHO '*' or addresses, CIDR blocks and "
+        "cert:NAME (a TLS client certificate's CN or subjectAltName), ROLE monitor, transmit or "
+        "configure";
     Rule rule;
     rule.text = std::string(absl::StripAsciiWhitespace(entry));
     std::vector<std::string> words = absl::StrSplit(rule.text, ' ', absl::SkipWhitespace());
@@ -69,11 +71,23 @@ absl::StatusOr<AccessRules> AccessRules::Parse(const std::vector<std::string>& e
       return absl::InvalidArgumentError(absl::StrCat(where, ": no role; ", usage));
     }
     (void)ParseRole(*role_at, &rule.role);
-    std::vector<std::string> addresses(words.begin(), role_at);
-    if (addresses.empty()) {
+    std::vector<std::string> addresses;
+    for (auto w = words.begin(); w != role_at; ++w) {
+      if (absl::StartsWith(*w, "cert:")) {
+        if (w->size() == 5) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ": 'cert:' needs a name; ", usage));
+        }
+        rule.certs.push_back(w->substr(5));
+      } else if (*w == "*") {
+        rule.anyone = true;
+      } else {
+        addresses.push_back(*w);
+      }
+    }
+    if (addresses.empty() && rule.certs.empty() && !rule.anyone) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": no addresses; ", usage));
     }
-    if (!(addresses.size() == 1 && addresses[0] == "*")) {
+    if (!addresses.empty()) {
       absl::StatusOr<AccessList> list = AccessList::Parse(addresses);
       if (!list.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", list.status().message()));
@@ -93,14 +107,21 @@ absl::StatusOr<AccessRules> AccessRules::Parse(const std::vector<std::string>& e
   return rules;
 }
 
-Access AccessRules::For(int connected_fd, absl::string_view channel) const {
+Access AccessRules::For(int connected_fd, absl::string_view channel,
+                        const std::vector<std::string>& cert_names) const {
   if (rules_.empty()) return {Role::kConfigure, ""};
   for (const Rule& r : rules_) {
     if (!r.channels.empty() &&
         std::find(r.channels.begin(), r.channels.end(), channel) == r.channels.end()) {
       continue;
     }
-    if (r.addresses.empty() || r.addresses.Allows(connected_fd)) return {r.role, r.name};
+    const bool by_cert = std::any_of(r.certs.begin(), r.certs.end(), [&](const std::string& c) {
+      return (c == "*" && !cert_names.empty()) ||
+             std::find(cert_names.begin(), cert_names.end(), c) != cert_names.end();
+    });
+    if (r.anyone || by_cert || (!r.addresses.empty() && r.addresses.Allows(connected_fd))) {
+      return {r.role, r.name};
+    }
   }
   return {Role::kMonitor, "(none matched: monitor)"};
 }

@@ -18,7 +18,8 @@ namespace {
 constexpr size_t kPopBatch = 256;
 static_assert(DirectSink::kMaxFrames <= kPopBatch);
 
-// Sends what the socket takes now, without blocking. Plain TCP today; TLS would go here.
+// Sends what the socket takes now, without blocking: plain TCP, or kernel TLS (which encrypts
+// plain send()s).
 ssize_t SendSome(int fd, const void* data, size_t len) noexcept {
   ssize_t n;
   do {
@@ -214,13 +215,18 @@ size_t ClientOutput::EncodeFrom(FrameRing& ring, ServerProtocol& protocol, size_
   return encoded_bytes;
 }
 
+ssize_t ClientOutput::Send(const char* data, size_t len) {
+  if (tls_ != nullptr && !tls_->kernel_send()) return tls_->Write(data, len);
+  return SendSome(fd_, data, len);
+}
+
 int ClientOutput::Flush(size_t budget) {
   Hold();
   size_t written = 0;
   int error = 0;
   while (head_ < out_.size() && written < budget) {
     const size_t len = std::min(out_.size() - head_, budget - written);
-    const ssize_t n = SendSome(fd_, out_.data() + head_, len);
+    const ssize_t n = Send(out_.data() + head_, len);
     if (n < 0) {
       if (errno != EAGAIN) error = errno;
       break;
@@ -253,6 +259,7 @@ void ClientOutput::Discard() {
 
 bool ClientOutput::Lend(StatelessEncodeFn encode, size_t max_frame_bytes) {
   if (lent_ || loan_ == nullptr || encode == nullptr || out_.size() != head_) return false;
+  if (tls_ != nullptr && !tls_->kernel_send()) return false;  // SSL_write: the io thread's alone
   loan_->Lend(encode, max_frame_bytes);
   lent_ = true;
   return true;
@@ -261,7 +268,7 @@ bool ClientOutput::Lend(StatelessEncodeFn encode, size_t max_frame_bytes) {
 bool ClientOutput::FinishForClose(bool not_reading) {
   Hold();
   if (head_ < out_.size()) {
-    const ssize_t n = SendSome(fd_, out_.data() + head_, out_.size() - head_);
+    const ssize_t n = Send(out_.data() + head_, out_.size() - head_);
     if (n > 0) {
       head_ += static_cast<size_t>(n);
       counters_->bytes_to_client.Add(static_cast<uint64_t>(n));

@@ -39,6 +39,7 @@
 #include "io/clock.h"
 #include "io/direct_sink.h"
 #include "io/wakeup.h"
+#include "net/tls.h"
 
 namespace canserver {
 
@@ -75,6 +76,10 @@ class ClientOutput {
   ~ClientOutput();
   ClientOutput(const ClientOutput&) = delete;
   ClientOutput& operator=(const ClientOutput&) = delete;
+
+  // The connection is TLS from now on (after its handshake, before anything is appended): writes
+  // go through `tls`, which outlives this object; without kernel TLS the socket is never lent.
+  void UseTls(TlsStream* tls) { tls_ = tls; }
 
   // The bus is open: counts go to `counters` from now on, frames' delivery latency to `latency`.
   // Once.
@@ -117,8 +122,11 @@ class ClientOutput {
   // Takes the socket back from the CAN thread, with what it could not write.
   void Hold();
   void Compact();
+  // Sends what the socket takes now, without blocking: like send().
+  ssize_t Send(const char* data, size_t len);
 
   const int fd_;
+  TlsStream* tls_ = nullptr;  // userspace TLS unless tls_->kernel_send()
   const size_t cap_bytes_;
   SessionCounters* counters_;
   DeliveryLatency* latency_ = nullptr;

@@ -211,7 +211,8 @@ ServerStatus RemoteServer::Status() {
                     {"handshakes", admission_->refused(R::kHandshakes)},
                     {"channel", admission_->refused(R::kChannel)},
                     {"not_allowed", refused_not_allowed_.load(std::memory_order_relaxed)},
-                    {"no_fds", refused_no_fds_.load(std::memory_order_relaxed)}};
+                    {"no_fds", refused_no_fds_.load(std::memory_order_relaxed)},
+                    {"tls", options_.tls != nullptr ? options_.tls->failed() : 0}};
   status.log_lines_suppressed = log_lines_suppressed();
   ReadTcpSockstat(&status.tcp_memory_bytes, &status.tcp_orphans);
   for (Served& c : channels_) {
@@ -305,6 +306,9 @@ absl::Status RemoteServer::ServeForever() {
          options_.max_clients, options_.max_clients_per_address, options_.max_clients_per_channel,
          options_.max_handshakes);
   CS_LOG(kInfo, "roles: %s", options_.access.ToString());
+  CS_LOG(kInfo, "%s",
+         options_.tls != nullptr ? options_.tls->Describe()
+                                 : std::string("plain text only (no --tls)"));
   absl::Status result;
   while (!stop_requested_.load(std::memory_order_acquire)) {
     absl::StatusOr<int> polled = loop->Poll(-1);

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "net/access_list.h"
 #include "net/access_rules.h"
 #include "net/socket_util.h"
+#include "net/tls.h"
 
 namespace canserver {
 
@@ -41,6 +43,8 @@ struct ServerOptions {
   BitratePolicy bitrate_policy = BitratePolicy::kCheck;
   AccessList allow;    // empty: anyone may connect
   AccessRules access;  // roles per channel (net/access_rules.h); none: everyone configures
+  // TLS on the v5/v6 ports, detected per connection (net/tls.h); null: plain text only.
+  std::shared_ptr<TlsServer> tls;
 
   // Limits. Memory per session is about (ring_frames + client_tx_frames) * 80 B +
   // output_buffer_bytes.

@@ -106,8 +106,9 @@ std::string RenderMetrics(const ServerStatus& status) {
   e.Sample("canserver_connections", "stage=\"handshake\"", static_cast<double>(status.handshakes));
   e.Sample("canserver_connections", "stage=\"open\"",
            static_cast<double>(status.connections - status.handshakes));
-  e.Family("canserver_connections_refused_total", "counter",
-           "Connections refused at accept, by the limit that refused them");
+  e.Family(
+      "canserver_connections_refused_total", "counter",
+      "Connections refused at accept by the limit named, or at the TLS handshake (reason tls)");
   for (const auto& [reason, n] : status.refused) {
     e.Sample("canserver_connections_refused_total", absl::StrCat("reason=\"", reason, "\""),
              static_cast<double>(n));
@@ -281,6 +282,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"peer", s->info.peer},
           {"protocol", s->info.protocol},
           {"access", s->info.access},
+          {"transport", s->info.transport},
           {"refused_role", sc.refused_role.Get()},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
           {"filters", s->filters_text()},

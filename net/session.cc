@@ -44,7 +44,9 @@ Session::Session(uint64_t id, UniqueFd fd, std::string peer, const ServerOptions
       protocol_(front_end.open(this)),
       ticket_(std::move(ticket)),
       output_(fd_.get(), options.output_buffer_bytes, &local_counters_, io_wakeup_),
-      connected_at_(absl::Now()) {}
+      connected_at_(absl::Now()) {
+  if (front_end.tls && options_.tls != nullptr) transport_ = Transport::kDetecting;
+}
 
 void Session::Start() {
   std::string greeting;
@@ -54,6 +56,61 @@ void Session::Start() {
     Flush(options_.write_budget_bytes);
   }
   if (!closed_ && protocol_->opens_at_connect()) (void)Decode({});  // a refused open ends it
+}
+
+ssize_t Session::Receive(void* buf, size_t len) {
+  if (tls_ != nullptr) return tls_->Read(buf, len);
+  return ::recv(fd_.get(), buf, len, MSG_DONTWAIT);
+}
+
+bool Session::AdvanceTls() {
+  TlsServer& server = *options_.tls;
+  if (transport_ == Transport::kDetecting) {
+    uint8_t first = 0;
+    const ssize_t n = ::recv(fd_.get(), &first, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+    if (n <= 0) return true;  // the end or an error: the usual read meets it
+    if (first == kTlsHandshakeRecord) {
+      tls_ = server.NewStream(fd_.get());
+      if (tls_ == nullptr) {
+        Close("TLS: out of memory", "");
+        return false;
+      }
+      transport_ = Transport::kHandshaking;
+    } else if (server.plain_allowed()) {
+      transport_ = Transport::kPlain;
+      return true;
+    } else {
+      server.CountFailure();
+      Close("plain text on a TLS-only port (--tls required)",
+            "this canserver accepts TLS connections only (--tls required): connect with TLS, "
+            "e.g. can.Bus(channel, interface='remote', tls_ca='ca.pem') or canremote --tls-ca "
+            "ca.pem, with the CA file from the rig's owner");
+      return false;
+    }
+  }
+  std::string error;
+  const TlsStream::Step step = tls_->Handshake(&error);
+  switch (step) {
+    case TlsStream::Step::kDone:
+      transport_ = Transport::kOn;
+      handshake_wants_write_ = false;
+      output_.UseTls(tls_.get());
+      CS_LOG_LIMITED(kInfo, "session %d (%s): %s", id_, peer_, tls_->Describe());
+      UpdateInterest();
+      return true;
+    case TlsStream::Step::kWantRead:
+    case TlsStream::Step::kWantWrite:
+      handshake_wants_write_ = step == TlsStream::Step::kWantWrite;
+      UpdateInterest();
+      return false;
+    case TlsStream::Step::kFailed:
+      break;
+  }
+  server.CountFailure();
+  // OpenSSL has sent the client an alert naming the problem; nothing more can be said.
+  Close(error, "");
+  return false;
 }
 
 Session::~Session() {
@@ -93,6 +150,10 @@ bool Session::Decode(absl::Span<const uint8_t> bytes) {
 
 void Session::OnReadable() {
   if (closed_ || input_ != Input::kReading) return;
+  if ((transport_ == Transport::kDetecting || transport_ == Transport::kHandshaking) &&
+      !AdvanceTls()) {
+    return;
+  }
   uint8_t buf[kReadChunk];
   // A peer that is gone (no longer in the loop) is read to its end or to a full queue at once:
   // nothing else would come back for the rest.
@@ -104,7 +165,7 @@ void Session::OnReadable() {
       UpdateInterest();
       return;
     }
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    const ssize_t n = Receive(buf, sizeof buf);
     // A reset after the data the client sent: that data was read first, so it is an end too.
     if (n == 0 || (n < 0 && errno == ECONNRESET)) {
       if (tx_waiting_) {
@@ -129,7 +190,8 @@ void Session::OnReadable() {
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));
     // A full read may have left more behind: the socket is read empty before reading pauses.
-    draining_ = static_cast<size_t>(n) == sizeof buf;
+    // TLS returns a record (16 KiB at most) per read: more may follow until EAGAIN.
+    draining_ = tls_ != nullptr || static_cast<size_t>(n) == sizeof buf;
     if (!Decode(absl::MakeConstSpan(buf, static_cast<size_t>(n)))) return;
     if (!draining_ && !peer_gone_) break;
   }
@@ -180,6 +242,10 @@ void Session::OnHangup() {
 
 void Session::OnWritable() {
   if (closed_) return;
+  if (transport_ == Transport::kHandshaking) {
+    if (AdvanceTls()) OnReadable();
+    return;
+  }
   Flush(options_.write_budget_bytes);
 }
 
@@ -253,8 +319,9 @@ void Session::Flush(size_t budget) {
 
 void Session::UpdateInterest() {
   if (peer_gone_) return;
-  const uint32_t events = (input_ == Input::kReading ? uint32_t{EPOLLIN} : 0u) |
-                          (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
+  uint32_t events = (input_ == Input::kReading ? uint32_t{EPOLLIN} : 0u) |
+                    (output_.want_write() ? uint32_t{EPOLLOUT} : 0u);
+  if (transport_ == Transport::kHandshaking && handshake_wants_write_) events = EPOLLOUT;
   if (events == interest_) return;
   interest_ = events;
   (void)loop_->Modify(fd_.get(), events);
@@ -308,6 +375,7 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   if (reset) {
     ResetOnClose(fd_.get());
   } else {
+    if (tls_ != nullptr && !peer_gone_) tls_->Shutdown();  // close_notify
     ::shutdown(fd_.get(), SHUT_RDWR);
   }
   fd_.Reset();
@@ -331,7 +399,8 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
       return room;
     }
   }
-  access_ = options_.access.For(fd_.get(), channel_->backend().name());
+  access_ = options_.access.For(fd_.get(), channel_->backend().name(),
+                                tls_ != nullptr ? tls_->peer_names() : std::vector<std::string>{});
   absl::StatusOr<BusOpening> opening =
       SettleBitrate(*channel_, options_, bitrate, absl::StrFormat("session %d (%s)", id_, peer_),
                     access_.role == Role::kConfigure ? "" : access_.Describe());
@@ -346,7 +415,7 @@ absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t 
   subscriber_ = std::make_shared<Subscriber>(id_, options_.ring_frames, io_wakeup_,
                                              options_.client_tx_frames);
   subscriber_->info = {peer_, protocol_->name(), absl::ToUnixNanos(connected_at_),
-                       access_.Describe()};
+                       access_.Describe(), tls_ != nullptr ? tls_->Describe() : "plain TCP"};
   subscriber_->set_filters_text(FormatFilters(filters));
   // Carry over what was counted during the handshake.
   subscriber_->counters.bytes_from_client.Add(local_counters_.bytes_from_client.Get());

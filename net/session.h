@@ -31,6 +31,7 @@
 #include "net/client_output.h"
 #include "net/isotp_link.h"
 #include "net/server_options.h"
+#include "net/tls.h"
 
 namespace canserver {
 
@@ -121,6 +122,11 @@ class Session final : public SessionActions {
   void EndAtEof();
   // Hands client bytes (or, with none, those kept back) to the protocol; false if it closed.
   bool Decode(absl::Span<const uint8_t> bytes);
+  // Reads like recv(), through TLS once it is on.
+  ssize_t Receive(void* buf, size_t len);
+  // A port that may carry TLS, before the protocol has any bytes: tells TLS from plain text by
+  // the first byte, then drives the handshake. Returns true once bytes may go to the protocol.
+  bool AdvanceTls();
 
   const uint64_t id_;
   UniqueFd fd_;
@@ -138,6 +144,13 @@ class Session final : public SessionActions {
   ClientOutput output_;
 
   std::unique_ptr<IsoTpLink> isotp_;  // socketcand's ISO-TP mode, while open
+
+  // TLS (net/tls.h) on a v5/v6 port with --tls: kDetecting until the first byte, kHandshaking,
+  // then kOn (tls_ reads and, without kernel TLS, writes) or kPlain.
+  enum class Transport : uint8_t { kPlain, kDetecting, kHandshaking, kOn };
+  Transport transport_ = Transport::kPlain;
+  std::unique_ptr<TlsStream> tls_;
+  bool handshake_wants_write_ = false;
 
   // Backpressure: while the client's tx queue is full, the socket is not read, so TCP's flow
   // control slows the client to the bus rate instead of anything being refused. What was read

@@ -155,11 +155,26 @@ ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
           "with -v, log every client's counters at this interval");
 ABSL_FLAG(std::vector<std::string>, access, {},
-          "who may do what, comma-separated rules, first match wins: '[NAME=]ADDRESSES ROLE "
-          "[on CHANNEL...]' with ADDRESSES '*' or addresses and CIDR blocks, ROLE monitor "
-          "(receive only), transmit (+ send, periodic jobs, ISO-TP) or configure (+ bit rate), "
-          "e.g. 'bench=127.0.0.0/8 configure,lab=10.1.0.0/16 transmit on can0'; a client no "
-          "rule matches only receives. Default: no rules, every client may configure");
+          "who may do what, comma-separated rules, first match wins: '[NAME=]WHO ROLE "
+          "[on CHANNEL...]' with WHO '*' or addresses, CIDR blocks and cert:NAME (a TLS client "
+          "certificate's CN or subjectAltName), ROLE monitor (receive only), transmit (+ send, "
+          "periodic jobs, ISO-TP, leases) or configure (+ bit rate), e.g. 'bench=127.0.0.0/8 "
+          "configure,lab=10.1.0.0/16 transmit on can0'; a client no rule matches only "
+          "receives; the config file's [access] section takes one rule per line. Default: no "
+          "rules, every client may configure");
+ABSL_FLAG(std::string, tls, "off",
+          "TLS on the channels' ports, told from plain text by the client's first byte: off, "
+          "optional (TLS and plain-text clients) or required (plain-text clients are refused "
+          "with a message naming the fix); needs --tls-cert and --tls-key. SIGHUP re-reads the "
+          "certificate files");
+ABSL_FLAG(std::string, tls_cert, "", "PEM file: the server's certificate (and chain) for --tls");
+ABSL_FLAG(std::string, tls_key, "", "PEM file: the private key of --tls-cert");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file: the CA(s) that sign client certificates; with it, clients are asked for a "
+          "certificate, whose CN/subjectAltName --access rules can name as cert:NAME");
+ABSL_FLAG(std::string, tls_client_cert, "optional",
+          "with --tls-ca: none, optional (a client without one gets the role its address "
+          "maps to) or required (the handshake fails without a valid one)");
 ABSL_FLAG(std::vector<std::string>, allow, {},
           "comma-separated addresses or CIDR blocks allowed to connect, e.g. "
           "10.1.0.0/16,192.168.1.5,::1 (default: everyone); others are refused and logged");
@@ -235,6 +250,9 @@ absl::StatusOr<std::vector<canserver::ChannelSpec>> LoadConfig(const std::string
           absl::StrFormat("%s: %s = %s: %s", where, key, value, error));
     }
   }
+  if (!config->access_rules.empty()) {
+    absl::SetFlag(&FLAGS_access, config->access_rules);
+  }
   return config->channels;
 }
 
@@ -262,6 +280,7 @@ int main(int argc, char** argv) {
            "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
          {"Network and access", {"host", "port", "allow", "access", "http", "capture_port"}},
+         {"TLS (v5/v6 clients)", {"tls", "tls_cert", "tls_key", "tls_ca", "tls_client_cert"}},
          {"Threads", {"threads", "cpu_affinity", "direct_write"}},
          {"socketcand clients (python-can 'socketcand', SavvyCAN, Kayak)",
           {"socketcand_port", "beacon", "beacon_to"}},
@@ -403,6 +422,28 @@ int main(int argc, char** argv) {
   absl::StatusOr<AccessRules> access = AccessRules::Parse(absl::GetFlag(FLAGS_access));
   if (!access.ok()) return fail(access.status().message());
   options.access = *std::move(access);
+  if (const std::string tls = absl::GetFlag(FLAGS_tls); tls != "off") {
+    if (tls != "optional" && tls != "required") {
+      return fail(absl::StrFormat("--tls '%s' is not off, optional or required", tls));
+    }
+    TlsServerFiles files{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                         absl::GetFlag(FLAGS_tls_ca)};
+    files.plain_allowed = tls == "optional";
+    const std::string client_cert = absl::GetFlag(FLAGS_tls_client_cert);
+    if (client_cert == "none") {
+      files.client_certs = ClientCerts::kNone;
+    } else if (client_cert == "required") {
+      files.client_certs = ClientCerts::kRequired;
+    } else if (client_cert != "optional") {
+      return fail(
+          absl::StrFormat("--tls-client-cert '%s' is not none, optional or required", client_cert));
+    }
+    absl::StatusOr<std::shared_ptr<TlsServer>> server = TlsServer::Create(std::move(files));
+    if (!server.ok()) return fail(server.status().message());
+    options.tls = *std::move(server);
+  } else if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_ca).empty()) {
+    return fail("--tls-cert/--tls-ca are given but --tls is off: add --tls required (or optional)");
+  }
 
   const std::string interface = absl::GetFlag(FLAGS_interface);
   if (interface != "virtual" && interface != "socketcan") {
@@ -462,6 +503,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // re-read the TLS certificate files
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (absl::Status fds = FitDescriptorBudget(options, channels.size()); !fds.ok()) {
@@ -493,6 +535,16 @@ int main(int argc, char** argv) {
     size_t last_sessions = 0;
     while (!stop.stop_requested()) {
       const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGHUP) {
+        if (options.tls == nullptr) {
+          CS_LOG(kInfo, "SIGHUP: nothing to reload (no --tls)");
+        } else if (absl::Status reloaded = options.tls->Reload(); reloaded.ok()) {
+          CS_LOG(kInfo, "SIGHUP: reloaded the TLS certificate files; new connections use them");
+        } else {
+          CS_LOG(kError, "SIGHUP: kept the old TLS certificates: %s", reloaded.message());
+        }
+        continue;
+      }
       if (sig > 0) {
         CS_LOG(kInfo, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         sd_notify(0, "STOPPING=1\nSTATUS=shutting down");

@@ -5,6 +5,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -33,6 +34,24 @@ def _set_keepalive(sock, seconds):
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 log = logging.getLogger("can.remote")
+
+
+def _tls_context(ca, cert, key):
+    """The SSLContext for tls_ca/tls_cert/tls_key, or None for plain text."""
+    if not ca and not cert:
+        return None
+    try:
+        if ca is True or (isinstance(ca, str) and ca.lower() in ("true", "1", "yes", "system")):
+            context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert:
+            context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as e:
+        raise can.CanInitializationError("TLS settings (tls_ca=%r, tls_cert=%r, tls_key=%r): %s"
+                                         % (ca, cert, key, e)) from e
+    return context
 
 
 def _parse_channel(channel):
@@ -107,6 +126,13 @@ class RemoteBus(can.BusABC):
         bus carried meanwhile was not received: each gap is logged as a warning and counted
         (``reconnects``, ``gap_seconds``). A ``send()`` during the gap waits for the connection,
         then sends; if it does not come back within ``reconnect`` seconds, the error is raised.
+    :param tls_ca: connect with TLS, verifying the server's certificate against this CA file
+        (PEM; ``True``: the system's CAs). A bus that asked for TLS never falls back to plain
+        text. Like every parameter, these may come from ``~/.canrc``/``can.ini`` or
+        ``CAN_CONFIG``.
+    :param tls_cert: this client's certificate (PEM), for a server that asks for one
+        (``canserver --tls-ca``); its name decides the client's role there.
+    :param tls_key: the private key of ``tls_cert`` (default: in the same file).
     :param receive_own_messages: messages this bus sends are also returned by ``recv()``
         (``is_rx=False``), as SocketCAN's option of that name does. The server never sends a
         client's frames back, so the plugin hands each one back itself once it was written to the
@@ -119,8 +145,10 @@ class RemoteBus(can.BusABC):
     """
 
     def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, fd=False,
-                 receive_own_messages=False, reconnect=0.0, **kwargs):
+                 receive_own_messages=False, reconnect=0.0, tls_ca=None, tls_cert=None,
+                 tls_key=None, **kwargs):
         self._host, self._port = _parse_channel(channel)
+        self._tls = _tls_context(tls_ca, tls_cert, tls_key)
         self._bitrate = int(bitrate)
         self._connect_timeout = float(connect_timeout)
         self._reconnect = float(reconnect)
@@ -184,11 +212,25 @@ class RemoteBus(can.BusABC):
             ) from e
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _set_keepalive(self._sock, KEEPALIVE_SECONDS)
+        if self._tls is not None:
+            try:
+                self._sock = self._tls.wrap_socket(self._sock, server_hostname=self._host)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as e:
+                self._sock.close()
+                raise can.CanInitializationError(
+                    "TLS handshake with canserver at %s:%d failed: %s" % (self._host, self._port, e)
+                ) from e
         self._sock.sendall(protocol.bus_request(bitrate, version) + protocol.filter_config(can_filters))
         try:
             event = self._read_event(time.monotonic() + connect_timeout)
         except can.CanOperationError as e:
             self._sock.close()
+            # TLS 1.3: the server checks our certificate after our side of the handshake is done;
+            # its verdict arrives as an alert on the first read.
+            if self._tls is not None and "ALERT" in str(e):
+                raise can.CanInitializationError(
+                    "canserver at %s:%d refused this client's TLS certificate: %s" % (
+                        self._host, self._port, e)) from e
             # The original server answers a version it does not know by closing the connection.
             if self._fd and "connection closed" in str(e):
                 raise _VersionRefused() from e
@@ -346,6 +388,11 @@ class RemoteBus(can.BusABC):
                 self._reconnect_after("connection closed unexpectedly", generation)
                 continue
             self._decoder.feed(data)
+            # TLS: a record read in part leaves the rest decrypted in the SSL object, where
+            # select() does not see it.
+            pending = getattr(self._sock, "pending", None)
+            while pending is not None and pending() > 0:
+                self._decoder.feed(self._sock.recv(pending()))
 
     def _recv_internal(self, timeout):
         try:

@@ -58,7 +58,7 @@ class Server:
         deadline = time.time() + 10
         while time.time() < deadline:
             with open(self.log.name) as f:
-                m = re.search(r"on 127\.0\.0\.1:(\d+)", f.read())
+                m = re.search(r"serving .* on 127\.0\.0\.1:(\d+)", f.read())
             if m:
                 self.port = int(m.group(1))
                 self.channel = "127.0.0.1:%d" % self.port
@@ -485,6 +485,174 @@ class RolesTest(unittest.TestCase):
         self.assertIsNone(sc.recv(0.3))
         sc.send(can.Message(arbitration_id=0x322, data=[0xB], is_extended_id=False))
         self.assertIsNone(sc.recv(0.3))
+
+
+CERTS = None
+
+
+def certs():
+    """The TLS tests' certificates, made once with the openssl command line
+    (tests/tls/make_certs.sh: the commands docs/security.md gives a rig's owner)."""
+    global CERTS
+    if CERTS is None:
+        CERTS = tempfile.mkdtemp(prefix="canserver-certs-")
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([os.path.join(here, "..", "tls", "make_certs.sh"), CERTS], check=True)
+    return CERTS
+
+
+def tls_args(name=None, ca="ca.pem"):
+    d = certs()
+    args = {"tls_ca": os.path.join(d, ca)}
+    if name:
+        args.update(tls_cert=os.path.join(d, name + ".pem"), tls_key=os.path.join(d, name + ".key"))
+    return args
+
+
+def metric(server, name, labels):
+    """One sample of the server's /metrics (the server runs with --http 127.0.0.1:0)."""
+    import urllib.request
+    with open(server.log.name) as f:
+        port = re.search(r"/api/status on 127\.0\.0\.1:(\d+)", f.read()).group(1)
+    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=5).read().decode()
+    m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(labels)), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class TlsTest(unittest.TestCase):
+    """canserver --tls with client certificates (made by the test with openssl): the plugin over
+    Python's ssl module, and openssl s_client as an independent client. A certificate's name
+    decides the role (--access cert:NAME); bad certificates and plain text are refused with a
+    clear message, counted, and nothing of theirs reaches the bus."""
+
+    def start(self, *flags):
+        d = certs()
+        self.server = Server("--tls", "required", "--tls-cert", os.path.join(d, "server.pem"),
+                             "--tls-key", os.path.join(d, "server.key"), "--tls-ca",
+                             os.path.join(d, "ca.pem"), "--http", "127.0.0.1:0", "--access",
+                             "flash=cert:flasher-1 transmit,all=* monitor", *flags)
+        self.buses = []
+
+    def tearDown(self):
+        for b in self.buses:
+            b.shutdown()
+        self.assertEqual(self.server.stop(), 0)
+
+    def bus(self, name=None, **kwargs):
+        b = can.Bus(self.server.channel, interface="remote", **tls_args(name), **kwargs)
+        self.buses.append(b)
+        return b
+
+    def test_a_certificates_name_decides_its_role(self):
+        self.start()
+        flasher = self.bus("flasher")
+        logger = self.bus("logger")
+        time.sleep(0.2)
+        flasher.send(can.Message(arbitration_id=0x7E0, data=[2, 0x10, 3], is_extended_id=False))
+        got = logger.recv(5)
+        self.assertIsNotNone(got)
+        self.assertEqual(got.arbitration_id, 0x7E0)
+        logger.send(can.Message(arbitration_id=0x7E1, data=[1], is_extended_id=False))
+        with self.assertRaises(can.CanOperationError) as told:
+            logger.recv(5)
+        self.assertIn("may only receive (role monitor, matched rule 'all')", str(told.exception))
+        with open(self.server.log.name) as f:
+            log = f.read()
+        self.assertIn("client certificate 'flasher-1', 'flasher-1.rig'", log)
+        self.assertIn("role transmit, matched rule 'flash'", log)
+
+    def test_bad_certificates_and_plain_text_are_refused_clearly_and_counted(self):
+        self.start()
+        cases = [
+            ("expired", "certificate has expired"),
+            ("serveronly", "unsuitable certificate purpose"),  # no clientAuth
+            ("stranger", "unable to get local issuer certificate"),  # another CA
+        ]
+        for name, server_says in cases:
+            with self.subTest(name):
+                with self.assertRaises(can.CanInitializationError) as refused:
+                    self.bus(name)
+                self.assertIn("refused this client's TLS certificate", str(refused.exception))
+                with open(self.server.log.name) as f:
+                    self.assertIn("TLS handshake failed: certificate verify failed: " + server_says,
+                                  f.read())
+        with self.assertRaises(can.CanInitializationError) as plain:
+            can.Bus(self.server.channel, interface="remote")
+        self.assertIn("accepts TLS connections only (--tls required)", str(plain.exception))
+        self.assertIn("tls_ca=", str(plain.exception))
+        self.assertEqual(metric(self.server, "canserver_connections_refused_total",
+                                'reason="tls"'), 4)
+        # Nothing of theirs reached the bus: a fresh client sees an empty bus.
+        self.assertIsNone(self.bus("logger").recv(0.3))
+
+    def test_no_certificate_where_one_is_required(self):
+        self.start("--tls-client-cert", "required")
+        with self.assertRaises(can.CanInitializationError) as refused:
+            self.bus()
+        self.assertIn("refused this client's TLS certificate", str(refused.exception))
+        with open(self.server.log.name) as f:
+            self.assertIn("peer did not return a certificate", f.read())
+        self.bus("logger")  # with one it connects
+
+    def test_a_client_that_asked_for_tls_never_falls_back_to_plain_text(self):
+        self.server = Server()  # plain text only
+        self.buses = []
+        with self.assertRaises(can.CanInitializationError) as refused:
+            self.bus("flasher")
+        self.assertIn("TLS", str(refused.exception))
+
+    def test_openssl_s_client_gets_a_bus_response(self):
+        self.start()
+        d = certs()
+        from canserver_remote import protocol
+        request = protocol.bus_request(0) + protocol.filter_config([])  # what opens a v5 session
+        out = subprocess.run(
+            "(printf '%s'; sleep 1) | openssl s_client -quiet -connect %s -CAfile %s -cert %s "
+            "-key %s -verify_return_error -no_ign_eof" % (
+                "".join("\\%03o" % b for b in request), self.server.channel,
+                os.path.join(d, "ca.pem"), os.path.join(d, "flasher.pem"),
+                os.path.join(d, "flasher.key")),
+            shell=True, capture_output=True, timeout=30)
+        self.assertIn(b"virtual channel 'pytest'", out.stdout, out.stderr)
+
+    def test_sighup_reloads_a_rotated_certificate_without_dropping_sessions(self):
+        import shutil
+        import ssl
+        d = certs()
+        live = tempfile.mkdtemp(prefix="canserver-live-")
+        for src, dst in (("server.pem", "cert.pem"), ("server.key", "cert.key")):
+            shutil.copy(os.path.join(d, src), os.path.join(live, dst))
+        self.server = Server("--tls", "required", "--tls-cert", os.path.join(live, "cert.pem"),
+                             "--tls-key", os.path.join(live, "cert.key"))
+        self.buses = []
+
+        def served_certificate():
+            context = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+            with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    return tls.getpeercert(binary_form=True)
+
+        def pem_der(name):
+            with open(os.path.join(d, name)) as f:
+                return ssl.PEM_cert_to_DER_cert(f.read())
+
+        self.assertEqual(served_certificate(), pem_der("server.pem"))
+        before = self.bus()
+        other = self.bus()
+        for src, dst in (("server2.pem", "cert.pem"), ("server2.key", "cert.key")):
+            shutil.copy(os.path.join(d, src), os.path.join(live, dst))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline and served_certificate() != pem_der("server2.pem"):
+            time.sleep(0.1)
+        self.assertEqual(served_certificate(), pem_der("server2.pem"))
+        with open(self.server.log.name) as f:
+            self.assertIn("SIGHUP: reloaded the TLS certificate files", f.read())
+        # The session opened before the reload still carries frames both ways.
+        other.send(can.Message(arbitration_id=0x55, data=[5], is_extended_id=False))
+        got = before.recv(5)
+        self.assertIsNotNone(got)
+        self.assertEqual(got.arbitration_id, 0x55)
 
 
 class SocketcandClientTest(unittest.TestCase):
