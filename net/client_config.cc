@@ -1,6 +1,7 @@
 #include "net/client_config.h"
 
 #include <cstdlib>
+#include <tuple>
 
 #include "INIReader.h"
 #include "absl/strings/numbers.h"
@@ -87,6 +88,12 @@ absl::StatusOr<ClientConfig> LoadClientConfig(const ClientConfigOverrides& overr
   }
   config.channel = channel->text;
   config.source = channel->source;
+  for (auto [arg, flag, key, out] :
+       {std::tuple{&overrides.tls_ca, "--tls-ca", "tls_ca", &config.tls_ca},
+        std::tuple{&overrides.tls_cert, "--tls-cert", "tls_cert", &config.tls_cert},
+        std::tuple{&overrides.tls_key, "--tls-key", "tls_key", &config.tls_key}}) {
+    if (auto v = lookup(*arg, flag, "", key, nullptr)) *out = v->text;
+  }
   return config;
 }
 

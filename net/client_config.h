@@ -22,12 +22,15 @@ struct ClientConfig {
   std::string channel;  // host[:port]
   int32_t bitrate = 0;  // 0: whatever the bus runs at
   std::string source;   // where the channel came from, for messages
+  // TLS, as the python plugin's tls_ca/tls_cert/tls_key (the same keys in ~/.canrc, can.ini).
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 struct ClientConfigOverrides {
   std::optional<std::string> interface;
   std::optional<std::string> channel;
   std::optional<int32_t> bitrate;
+  std::optional<std::string> tls_ca, tls_cert, tls_key;
 };
 
 // Injected for tests; by default the process environment and the files listed above.

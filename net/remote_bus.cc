@@ -41,14 +41,20 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::ConnectVersion(
   ASSIGN_OR_RETURN(HostPort address, ParseHostPort(options.channel, v5::kDefaultPort));
   if (address.host.empty()) address.host = "localhost";
   ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(address, options.connect_timeout));
+  std::unique_ptr<TlsStream> tls;
+  if (options.tls.enabled()) {
+    ASSIGN_OR_RETURN(tls, TlsConnect(fd.get(), options.tls, address.host, options.connect_timeout));
+    RETURN_IF_ERROR(SetNonBlocking(fd.get()));
+  }
   auto bus = std::unique_ptr<RemoteBus>(new RemoteBus(std::move(fd), version));
+  bus->tls_ = std::move(tls);
   // BusRequest and FilterConfig in one write, as the original client does.
   std::string hello;
   RETURN_IF_ERROR(v5::Encode(v5::BusRequest{version, options.bitrate}, &hello));
   RETURN_IF_ERROR(v5::Encode(v5::FilterConfig{options.filters}, &hello));
-  if (::send(bus->fd_.get(), hello.data(), hello.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(hello.size())) {
-    return ErrnoStatus(absl::StrCat("send(handshake) to ", address.ToString()));
+  if (absl::Status sent = bus->WriteAll(hello); !sent.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("send(handshake) to ", address.ToString(), ": ", sent.message()));
   }
   Deadline deadline{options.connect_timeout, std::nullopt};
   ASSIGN_OR_RETURN(std::optional<v5::Event> reply, bus->ReadEvent(deadline));
@@ -113,17 +119,39 @@ absl::Status RemoteBus::SendMany(absl::Span<const CanFrame> frames) {
 absl::Status RemoteBus::SendBytes(const std::string& bytes) {
   std::lock_guard<std::mutex> lock(send_mu_);
   if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
+  return WriteAll(bytes);
+}
+
+absl::Status RemoteBus::WriteAll(const std::string& bytes) {
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::send(fd_.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    ssize_t n;
+    if (tls_ == nullptr) {
+      n = ::send(fd_.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    } else {
+      std::lock_guard<std::mutex> lock(tls_mu_);
+      n = tls_->Write(bytes.data() + done, bytes.size() - done);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::UnavailableError(
-          absl::StrCat("connection closed unexpectedly: ", std::strerror(errno)));
+      if (errno == EAGAIN) {  // TLS: the socket is non-blocking; wait for room, unlocked
+        pollfd p{fd_.get(), POLLOUT, 0};
+        (void)::poll(&p, 1, 100);
+        continue;
+      }
+      return absl::UnavailableError(absl::StrCat(
+          "connection closed unexpectedly: ",
+          errno == EPROTO && tls_ != nullptr ? tls_->last_error() : std::strerror(errno)));
     }
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
+}
+
+ssize_t RemoteBus::ReadSome(uint8_t* buf, size_t len) {
+  if (tls_ == nullptr) return ::recv(fd_.get(), buf, len, MSG_DONTWAIT);
+  std::lock_guard<std::mutex> lock(tls_mu_);
+  return tls_->Read(buf, len);
 }
 
 absl::Status RemoteBus::Send(const CanFrame& frame) {
@@ -149,15 +177,26 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(Deadline& deadline
             ? -1
             : static_cast<int>(std::min<int64_t>(
                   absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), INT_MAX));
-    pollfd p{fd_.get(), POLLIN, 0};
-    const int rc = ::poll(&p, 1, wait_ms);
-    if (rc < 0 && errno != EINTR) return ErrnoStatus("poll");
-    if (rc == 0 && left == absl::ZeroDuration()) return std::nullopt;
-    if (rc <= 0) continue;
+    bool buffered = false;
+    if (tls_ != nullptr) {
+      std::lock_guard<std::mutex> lock(tls_mu_);
+      buffered = tls_->pending();
+    }
+    if (!buffered) {
+      pollfd p{fd_.get(), POLLIN, 0};
+      const int rc = ::poll(&p, 1, wait_ms);
+      if (rc < 0 && errno != EINTR) return ErrnoStatus("poll");
+      if (rc == 0 && left == absl::ZeroDuration()) return std::nullopt;
+      if (rc <= 0) continue;
+    }
     uint8_t buf[16384];
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    const ssize_t n = ReadSome(buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      closed_ = absl::UnavailableError("connection closed unexpectedly");
+      // A TLS alert says why: the server refused this client's certificate, for one.
+      closed_ = absl::UnavailableError(
+          n < 0 && errno == EPROTO && tls_ != nullptr
+              ? absl::StrCat("connection closed by a TLS error: ", tls_->last_error())
+              : "connection closed unexpectedly");
       return closed_;
     }
     if (n > 0) decoder_.Append(absl::MakeConstSpan(buf, static_cast<size_t>(n)));

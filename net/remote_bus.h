@@ -34,6 +34,7 @@
 #include "core/frame.h"
 #include "core/v5_codec.h"
 #include "io/unique_fd.h"
+#include "net/tls.h"
 
 namespace canserver {
 
@@ -44,6 +45,10 @@ struct RemoteBusOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   // The version to ask for: 6 (CAN FD, falling back to 5 when the server refuses it) or 5.
   uint8_t protocol_version = v5::kProtocolVersionFd;
+  // TLS (canserver --tls): the server's certificate is verified against tls.ca and the host
+  // name or address of `channel`; tls.cert/key for a server that asks for a client certificate.
+  // Never falls back to plain text.
+  TlsClientFiles tls;
 };
 
 class RemoteBus;
@@ -122,8 +127,15 @@ class RemoteBus {
   // Reads until an event is decoded or the deadline passes (nullopt).
   absl::StatusOr<std::optional<v5::Event>> ReadEvent(Deadline& deadline);
 
+  // Writes what the socket takes (plain or TLS), waiting for room; the error names the cause.
+  absl::Status WriteAll(const std::string& bytes);
+  // One non-blocking read (plain or TLS), like recv().
+  ssize_t ReadSome(uint8_t* buf, size_t len);
+
   UniqueFd fd_;
   const uint8_t version_;
+  std::unique_ptr<TlsStream> tls_;  // null: plain text; its calls under tls_mu_
+  std::mutex tls_mu_;               // a Send and a Recv in two threads share one SSL object
   std::mutex send_mu_;
   v5::StreamDecoder decoder_;
   std::string channel_info_;

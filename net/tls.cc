@@ -76,7 +76,7 @@ std::vector<std::string> PeerNames(SSL* ssl) {
 
 }  // namespace
 
-TlsStream::TlsStream(SSL* ssl, int fd) : ssl_(ssl), fd_(fd) { SSL_set_fd(ssl_, fd); }
+TlsStream::TlsStream(SSL* ssl, int fd) : ssl_(ssl) { SSL_set_fd(ssl_, fd); }
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
@@ -150,6 +150,8 @@ ssize_t TlsStream::Write(const void* data, size_t len) {
       return -1;
   }
 }
+
+bool TlsStream::pending() const { return SSL_pending(ssl_) > 0; }
 
 void TlsStream::Shutdown() {
   if (broken_ || !SSL_is_init_finished(ssl_)) return;

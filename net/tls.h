@@ -67,6 +67,8 @@ class TlsStream {
   // After EAGAIN the next call must offer the same bytes first (OpenSSL's rule; the buffer may
   // move).
   ssize_t Write(const void* data, size_t len);
+  // Decrypted bytes waiting in the stream (a record read in part): poll() does not see them.
+  bool pending() const;
   // Sends close_notify if the connection is healthy (best effort, non-blocking).
   void Shutdown();
 
@@ -83,7 +85,6 @@ class TlsStream {
 
  private:
   SSL* ssl_;
-  int fd_;
   bool kernel_send_ = false;
   bool kernel_receive_ = false;
   bool broken_ = false;  // no close_notify after a fatal error

@@ -109,6 +109,11 @@ ABSL_FLAG(std::string, baseline, "",
           "'relay': alternate every run with the relay floor (tools/relay_floor.h: one thread, "
           "one epoll set, the same v5 events, no CAN semantics) on the same bus, and report "
           "canserver/floor ratios of latency and CPU; in-process, --source bus, v5 clients only");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: the clients verify the server against this CA (with --tls-cert/--tls-key the "
+          "in-process server serves TLS with them; tests/tls/make_certs.sh makes a set)");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: the in-process server's certificate");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the in-process server's key");
 ABSL_FLAG(int, repeat, 0, "runs per client count (0: 1, or 5 with --baseline relay); medians");
 
 namespace canserver {
@@ -269,6 +274,10 @@ absl::StatusOr<std::unique_ptr<Target>> StartTarget(bool relay_floor, bool socke
   options.max_handshakes = 0;
   options.ring_frames = 65536;
   if (socketcand) options.socketcand_port = 0;
+  if (const std::string cert = absl::GetFlag(FLAGS_tls_cert); !cert.empty()) {
+    ASSIGN_OR_RETURN(options.tls, TlsServer::Create({cert, absl::GetFlag(FLAGS_tls_key), "",
+                                                     ClientCerts::kNone, false}));
+  }
   ASSIGN_OR_RETURN(t->server, RemoteServer::Create(options, backend));
   t->server->channel().delivery_latency().EnableFine();
   t->address = absl::StrFormat("127.0.0.1:%d", t->server->port());
@@ -300,6 +309,7 @@ absl::StatusOr<Clients> ConnectClients(const Target& target, int v5, int sc, Run
   const std::string source = absl::GetFlag(FLAGS_source);
   RemoteBusOptions opts;
   opts.channel = target.address;
+  if (target.relay == nullptr) opts.tls.ca = absl::GetFlag(FLAGS_tls_ca);  // the relay: plain
   for (int i = 0; i < v5; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<RemoteBus> bus, RemoteBus::Connect(opts));
     c.receivers.push_back({std::move(bus), nullptr});

@@ -36,6 +36,9 @@ constexpr char kUsage[] =
     "~/.canrc)\n"
     "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
     "           -b, --bitrate BPS           bit rate the bus must run at (default: any)\n"
+    "           --tls-ca FILE               TLS: verify canserver's certificate against this CA\n"
+    "           --tls-cert FILE --tls-key FILE  this client's certificate, where canserver asks\n"
+    "                                       (tls_ca, tls_cert, tls_key in ~/.canrc too)\n"
     "  dump [FILTER ...]  print frames as they arrive, as candump prints them; FILTER is\n"
     "                      candump's <id>:<mask> in hex\n"
     "           -t a|A|d|z timestamps: absolute, absolute with date, delta, zero-based\n"
@@ -73,13 +76,12 @@ struct Options {
 
 std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   Options o;
-  static const option kLong[] = {{"channel", required_argument, nullptr, 'c'},
-                                 {"interface", required_argument, nullptr, 'i'},
-                                 {"bitrate", required_argument, nullptr, 'b'},
-                                 {"help", no_argument, nullptr, 'h'},
-                                 {"pcap", required_argument, nullptr, 'P'},
-                                 {"reconnect", required_argument, nullptr, 'R'},
-                                 {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {
+      {"channel", required_argument, nullptr, 'c'}, {"interface", required_argument, nullptr, 'i'},
+      {"bitrate", required_argument, nullptr, 'b'}, {"help", no_argument, nullptr, 'h'},
+      {"pcap", required_argument, nullptr, 'P'},    {"reconnect", required_argument, nullptr, 'R'},
+      {"tls-ca", required_argument, nullptr, 'A'},  {"tls-cert", required_argument, nullptr, 'C'},
+      {"tls-key", required_argument, nullptr, 'K'}, {nullptr, 0, nullptr, 0}};
   optind = 1;
   opterr = 0;
   int c;
@@ -151,6 +153,15 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
         o.reconnect = s;
         break;
       }
+      case 'A':
+        o.config.tls_ca = optarg;
+        break;
+      case 'C':
+        o.config.tls_cert = optarg;
+        break;
+      case 'K':
+        o.config.tls_key = optarg;
+        break;
       case 'h':
         *error = "";
         return std::nullopt;
@@ -170,6 +181,7 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   opts.channel = config->channel;
   opts.bitrate = config->bitrate;
   opts.filters = std::move(filters);
+  opts.tls = {config->tls_ca, config->tls_cert, config->tls_key};
   return RemoteBus::Connect(opts);
 }
 
