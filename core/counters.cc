@@ -11,11 +11,12 @@ std::string SessionCounters::Summary() const {
       "to_client=%d from_client=%d bytes_out=%d bytes_in=%d drops_ring_full=%d "
       "drops_unsupported=%d tx_written=%d tx_failed=%d tx_timeout=%d tx_bus_error=%d "
       "tx_no_fd=%d tx_wait_max_us=%d tx_paused=%d client_errors=%d periodic_skipped=%d "
-      "refused_role=%d",
+      "refused_role=%d refused_lease=%d",
       frames_to_client.Get(), frames_from_client.Get(), bytes_to_client.Get(),
       bytes_from_client.Get(), drops_ring_full.Get(), drops_unsupported.Get(), tx_written.Get(),
       tx_failed.Get(), tx_timeout.Get(), tx_bus_error.Get(), tx_no_fd.Get(), tx_wait_max_us.Get(),
-      tx_paused.Get(), client_errors.Get(), periodic_skipped.Get(), refused_role.Get());
+      tx_paused.Get(), client_errors.Get(), periodic_skipped.Get(), refused_role.Get(),
+      refused_lease.Get());
 }
 
 void DeliveryLatency::Record(const int64_t* latencies_ns, size_t n) noexcept {

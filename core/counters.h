@@ -55,6 +55,9 @@ struct SessionCounters {
   // io thread: requests refused because its role does not allow them (--access: a monitor's
   // frames, periodic jobs, ISO-TP; a transmit client's bit rate)
   Counter refused_role;
+  // io thread: requests refused because another client holds the channel's lease (frames,
+  // periodic jobs, ISO-TP), and leases refused because another holds one
+  Counter refused_lease;
 
   std::string Summary() const;
 };

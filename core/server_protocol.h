@@ -44,6 +44,14 @@ struct BusTraffic {
   uint64_t tx_frames = 0;
 };
 
+// The answer to a lease request (core/channel_lease.h).
+struct LeaseReply {
+  bool granted = false;
+  absl::Duration remaining;  // of the lease in force
+  std::string token;         // granted: what other clients join it with
+  std::string text;          // granted: the holder; refused: why
+};
+
 // What a session asks of the server. Errors returned here are reported to the client (v5: a
 // RemoteException that ends the session; socketcand: `< error … >`, the session goes on).
 class SessionActions {
@@ -79,6 +87,13 @@ class SessionActions {
     return absl::FailedPreconditionError("no ISO-TP channel open");
   }
   virtual void CloseIsoTp() {}
+  // The channel's exclusive transmit lease: `seconds` > 0 takes or renews it, 0 releases it (or
+  // leaves a joined one); with `token`, joins the lease in force.
+  virtual LeaseReply Lease(int32_t seconds, absl::string_view token) {
+    (void)seconds;
+    (void)token;
+    return {false, absl::ZeroDuration(), "", "leases are not available here"};
+  }
   // A command of the client's that could not be carried out, for the server's log and counters
   // (socketcand, whose clients are not told unless they asked: see SocketcandProtocol).
   virtual void OnClientError(absl::string_view text) { (void)text; }

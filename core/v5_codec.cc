@@ -1,9 +1,11 @@
 #include "core/v5_codec.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 
 namespace canserver::v5 {
@@ -73,11 +75,16 @@ uint8_t FdWireFlags(const CanFrame& frame, bool with_error) {
   return static_cast<uint8_t>((frame.flags & keep) | kWireFd);
 }
 
-void AppendString(EventId id, absl::string_view text, std::string* out) {
+// u8 length, then at most 255 bytes of `text` (cut at a UTF-8 boundary).
+void AppendStringBody(absl::string_view text, std::string* out) {
   const absl::string_view cut = TruncateUtf8(text, kMaxStringLen);
-  out->push_back(static_cast<char>(id));
   out->push_back(static_cast<char>(cut.size()));
   out->append(cut.data(), cut.size());
+}
+
+void AppendString(EventId id, absl::string_view text, std::string* out) {
+  out->push_back(static_cast<char>(id));
+  AppendStringBody(text, out);
 }
 
 struct EncodeVisitor {
@@ -175,6 +182,21 @@ struct EncodeVisitor {
     AppendBytes(out, b, kPeriodicFdHeaderSize + e.frame.len);
     return absl::OkStatus();
   }
+  absl::Status operator()(const LeaseRequest& e) const {
+    if (e.seconds < 0) return absl::InvalidArgumentError("LeaseRequest seconds is negative");
+    out->push_back(static_cast<char>(EventId::kLeaseRequest));
+    AppendU32(out, static_cast<uint32_t>(e.seconds));
+    AppendStringBody(e.token, out);
+    return absl::OkStatus();
+  }
+  absl::Status operator()(const LeaseResponse& e) const {
+    out->push_back(static_cast<char>(EventId::kLeaseResponse));
+    out->push_back(e.granted ? 1 : 0);
+    AppendU32(out, e.remaining_ms);
+    AppendStringBody(e.token, out);
+    AppendStringBody(e.text, out);
+    return absl::OkStatus();
+  }
 };
 
 // CanFdMessage and PeriodicFdMessageStart carry their length at byte 13; 0 while not yet known.
@@ -231,6 +253,13 @@ absl::StatusOr<size_t> EventSize(absl::Span<const uint8_t> in) {
       return FdEventSize(in, kCanFdHeaderSize);
     case EventId::kPeriodicFdMessageStart:
       return FdEventSize(in, kPeriodicFdHeaderSize);
+    case EventId::kLeaseRequest:
+      return in.size() < 6 ? 0 : size_t{6} + in[5];
+    case EventId::kLeaseResponse: {
+      if (in.size() < 7) return 0;
+      const size_t text_at = size_t{7} + in[6];  // the text's length byte
+      return in.size() <= text_at ? 0 : text_at + 1 + in[text_at];
+    }
   }
   if (in[0] == 9) {
     return absl::InvalidArgumentError(
@@ -277,6 +306,10 @@ absl::string_view EventName(EventId id) {
       return "CanFdMessage";
     case EventId::kPeriodicFdMessageStart:
       return "PeriodicFdMessageStart";
+    case EventId::kLeaseRequest:
+      return "LeaseRequest";
+    case EventId::kLeaseResponse:
+      return "LeaseResponse";
   }
   return "unknown event";
 }
@@ -288,7 +321,8 @@ absl::string_view EventName(const Event& event) {
       EventId::kTransmitFail,         EventId::kRemoteException,
       EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop,
       EventId::kFilterConfig,         EventId::kConnectionClosed,
-      EventId::kCanFdMessage,         EventId::kPeriodicFdMessageStart};
+      EventId::kCanFdMessage,         EventId::kPeriodicFdMessageStart,
+      EventId::kLeaseRequest,         EventId::kLeaseResponse};
   static_assert(std::size(kIds) == std::variant_size_v<Event>);
   return EventName(kIds[event.index()]);
 }
@@ -480,6 +514,32 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
       msg.frame.len = p[13];
       std::memcpy(msg.frame.data, p + kPeriodicFdHeaderSize, msg.frame.len);
       *out = msg;
+      break;
+    }
+    case EventId::kLeaseRequest: {
+      const auto seconds = static_cast<int32_t>(GetU32(p + 1));
+      if (seconds < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("LeaseRequest seconds %d is negative", seconds));
+      }
+      std::string token(reinterpret_cast<const char*>(p + 6), p[5]);
+      if (!token.empty() && (token.size() != kLeaseTokenLen ||
+                             !std::all_of(token.begin(), token.end(), absl::ascii_isxdigit))) {
+        return absl::InvalidArgumentError(
+            "LeaseRequest token is not 32 hex digits (a lease's token, or empty)");
+      }
+      *out = LeaseRequest{seconds, std::move(token)};
+      break;
+    }
+    case EventId::kLeaseResponse: {
+      if (p[1] > 1) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("LeaseResponse granted byte %u is not 0 or 1", p[1]));
+      }
+      const size_t text_at = size_t{7} + p[6];
+      *out = LeaseResponse{p[1] == 1, GetU32(p + 2),
+                           std::string(reinterpret_cast<const char*>(p + 7), p[6]),
+                           std::string(reinterpret_cast<const char*>(p + text_at + 1), p[text_at])};
       break;
     }
   }

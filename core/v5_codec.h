@@ -52,6 +52,8 @@ enum class EventId : uint8_t {
   kFilterConfig = 10,
   kCanFdMessage = 11,            // version 6 only
   kPeriodicFdMessageStart = 12,  // version 6 only
+  kLeaseRequest = 13,            // canserver: an exclusive transmit lease (docs/security.md)
+  kLeaseResponse = 14,           // canserver
   kConnectionClosed = 255,
 };
 
@@ -63,6 +65,7 @@ inline constexpr size_t kMaxCanFdMessageSize = kCanFdHeaderSize + kCanFdMaxLen; 
 inline constexpr size_t kPeriodicFdHeaderSize = 15;
 inline constexpr size_t kMaxStringLen = 255;
 inline constexpr size_t kMaxEventSize = 2 + 8 * kMaxFilters;  // FilterConfig with 255 filters
+inline constexpr size_t kLeaseTokenLen = 32;                  // hex digits
 
 // CanMessage flag bits on the wire.
 inline constexpr uint8_t kWireExtended = 0x01;
@@ -124,13 +127,28 @@ struct PeriodicFdMessageStart {
   CanFrame frame;           // an FD frame: id, extended, BRS, ESI, len and data are used
   friend bool operator==(const PeriodicFdMessageStart&, const PeriodicFdMessageStart&) = default;
 };
+// Takes (seconds > 0, no token), renews (the holder again), releases (seconds 0) or, with the
+// token of the lease in force, joins the channel's lease.
+struct LeaseRequest {
+  int32_t seconds = 0;
+  std::string token;  // "" or 32 hex digits
+  friend bool operator==(const LeaseRequest&, const LeaseRequest&) = default;
+};
+struct LeaseResponse {
+  bool granted = false;
+  uint32_t remaining_ms = 0;  // of the lease in force; 0 when none is (a release)
+  std::string token;          // granted: the lease's token
+  std::string text;           // granted: the holder; refused: why, naming the holder
+  friend bool operator==(const LeaseResponse&, const LeaseResponse&) = default;
+};
 struct ConnectionClosed {
   friend bool operator==(const ConnectionClosed&, const ConnectionClosed&) = default;
 };
 
 using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess, TransmitFail,
                            RemoteException, PeriodicMessageStart, PeriodicMessageStop, FilterConfig,
-                           ConnectionClosed, CanFdMessage, PeriodicFdMessageStart>;
+                           ConnectionClosed, CanFdMessage, PeriodicFdMessageStart, LeaseRequest,
+                           LeaseResponse>;
 
 // "CanMessage", "BusRequest", ... for error messages.
 absl::string_view EventName(EventId id);

@@ -1,5 +1,8 @@
 #include "core/v5_protocol.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -150,6 +153,16 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
       }
       if (auto* config = std::get_if<v5::FilterConfig>(&event)) {
         actions_->SetFilters(FilterSet(std::move(config->filters)));
+        return absl::OkStatus();
+      }
+      if (auto* lease = std::get_if<v5::LeaseRequest>(&event)) {
+        // A canserver event in version 5 sessions too: a lease has nothing to do with CAN FD.
+        const LeaseReply got = actions_->Lease(lease->seconds, lease->token);
+        const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(got.remaining));
+        (void)v5::Encode(
+            v5::LeaseResponse{got.granted, static_cast<uint32_t>(std::min<int64_t>(ms, UINT32_MAX)),
+                              got.token, got.text},
+            reply);
         return absl::OkStatus();
       }
       return absl::InvalidArgumentError(

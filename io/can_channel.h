@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/bus_state.h"
+#include "core/channel_lease.h"
 #include "core/counters.h"
 #include "core/filter.h"
 #include "core/queues.h"
@@ -111,6 +112,8 @@ class CanChannel {
     periodic_load_.fetch_sub(delta, std::memory_order_relaxed);
   }
   int64_t periodic_load() const noexcept { return periodic_load_.load(std::memory_order_relaxed); }
+  // Who may transmit while a client holds the channel (core/channel_lease.h). Thread-safe.
+  ChannelLease& lease() const { return lease_; }
   // The subscribers between Subscribe() and Unsubscribe(), for their counters (status, tests).
   // Thread-safe; a snapshot.
   std::vector<std::shared_ptr<const Subscriber>> Subscribers() const;
@@ -203,6 +206,7 @@ class CanChannel {
   DeliveryLatency delivery_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
+  mutable ChannelLease lease_;             // thread-safe itself
   std::atomic<int64_t> periodic_load_{0};  // milli-frames/s of every session's periodic jobs
   std::atomic<uint64_t> passes_{0};        // CAN thread: each loop pass
   std::jthread thread_;

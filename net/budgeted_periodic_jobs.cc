@@ -48,7 +48,40 @@ absl::Status BudgetedPeriodicJobs::Start(const PeriodicRequest& start) {
   }
   if (delta < 0) channel_->ReleasePeriodicLoad(-delta);
   it->second = load;
+  requests_[start.frame.id] = {start, absl::Now()};
   return absl::OkStatus();
+}
+
+void BudgetedPeriodicJobs::Pause() {
+  if (paused_) return;
+  paused_ = true;
+  for (const auto& [id, job] : requests_) {
+    if (jobs_->Contains(id) && jobs_->Stop(id).ok()) paused_ids_.push_back(id);
+  }
+}
+
+void BudgetedPeriodicJobs::Resume(absl::Time now) {
+  if (!paused_) return;
+  paused_ = false;
+  for (const uint32_t id : paused_ids_) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) continue;  // stopped while paused
+    const PeriodicRequest& r = it->second.request;
+    absl::Duration left = r.duration;
+    if (left > absl::ZeroDuration()) {
+      left = it->second.started + r.duration - now;
+      if (left <= absl::ZeroDuration()) {  // its time ran out during the lease
+        Release(id);
+        requests_.erase(it);
+        continue;
+      }
+    }
+    if (!jobs_->Start(r.frame, r.period, left).ok()) {
+      Release(id);
+      requests_.erase(it);
+    }
+  }
+  paused_ids_.clear();
 }
 
 void BudgetedPeriodicJobs::Release(uint32_t arbitration_id) {
@@ -60,6 +93,8 @@ void BudgetedPeriodicJobs::Release(uint32_t arbitration_id) {
 
 absl::Status BudgetedPeriodicJobs::Stop(uint32_t arbitration_id) {
   Release(arbitration_id);
+  requests_.erase(arbitration_id);
+  if (paused_) return absl::OkStatus();  // Pause() stopped it already
   // Stopping a job that already ended (or never existed) is harmless, as in python-can.
   if (absl::Status s = jobs_->Stop(arbitration_id); !s.ok() && !absl::IsNotFound(s)) {
     return absl::UnavailableError(absl::StrCat("periodic job: ", s.message()));

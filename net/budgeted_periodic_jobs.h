@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "core/server_protocol.h"
 #include "io/can_backend.h"
 #include "io/can_channel.h"
@@ -35,6 +37,13 @@ class BudgetedPeriodicJobs {
   absl::Status Stop(uint32_t arbitration_id);
   // Periods the jobs skipped because their loop came late (PeriodicJobs::skipped).
   uint64_t skipped() const { return jobs_->skipped(); }
+  // Another client's lease (core/channel_lease.h): the running jobs stop sending, keeping their
+  // share of the channel's rate, and Resume() starts them again with the time their duration has
+  // left (a duration counts on while paused). Start() must not be called while paused.
+  void Pause();
+  void Resume(absl::Time now);
+  bool paused() const { return paused_; }
+  size_t size() const { return requests_.size(); }
 
  private:
   // Gives the job's share of the channel's periodic rate back.
@@ -43,6 +52,14 @@ class BudgetedPeriodicJobs {
   std::unique_ptr<PeriodicJobs> jobs_;
   CanChannel* const channel_;
   const ServerOptions& options_;
+  struct Job {
+    PeriodicRequest request;
+    absl::Time started;
+  };
+  // Every job started and not stopped (some may have run their duration out), by id.
+  std::map<uint32_t, Job> requests_;
+  std::vector<uint32_t> paused_ids_;  // the jobs Pause() stopped
+  bool paused_ = false;
   // Each job's share of the channel's periodic rate (CanChannel::ReservePeriodicLoad), by id.
   std::map<uint32_t, int64_t> load_;
 };

@@ -9,6 +9,7 @@
 #include "core/status_macros.h"
 #include "io/thread_util.h"
 #include "net/socket_util.h"
+#include "net/tls.h"
 
 namespace canserver {
 namespace {
@@ -63,6 +64,7 @@ void IoThread::Stop() {
 void IoThread::Run(std::stop_token stop) {
   PlaceThisThread(absl::StrCat("io:", index_),
                   CpuAffinity::For(options_.cpu_affinity.io_cpus, static_cast<size_t>(index_)));
+  BlockSigpipeInThisThread();  // TLS writes (net/tls.h); plain sends use MSG_NOSIGNAL
   (void)loop_->Add(wakeup_->fd(), EPOLLIN, [this](uint32_t) { wakeup_->Drain(); });
   (void)loop_->Add(timer_.get(), EPOLLIN, [this](uint32_t) {
     uint64_t expirations;

@@ -71,6 +71,13 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::ConnectVersion(
         absl::StrCat("handshake error: expected BusResponse, got ", v5::EventName(*reply)));
   }
   bus->channel_info_ = absl::StrCat(response->channel_info, " on ", address.ToString());
+  if (!options.lease_token.empty()) {
+    absl::StatusOr<LeaseGrant> joined = bus->JoinLease(options.lease_token);
+    if (!joined.ok()) {
+      if (!absl::IsFailedPrecondition(joined.status())) return joined.status();
+      bus->lease_note_ = std::string(joined.status().message());
+    }
+  }
   return bus;
 }
 
@@ -207,6 +214,11 @@ absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) 
   if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
   // The deadline is fixed when Recv first has to wait: events already buffered need neither a
   // clock read nor a syscall.
+  if (!kept_.empty()) {
+    const CanFrame frame = kept_.front();
+    kept_.pop_front();
+    return frame;
+  }
   Deadline deadline{timeout, std::nullopt};
   while (true) {
     ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
@@ -239,6 +251,45 @@ absl::StatusOr<std::unique_ptr<PeriodicTask>> RemoteBus::SendPeriodic(const CanF
   auto task = std::unique_ptr<PeriodicTask>(new PeriodicTask(this, frame, period, duration));
   RETURN_IF_ERROR(task->SendStart());
   return task;
+}
+
+absl::StatusOr<LeaseGrant> RemoteBus::LeaseExchange(const v5::LeaseRequest& request,
+                                                    absl::Duration timeout) {
+  RETURN_IF_ERROR(SendEvent(request));
+  Deadline deadline{timeout, std::nullopt};
+  while (true) {
+    ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
+    if (!event.has_value()) {
+      return absl::DeadlineExceededError(
+          absl::StrFormat("no answer to the lease request within %s (is the server canserver?)",
+                          absl::FormatDuration(timeout)));
+    }
+    if (auto* got = std::get_if<v5::LeaseResponse>(&*event)) {
+      if (!got->granted) return absl::FailedPreconditionError(got->text);
+      return LeaseGrant{absl::Milliseconds(got->remaining_ms), got->token, got->text};
+    }
+    if (auto* msg = std::get_if<v5::CanMessage>(&*event)) kept_.push_back(msg->frame);
+    if (auto* fd_msg = std::get_if<v5::CanFdMessage>(&*event)) kept_.push_back(fd_msg->frame);
+    if (std::holds_alternative<v5::TransmitFail>(*event)) transmit_failures_.fetch_add(1);
+    if (auto* ex = std::get_if<v5::RemoteException>(&*event)) {
+      return absl::UnavailableError(ex->text);
+    }
+    if (std::holds_alternative<v5::ConnectionClosed>(*event)) {
+      closed_ = absl::UnavailableError("connection closed unexpectedly");
+      return closed_;
+    }
+  }
+}
+
+absl::StatusOr<LeaseGrant> RemoteBus::Lease(absl::Duration length, absl::Duration timeout) {
+  if (length < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease length");
+  const int64_t seconds = absl::ToInt64Seconds(absl::Ceil(length, absl::Seconds(1)));
+  return LeaseExchange(
+      v5::LeaseRequest{static_cast<int32_t>(std::min<int64_t>(seconds, INT32_MAX)), ""}, timeout);
+}
+
+absl::StatusOr<LeaseGrant> RemoteBus::JoinLease(const std::string& token, absl::Duration timeout) {
+  return LeaseExchange(v5::LeaseRequest{0, token}, timeout);
 }
 
 absl::Status RemoteBus::SetFilters(const std::vector<CanFilter>& filters) {

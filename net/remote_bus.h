@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,17 @@ struct RemoteBusOptions {
   // name or address of `channel`; tls.cert/key for a server that asks for a client certificate.
   // Never falls back to plain text.
   TlsClientFiles tls;
+  // Joins the channel's lease with this token after the handshake (`canremote lease` gives its
+  // command CANSERVER_LEASE): this client may then transmit while the lease runs. A token that
+  // no longer matches is no error (lease_note() says why).
+  std::string lease_token;
+};
+
+// A lease granted (core/channel_lease.h): its token lets other clients join it.
+struct LeaseGrant {
+  absl::Duration remaining;
+  std::string token;
+  std::string holder;
 };
 
 class RemoteBus;
@@ -87,6 +99,17 @@ class RemoteBus {
   // Starts a server-side periodic job: every `period`, for `duration` (zero: until stopped).
   absl::StatusOr<std::unique_ptr<PeriodicTask>> SendPeriodic(
       const CanFrame& frame, absl::Duration period, absl::Duration duration = absl::ZeroDuration());
+  // Takes the channel's exclusive transmit lease for `length` (renews it when held), or with
+  // length zero releases it. Refused (FailedPrecondition, naming the holder) while another client
+  // holds it. Call it from the thread that Recvs (or while none does): frames that arrive while
+  // it waits for the answer are kept for Recv.
+  absl::StatusOr<LeaseGrant> Lease(absl::Duration length,
+                                   absl::Duration timeout = absl::Seconds(5));
+  // Joins the lease whose token is `token` (see RemoteBusOptions::lease_token).
+  absl::StatusOr<LeaseGrant> JoinLease(const std::string& token,
+                                       absl::Duration timeout = absl::Seconds(5));
+  // Why joining RemoteBusOptions::lease_token at connect failed; empty if it did not.
+  const std::string& lease_note() const { return lease_note_; }
   // Replaces the filters on the server.
   absl::Status SetFilters(const std::vector<CanFilter>& filters);
   // Closes the connection: half-closes it and reads until the server closes (at most 5 s), so
@@ -124,6 +147,8 @@ class RemoteBus {
       return std::max(*at - now, absl::ZeroDuration());
     }
   };
+  // Sends a LeaseRequest and reads until its LeaseResponse, keeping frames for Recv.
+  absl::StatusOr<LeaseGrant> LeaseExchange(const v5::LeaseRequest& request, absl::Duration timeout);
   // Reads until an event is decoded or the deadline passes (nullopt).
   absl::StatusOr<std::optional<v5::Event>> ReadEvent(Deadline& deadline);
 
@@ -139,6 +164,8 @@ class RemoteBus {
   std::mutex send_mu_;
   v5::StreamDecoder decoder_;
   std::string channel_info_;
+  std::deque<CanFrame> kept_;  // frames read while waiting for a LeaseResponse, for Recv
+  std::string lease_note_;
   std::atomic<uint64_t> transmit_failures_{0};
   absl::Status closed_;  // sticky error once the connection is gone
 };

@@ -264,10 +264,28 @@ std::string RenderMetrics(const ServerStatus& status) {
       e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"no_fd\"", V(k.tx_no_fd));
       e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"role\"",
                V(k.refused_role));
+      e.Sample("canserver_session_tx_refused_total", labels + ",reason=\"lease\"",
+               V(k.refused_lease));
     }
   }
   return e.Take();
 }
+
+namespace {
+
+// The channel's lease holder, or null: {"holder": "session 7 (…)", "session": 7,
+// "remaining_s": 23.5, "members": 1}.
+nlohmann::json LeaseJson(const CanChannel& channel) {
+  const absl::Time now = absl::Now();
+  const std::optional<ChannelLease::Holder> held = channel.lease().Current(now);
+  if (!held.has_value()) return nullptr;
+  return {{"holder", held->who},
+          {"session", held->session},
+          {"remaining_s", absl::ToDoubleSeconds(held->until - now)},
+          {"members", held->members}};
+}
+
+}  // namespace
 
 std::string RenderStatusJson(const ServerStatus& status) {
   using nlohmann::json;
@@ -284,6 +302,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"access", s->info.access},
           {"transport", s->info.transport},
           {"refused_role", sc.refused_role.Get()},
+          {"refused_lease", sc.refused_lease.Get()},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
           {"filters", s->filters_text()},
           {"frames_to_client", sc.frames_to_client.Get()},
@@ -313,6 +332,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
         {"kernel_drops", k.kernel_drops.Get()},
         {"ring_drops", k.ring_drops.Get()},
         {"clients", sessions.size()},
+        {"lease", LeaseJson(*c.channel)},
         {"sessions", std::move(sessions)},
     });
   }

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
@@ -336,7 +338,20 @@ void Session::Tick(absl::Time now) {
     }
     return;
   }
-  if (periodic_) subscriber_->counters.periodic_skipped.Max(periodic_->skipped());
+  if (periodic_) {
+    subscriber_->counters.periodic_skipped.Max(periodic_->skipped());
+    // Another client's lease pauses this session's jobs, seen here within a tick (100 ms).
+    ChannelLease& lease = channel_->lease();
+    const bool blocked = lease.active() && lease.BlockedFor(id_, now).has_value();
+    if (blocked && !periodic_->paused() && periodic_->size() > 0) {
+      periodic_->Pause();
+      CS_LOG_LIMITED(kInfo, "session %d (%s): %d periodic jobs paused for another client's lease",
+                     id_, peer_, periodic_->size());
+    } else if (!blocked && periodic_->paused()) {
+      periodic_->Resume(now);
+      CS_LOG_LIMITED(kInfo, "session %d (%s): periodic jobs resumed, the lease ended", id_, peer_);
+    }
+  }
   std::string timed;
   protocol_->OnTick(now, &timed);
   if (!timed.empty()) {
@@ -369,7 +384,13 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   const bool reset = output_.FinishForClose(not_reading_);
   closed_ = true;
   CloseIsoTp();
-  if (subscriber_) channel_->Unsubscribe(id_);
+  if (subscriber_) {
+    channel_->Unsubscribe(id_);
+    if (channel_->lease().Release(id_)) {
+      CS_LOG_LIMITED(kInfo, "session %d (%s): its lease on %s ended with it", id_, peer_,
+                     channel_->channel_info());
+    }
+  }
   periodic_.reset();
   loop_->Remove(fd_.get());
   if (reset) {
@@ -447,18 +468,77 @@ absl::Status Session::Allowed(Role needed, absl::string_view what) {
       access_.Describe(), what, RoleName(needed)));
 }
 
+void Session::TellRefusal(const absl::Status& refused) {
+  // Every refused frame is counted; the client is told at most once a second. socketcand says
+  // it only after "< errors on >" (ServerProtocol::AppendError).
+  const absl::Time now = absl::Now();
+  if (now - last_refusal_ >= absl::Seconds(1)) {
+    last_refusal_ = now;
+    AppendException(refused.message());
+  }
+}
+
+absl::Status Session::NotLeasedAway(absl::string_view what) {
+  ChannelLease& lease = channel_->lease();
+  if (!lease.active()) return absl::OkStatus();
+  const std::optional<std::string> why = lease.BlockedFor(id_, absl::Now());
+  if (!why.has_value()) return absl::OkStatus();
+  subscriber_->counters.refused_lease.Add();
+  CS_LOG_LIMITED(kWarning, "session %d (%s): refused to %s: %s", id_, peer_, what, *why);
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "%s: %s, so this client may not %s until the lease ends (its holder releases it, lets it "
+      "lapse or disconnects); its periodic jobs pause meanwhile",
+      channel_->backend().name(), *why, what));
+}
+
+std::string Session::LeaseName() const {
+  std::string name = absl::StrFormat("session %d (%s", id_, peer_);
+  if (tls_ != nullptr && !tls_->peer_names().empty()) {
+    absl::StrAppend(&name, ", certificate ", tls_->peer_names().front());
+  }
+  return name + ")";
+}
+
+LeaseReply Session::Lease(int32_t seconds, absl::string_view token) {
+  if (absl::Status role = Allowed(Role::kTransmit, "take a lease"); !role.ok()) {
+    return {false, absl::ZeroDuration(), "", std::string(role.message())};
+  }
+  ChannelLease& lease = channel_->lease();
+  const absl::Time now = absl::Now();
+  if (!token.empty()) {
+    ChannelLease::Outcome joined = lease.Join(id_, token, now);
+    if (joined.granted) {
+      CS_LOG_LIMITED(kInfo, "session %d (%s) joined the lease of %s on %s", id_, peer_, joined.text,
+                     channel_->channel_info());
+    }
+    return {joined.granted, joined.remaining, joined.token, joined.text};
+  }
+  if (seconds == 0) {
+    if (lease.Release(id_)) {
+      CS_LOG_LIMITED(kInfo, "session %d (%s) released its lease on %s", id_, peer_,
+                     channel_->channel_info());
+    }
+    return {true, absl::ZeroDuration(), "", "released"};
+  }
+  const bool renewal = lease.Current(now).has_value() && lease.Current(now)->session == id_;
+  ChannelLease::Outcome got = lease.Take(id_, LeaseName(), absl::Seconds(seconds), now);
+  if (got.granted && !renewal) {
+    CS_LOG_LIMITED(kInfo, "session %d (%s) leased %s for %s: other clients may not transmit", id_,
+                   peer_, channel_->channel_info(), absl::FormatDuration(got.remaining));
+  } else if (!got.granted) {
+    subscriber_->counters.refused_lease.Add();
+  }
+  return {got.granted, got.remaining, got.token, got.text};
+}
+
 void Session::Transmit(const CanFrame& frame) {
   subscriber_->counters.frames_from_client.Add();
   if (access_.role == Role::kMonitor) {
-    // Every refused frame is counted; the client is told at most once a second (a monitor that
-    // floods must not make the server flood back). socketcand says it only after
-    // "< errors on >" (ServerProtocol::AppendError).
-    const absl::Status refused = Allowed(Role::kTransmit, "send frames");
-    const absl::Time now = absl::Now();
-    if (now - last_refusal_ >= absl::Seconds(1)) {
-      last_refusal_ = now;
-      AppendException(refused.message());
-    }
+    TellRefusal(Allowed(Role::kTransmit, "send frames"));
+    return;
+  }
+  if (absl::Status leased = NotLeasedAway("send frames"); !leased.ok()) {
+    TellRefusal(leased);
     return;
   }
   // The protocol calls this only while TransmitBlocked() is false: the queue has room.
@@ -473,6 +553,7 @@ void Session::Transmit(const CanFrame& frame) {
 
 absl::Status Session::StartPeriodic(const PeriodicRequest& request) {
   RETURN_IF_ERROR(Allowed(Role::kTransmit, "start periodic jobs"));
+  RETURN_IF_ERROR(NotLeasedAway("start periodic jobs"));
   return periodic_->Start(request);
 }
 
@@ -483,6 +564,7 @@ BusTraffic Session::Traffic() const {
 
 absl::Status Session::OpenIsoTp(const IsoTpConfig& config) {
   RETURN_IF_ERROR(Allowed(Role::kTransmit, "open ISO-TP"));
+  RETURN_IF_ERROR(NotLeasedAway("open ISO-TP"));
   CloseIsoTp();
   absl::StatusOr<std::unique_ptr<IsoTpLink>> link = IsoTpLink::Open(
       channel_->backend(), config, loop_, [this](uint32_t events) { OnIsoTpEvent(events); });
@@ -497,6 +579,7 @@ void Session::CloseIsoTp() { isotp_.reset(); }
 
 absl::Status Session::SendPdu(absl::string_view pdu) {
   if (isotp_ == nullptr) return absl::FailedPreconditionError("sendpdu: no ISO-TP channel open");
+  RETURN_IF_ERROR(NotLeasedAway("send ISO-TP PDUs"));
   if (absl::Status queued = isotp_->Send(pdu); !queued.ok()) return queued;
   if (const std::string error = isotp_->Flush(); !error.empty()) AppendException(error);
   return absl::OkStatus();

@@ -97,6 +97,7 @@ class Session final : public SessionActions {
   absl::Status SendPdu(absl::string_view pdu) override;
   void CloseIsoTp() override;
   void OnClientError(absl::string_view text) override;
+  LeaseReply Lease(int32_t seconds, absl::string_view token) override;
 
   // How long frames wait after a reply the client must read alone (ServerProtocol::TakeSettle):
   // python-can's socketcand client reads "< ok >" with one recv() right after sending
@@ -110,6 +111,14 @@ class Session final : public SessionActions {
   // OK if the client's role is at least `needed`; else counted, and an error naming the role,
   // the rule and the fix, for "may not `what`".
   absl::Status Allowed(Role needed, absl::string_view what);
+  // OK unless another client holds the channel's lease (core/channel_lease.h); else counted,
+  // and an error naming the holder and the time left, for "may not `what`".
+  absl::Status NotLeasedAway(absl::string_view what);
+  // Tells the client why its frames were refused, at most once a second (a client that floods
+  // must not make the server flood back).
+  void TellRefusal(const absl::Status& refused);
+  // "session 7 (10.0.0.5:41234, certificate flasher-1)": a lease holder as others see it.
+  std::string LeaseName() const;
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
   // Writes as much of the output as the socket takes, up to `budget` bytes.
@@ -176,7 +185,7 @@ class Session final : public SessionActions {
   absl::Time connected_at_;
   SlowClientPolicy slow_{options_.slow_client_timeout};
   Access access_;  // its role on channel_ (--access), from OpenBus on
-  absl::Time last_refusal_ = absl::InfinitePast();  // a monitor's frames: told once a second
+  absl::Time last_refusal_ = absl::InfinitePast();  // refused frames: told once a second
   bool not_reading_ = false;  // closed by --slow-client-timeout: reset, whatever is queued
 
   SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }

@@ -34,13 +34,13 @@ const std::string& StatusPageHtml() {
 <h2>Channels</h2>
 <table id="channels"><thead><tr>
   <th>channel</th><th>port</th><th>bit rate</th><th>state</th><th>clients</th>
-  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th>
+  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th><th>leased by</th>
 </tr></thead><tbody></tbody></table>
 <h2>Clients</h2>
 <p class="meta">Peer addresses are shown to whoever may open this page (canserver --allow).</p>
 <table id="clients"><thead><tr>
   <th>channel</th><th>session</th><th>peer</th><th>protocol</th><th>connected</th><th>filters</th>
-  <th>frames/s to</th><th>frames/s from</th><th>dropped</th><th>refused</th>
+  <th>role</th><th>frames/s to</th><th>frames/s from</th><th>dropped</th><th>refused</th>
 </tr></thead><tbody></tbody></table>
 <script>
 "use strict";
@@ -86,6 +86,10 @@ function render(st) {
     cell(row, fmt(c.bus_tx_failed), c.bus_tx_failed ? "n bad" : "n");
     cell(row, fmt(c.kernel_drops), c.kernel_drops ? "n bad" : "n");
     cell(row, fmt(c.ring_drops), c.ring_drops ? "n bad" : "n");
+    // The exclusive transmit lease (canremote lease, bus.lease()): who, and for how long yet.
+    cell(row, c.lease ? c.lease.holder + ", " + Math.ceil(c.lease.remaining_s) + " s left" +
+             (c.lease.members ? " (+" + c.lease.members + " joined)" : "") : "—",
+         c.lease ? "lease" : "");
     for (const s of c.sessions) {
       const ps = p && p.sessions.find((x) => x.id === s.id);
       const r = cl.insertRow();
@@ -95,11 +99,13 @@ function render(st) {
       cell(r, s.protocol + (s.protocol === "v6" ? " (CAN FD)" : ""));
       cell(r, duration(st.now - s.connected_at));
       cell(r, s.filters || "everything");
+      cell(r, s.access + (s.transport && s.transport !== "plain TCP" ? " · " + s.transport : ""));
       cell(r, fmt(rate(s, ps, "frames_to_client", dt)), "n");
       cell(r, fmt(rate(s, ps, "frames_from_client", dt)), "n");
       const dropped = s.drops_ring_full + s.drops_unsupported;
       cell(r, fmt(dropped), dropped ? "n bad" : "n");
-      cell(r, fmt(s.tx_failed), s.tx_failed ? "n bad" : "n");
+      const refused = s.tx_failed + s.refused_role + s.refused_lease;
+      cell(r, fmt(refused), refused ? "n bad" : "n");
     }
   }
   last = st;

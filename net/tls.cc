@@ -6,6 +6,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -17,6 +19,43 @@
 
 namespace canserver {
 namespace {
+
+thread_local bool sigpipe_blocked_for_good = false;  // BlockSigpipeInThisThread() ran here
+
+// OpenSSL writes with write(), not send(MSG_NOSIGNAL): a peer that reset the connection would
+// raise SIGPIPE, whose default kills the process. While this lives, the thread has SIGPIPE
+// blocked, and one that a write raised is taken back before the mask is restored; EPIPE is then
+// what the caller sees. Nothing to do in a thread that blocks it for good (the server's io
+// threads).
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    if (sigpipe_blocked_for_good) return;
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    active_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~SigpipeGuard() {
+    if (!active_) return;
+    sigset_t pending;
+    if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec now{};
+      (void)sigtimedwait(&pipe_, nullptr, &now);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t old_;
+  bool was_pending_ = false;
+  bool active_ = false;
+};
 
 // OpenSSL's queued errors as one line, emptying the queue ("" when it was empty).
 std::string DrainErrors() {
@@ -82,6 +121,7 @@ TlsStream::~TlsStream() { SSL_free(ssl_); }
 
 TlsStream::Step TlsStream::Handshake(std::string* error) {
   ERR_clear_error();
+  const SigpipeGuard guard;
   const int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
     kernel_send_ = BIO_get_ktls_send(SSL_get_wbio(ssl_)) != 0;
@@ -132,6 +172,7 @@ ssize_t TlsStream::Read(void* buf, size_t len) {
 ssize_t TlsStream::Write(const void* data, size_t len) {
   if (len == 0) return 0;
   ERR_clear_error();
+  const SigpipeGuard guard;
   const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
   if (n > 0) return n;
   switch (SSL_get_error(ssl_, n)) {
@@ -156,6 +197,7 @@ bool TlsStream::pending() const { return SSL_pending(ssl_) > 0; }
 void TlsStream::Shutdown() {
   if (broken_ || !SSL_is_init_finished(ssl_)) return;
   ERR_clear_error();
+  const SigpipeGuard guard;
   (void)SSL_shutdown(ssl_);
   ERR_clear_error();
 }
@@ -314,6 +356,13 @@ absl::StatusOr<std::unique_ptr<TlsStream>> TlsConnect(int fd, const TlsClientFil
   }
   (void)::fcntl(fd, F_SETFL, flags);
   return stream;
+}
+
+void BlockSigpipeInThisThread() {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  if (pthread_sigmask(SIG_BLOCK, &pipe, nullptr) == 0) sigpipe_blocked_for_good = true;
 }
 
 }  // namespace canserver

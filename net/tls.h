@@ -131,6 +131,10 @@ struct TlsClientFiles {
 
 // Connects TLS over the connected socket `fd` (blocking or not), verifying the server's
 // certificate against `files.ca` and `host` (a name or an address). Blocks up to `timeout`.
+// Blocks SIGPIPE in the calling thread for good, so TlsStream's writes there need not block and
+// unblock it around each call (the server's io threads; a SIGPIPE left pending is harmless).
+void BlockSigpipeInThisThread();
+
 absl::StatusOr<std::unique_ptr<TlsStream>> TlsConnect(int fd, const TlsClientFiles& files,
                                                       absl::string_view host,
                                                       absl::Duration timeout);

@@ -3,20 +3,27 @@
 //   canremote dump [-c host:port] [-t a|A|d|z] [-x] [-L] [-n count] [FILTER ...]   candump's output
 //   canremote send [-c host:port] FRAME ...                                  cansend syntax
 //   canremote log  [-c host:port] -f FILE [-n count] [-T seconds]            candump -L log file
+//   canremote lease [-c host:port] SECONDS -- CMD [ARGS]     CMD runs while this holds the bus
 //
 // The bus comes from -c/-i/-b, else CAN_CHANNEL/CAN_INTERFACE/CAN_BITRATE, else the [default]
 // section of ./can.ini, ~/can.ini or ~/.canrc (as python-can reads them).
 #include <getopt.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "core/pcapng.h"
@@ -31,7 +38,8 @@ namespace {
 volatile sig_atomic_t g_stop = 0;  // set by SIGINT/SIGTERM; this tool is single-threaded
 
 constexpr char kUsage[] =
-    "usage: canremote dump|send|log [options] [args]   (options before or after the command)\n"
+    "usage: canremote dump|send|log|lease [options] [args]   (options before or after the "
+    "command)\n"
     "  common:  -c, --channel host[:port]   canserver to use (default: CAN_CHANNEL, can.ini, "
     "~/.canrc)\n"
     "           -i, --interface remote      only 'remote' (the bus is reached through canserver)\n"
@@ -52,6 +60,11 @@ constexpr char kUsage[] =
     "  log -f FILE         write the bus to FILE in candump -L format (canplayer, log2asc and\n"
     "                      python-can read it); a progress line on stderr, a summary at the end\n"
     "           -n COUNT   stop after COUNT frames;  -T SECONDS  stop after SECONDS\n"
+    "  lease SECONDS -- CMD [ARGS]  take the bus's exclusive transmit lease, run CMD, release\n"
+    "                      it when CMD ends (renewed meanwhile); other clients may not transmit\n"
+    "                      and their periodic jobs pause. CMD's own canserver clients join the\n"
+    "                      lease through CANSERVER_LEASE (canremote, the python plugin). Exits\n"
+    "                      with CMD's status; 1 if the lease was refused (its holder named)\n"
     "  dump, log: --reconnect SECONDS  when the connection breaks (a blip, a restarted\n"
     "                      server), say so on stderr and open a new session with the same\n"
     "                      filters for up to SECONDS (default 60; 0: exit with the error)\n";
@@ -182,7 +195,14 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   opts.bitrate = config->bitrate;
   opts.filters = std::move(filters);
   opts.tls = {config->tls_ca, config->tls_cert, config->tls_key};
-  return RemoteBus::Connect(opts);
+  // Started by `canremote lease`: transmit under its lease.
+  if (const char* token = std::getenv("CANSERVER_LEASE")) opts.lease_token = token;
+  absl::StatusOr<std::unique_ptr<RemoteBus>> bus = RemoteBus::Connect(opts);
+  if (bus.ok() && !(*bus)->lease_note().empty()) {
+    std::fprintf(stderr, "canremote: CANSERVER_LEASE not joined: %s\n",
+                 (*bus)->lease_note().c_str());
+  }
+  return bus;
 }
 
 // The connection of a long-running reader broke with `why`: says so on stderr and opens a new
@@ -344,6 +364,63 @@ int Log(const Options& o) {
   return out ? 0 : Fail(absl::StrFormat("writing '%s' failed", o.file));
 }
 
+int Lease(const Options& o) {
+  double seconds = 0;
+  if (o.args.size() < 2 || !absl::SimpleAtod(o.args[0], &seconds) || seconds <= 0) {
+    return Fail("lease: give the seconds and the command: canremote lease 30 -- CMD [ARGS]");
+  }
+  // A filter almost nothing passes: the holder only keeps the lease, it does not listen.
+  auto bus = Open(o, {CanFilter{0, 0x1FFFFFFF, true}});
+  if (!bus.ok()) return Fail(std::string(bus.status().message()));
+  const absl::Duration length = absl::Seconds(seconds);
+  absl::StatusOr<LeaseGrant> grant = (*bus)->Lease(length);
+  if (!grant.ok()) return Fail(absl::StrCat("lease refused: ", grant.status().message()));
+  std::fprintf(stderr, "canremote: %s leased for %s (renewed while %s runs)\n",
+               (*bus)->channel_info().c_str(), absl::FormatDuration(grant->remaining).c_str(),
+               o.args[1].c_str());
+  setenv("CANSERVER_LEASE", grant->token.c_str(), 1);
+  std::vector<char*> argv;
+  for (size_t i = 1; i < o.args.size(); ++i) argv.push_back(const_cast<char*>(o.args[i].c_str()));
+  argv.push_back(nullptr);
+  pid_t child = 0;
+  if (const int rc = posix_spawnp(&child, argv[0], nullptr, nullptr, argv.data(), environ);
+      rc != 0) {
+    (void)(*bus)->Lease(absl::ZeroDuration());
+    return Fail(absl::StrFormat("cannot run '%s': %s", argv[0], std::strerror(rc)));
+  }
+  InstallSignalHandlers();
+  const absl::Duration renew_every = std::max(length / 2, absl::Milliseconds(500));
+  absl::Time renew_at = absl::Now() + renew_every;
+  bool held = true;
+  int status = 0;
+  bool forwarded = false;
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (g_stop && !forwarded) {
+      kill(child, SIGTERM);  // Ctrl-C: the command ends first, then the lease
+      forwarded = true;
+    }
+    if (held) {
+      absl::StatusOr<std::optional<CanFrame>> got = (*bus)->Recv(absl::Milliseconds(100));
+      if (got.ok() && absl::Now() >= renew_at) {
+        absl::StatusOr<LeaseGrant> again = (*bus)->Lease(length);
+        if (!again.ok()) got = again.status();
+        renew_at = absl::Now() + renew_every;
+      }
+      if (!got.ok()) {
+        std::fprintf(stderr, "canremote: the lease is lost (%s); %s goes on without it\n",
+                     std::string(got.status().message()).c_str(), o.args[1].c_str());
+        held = false;
+      }
+    } else {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+  if (held) (void)(*bus)->Lease(absl::ZeroDuration());
+  (*bus)->Shutdown();
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 }  // namespace
 }  // namespace canserver
 
@@ -367,11 +444,12 @@ int main(int argc, char** argv) {
     return Fail(error + " (see canremote --help)");
   }
   if (options->args.empty())
-    return Fail("give a command: dump, send or log (see canremote --help)");
+    return Fail("give a command: dump, send, log or lease (see canremote --help)");
   const std::string command = options->args.front();
   options->args.erase(options->args.begin());
   if (command == "dump") return Dump(*options);
   if (command == "send") return Send(*options);
   if (command == "log") return Log(*options);
-  return Fail(absl::StrFormat("unknown command '%s': use dump, send or log", command));
+  if (command == "lease") return Lease(*options);
+  return Fail(absl::StrFormat("unknown command '%s': use dump, send, log or lease", command));
 }

@@ -1,5 +1,6 @@
 """The python-can Bus for canserver: ``can.Bus('host[:port]', interface='remote')``."""
 import collections
+import math
 import logging
 import os
 import re
@@ -133,6 +134,10 @@ class RemoteBus(can.BusABC):
     :param tls_cert: this client's certificate (PEM), for a server that asks for one
         (``canserver --tls-ca``); its name decides the client's role there.
     :param tls_key: the private key of ``tls_cert`` (default: in the same file).
+    :param lease_token: join the channel's lease with this token after connecting, so this bus
+        may transmit while another client holds the lease (``canremote lease … -- CMD`` gives
+        its command the token in ``CANSERVER_LEASE``, the default). A token that no longer
+        matches is logged and otherwise ignored.
     :param receive_own_messages: messages this bus sends are also returned by ``recv()``
         (``is_rx=False``), as SocketCAN's option of that name does. The server never sends a
         client's frames back, so the plugin hands each one back itself once it was written to the
@@ -146,7 +151,7 @@ class RemoteBus(can.BusABC):
 
     def __init__(self, channel, can_filters=None, bitrate=0, connect_timeout=10.0, fd=False,
                  receive_own_messages=False, reconnect=0.0, tls_ca=None, tls_cert=None,
-                 tls_key=None, **kwargs):
+                 tls_key=None, lease_token=None, **kwargs):
         self._host, self._port = _parse_channel(channel)
         self._tls = _tls_context(tls_ca, tls_cert, tls_key)
         self._bitrate = int(bitrate)
@@ -164,6 +169,13 @@ class RemoteBus(can.BusABC):
         self._receive_own = bool(receive_own_messages)
         self._own = collections.deque()  # sent messages handed back by recv()
         self._state = can.BusState.ACTIVE
+        # Lease answers arrive among the frames: whichever thread reads one hands it over here.
+        self._read_lock = threading.RLock()  # RLock: a reconnect inside recv() rejoins the lease
+        self._lease_replies = collections.deque()
+        self._lease_cond = threading.Condition()
+        self._kept = collections.deque()  # messages read while waiting for a lease answer
+        self._lease_token = lease_token if lease_token is not None else os.environ.get(
+            "CANSERVER_LEASE", "")
         if fd:
             try:
                 value = self._connect(bitrate, can_filters, connect_timeout, protocol.PROTOCOL_VERSION_FD)
@@ -192,6 +204,72 @@ class RemoteBus(can.BusABC):
         if hasattr(can, "CanProtocol"):  # python-can >= 4.3
             self._can_protocol = can.CanProtocol.CAN_FD if self._fd else can.CanProtocol.CAN_20
         self._open = True
+        if self._lease_token:
+            self._join_lease()
+
+    def _join_lease(self):
+        try:
+            self._lease_exchange(protocol.lease_request(0, self._lease_token))
+        except can.CanOperationError as e:
+            log.warning("canserver: lease token not joined: %s", e)
+
+    def lease(self, seconds=30.0, renew=True):
+        """The channel's exclusive transmit lease, as a context manager::
+
+            with bus.lease(seconds=30):
+                flash(bus)
+
+        While it is held, only this bus (and clients that joined it with its token) may
+        transmit on the channel: other clients' frames, periodic jobs and ISO-TP sends are
+        refused naming this client, and their running periodic jobs pause until it ends. It is
+        renewed every ``seconds / 2`` while the block runs (``renew=False``: not), released when
+        the block ends, and ends with this bus's connection. Raises ``CanOperationError`` naming
+        the holder when another client holds the channel. ``token`` of the returned object lets
+        other processes join (``lease_token=``).
+        """
+        return _Lease(self, float(seconds), renew)
+
+    def _lease_exchange(self, request, timeout=5.0):
+        """Sends a LeaseRequest and waits for its answer: (remaining seconds, token, text).
+        Frames read meanwhile are kept for recv()."""
+        with self._lease_cond:
+            self._lease_replies.clear()
+        self._sock.sendall(request)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lease_cond:
+                if self._lease_replies:
+                    granted, remaining, token, text = self._lease_replies.popleft()
+                    if not granted:
+                        raise can.CanOperationError(text)
+                    return remaining, token, text
+            if time.monotonic() >= deadline:
+                raise can.CanOperationError(
+                    "no answer to the lease request within %g s (is the server canserver?)" % timeout)
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    event = self._read_event(min(deadline, time.monotonic() + 0.05))
+                finally:
+                    self._read_lock.release()
+                if event is not None:
+                    self._keep_event(event)
+            else:  # another thread is in recv(): it hands the answer over
+                with self._lease_cond:
+                    if not self._lease_replies:
+                        self._lease_cond.wait(0.05)
+
+    def _keep_event(self, event):
+        """An event read by _lease_exchange: the answer is handed over, messages kept."""
+        eid, value = event
+        if eid == protocol.LEASE_RESPONSE:
+            with self._lease_cond:
+                self._lease_replies.append(value)
+                self._lease_cond.notify_all()
+            return
+        msg = self._message(eid, value)
+        if msg is not None:
+            self._kept.append(msg)
+            self._set_ready()
 
     def _connect(self, bitrate, can_filters, connect_timeout, version):
         """Connects and completes the handshake with `version`; returns the BusResponse text."""
@@ -220,7 +298,25 @@ class RemoteBus(can.BusABC):
                 raise can.CanInitializationError(
                     "TLS handshake with canserver at %s:%d failed: %s" % (self._host, self._port, e)
                 ) from e
-        self._sock.sendall(protocol.bus_request(bitrate, version) + protocol.filter_config(can_filters))
+        try:
+            self._sock.sendall(protocol.bus_request(bitrate, version) +
+                               protocol.filter_config(can_filters))
+        except OSError as e:  # ssl.SSLError included
+            # TLS 1.3: the server may refuse our certificate and close before our first write
+            # (it races the read below); its alert, if it came, says why.
+            reason = e
+            if self._tls is not None:
+                try:
+                    self._sock.settimeout(1.0)
+                    self._sock.recv(1)
+                except OSError as alert:
+                    reason = alert
+            self._sock.close()
+            if self._tls is not None:
+                raise can.CanInitializationError(
+                    "canserver at %s:%d refused this client's TLS certificate (it ended the "
+                    "connection after the handshake): %s" % (self._host, self._port, reason)) from e
+            raise can.CanInitializationError("handshake error: %s" % reason) from e
         try:
             event = self._read_event(time.monotonic() + connect_timeout)
         except can.CanOperationError as e:
@@ -303,6 +399,8 @@ class RemoteBus(can.BusABC):
         self._poller.register(self._sock.fileno(), select.EPOLLIN)
         for task in list(self._tasks):
             task.start()
+        if self._lease_token:
+            self._join_lease()
         gap = time.monotonic() - lost
         self._reconnects += 1
         self._gap_seconds += gap
@@ -349,7 +447,7 @@ class RemoteBus(can.BusABC):
 
     def _set_ready(self):
         """Keeps the ready pipe readable exactly while a message waits here."""
-        waiting = bool(self._own)
+        waiting = bool(self._own) or bool(self._kept)
         if not waiting:
             try:
                 waiting = self._decoder.has_event()
@@ -403,56 +501,71 @@ class RemoteBus(can.BusABC):
     def _recv_one(self, timeout):
         if self._own:
             return self._own.popleft()
+        if self._kept:
+            return self._kept.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            event = self._read_event(deadline)
+            with self._read_lock:
+                event = self._read_event(deadline)
             if event is None:
                 return None
             eid, value = event
-            if eid == protocol.CAN_MESSAGE:
-                timestamp, arbitration_id, dlc, flags, data = value
-                remote = bool(flags & protocol.FLAG_REMOTE)
-                msg = can.Message(
-                    timestamp=timestamp,
-                    arbitration_id=arbitration_id,
-                    is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
-                    is_remote_frame=remote,
-                    is_error_frame=bool(flags & protocol.FLAG_ERROR),
-                    dlc=dlc,
-                    data=None if remote else data[:dlc],
-                    channel=self._msg_channel,
-                    check=False,
-                )
-                if msg.is_error_frame:
-                    self._state = _state_from_error_frame(msg, self._state)
-                return msg
-            if eid == protocol.CAN_FD_MESSAGE:
-                timestamp, arbitration_id, length, flags, data = value
-                msg = can.Message(
-                    timestamp=timestamp,
-                    arbitration_id=arbitration_id,
-                    is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
-                    is_error_frame=bool(flags & protocol.FLAG_ERROR),
-                    is_fd=True,
-                    bitrate_switch=bool(flags & protocol.FLAG_BRS),
-                    error_state_indicator=bool(flags & protocol.FLAG_ESI),
-                    dlc=length,
-                    data=data,
-                    channel=self._msg_channel,
-                    check=False,
-                )
-                return msg
-            if eid == protocol.TRANSMIT_FAIL:
-                self._transmit_failures += 1
-                log.warning("canserver: the bus refused a frame we sent")
+            if eid == protocol.LEASE_RESPONSE:
+                with self._lease_cond:
+                    self._lease_replies.append(value)
+                    self._lease_cond.notify_all()
                 continue
-            if eid == protocol.REMOTE_EXCEPTION:
-                if value == "server shutting down" and self._reconnect > 0:
-                    self._reconnect_after(value, self._generation)  # a restart, most likely
-                    continue
-                raise can.CanOperationError(value)
-            if eid == protocol.CONNECTION_CLOSED:
-                self._reconnect_after("connection closed unexpectedly", self._generation)
+            msg = self._message(eid, value)
+            if msg is not None:
+                return msg
+
+    def _message(self, eid, value):
+        """The can.Message of a CanMessage/CanFdMessage event; handles the other events (None)."""
+        if eid == protocol.CAN_MESSAGE:
+            timestamp, arbitration_id, dlc, flags, data = value
+            remote = bool(flags & protocol.FLAG_REMOTE)
+            msg = can.Message(
+                timestamp=timestamp,
+                arbitration_id=arbitration_id,
+                is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
+                is_remote_frame=remote,
+                is_error_frame=bool(flags & protocol.FLAG_ERROR),
+                dlc=dlc,
+                data=None if remote else data[:dlc],
+                channel=self._msg_channel,
+                check=False,
+            )
+            if msg.is_error_frame:
+                self._state = _state_from_error_frame(msg, self._state)
+            return msg
+        if eid == protocol.CAN_FD_MESSAGE:
+            timestamp, arbitration_id, length, flags, data = value
+            msg = can.Message(
+                timestamp=timestamp,
+                arbitration_id=arbitration_id,
+                is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
+                is_error_frame=bool(flags & protocol.FLAG_ERROR),
+                is_fd=True,
+                bitrate_switch=bool(flags & protocol.FLAG_BRS),
+                error_state_indicator=bool(flags & protocol.FLAG_ESI),
+                dlc=length,
+                data=data,
+                channel=self._msg_channel,
+                check=False,
+            )
+            return msg
+        if eid == protocol.TRANSMIT_FAIL:
+            self._transmit_failures += 1
+            log.warning("canserver: the bus refused a frame we sent")
+            return None
+        if eid == protocol.REMOTE_EXCEPTION:
+            if value == "server shutting down" and self._reconnect > 0:
+                self._reconnect_after(value, self._generation)  # a restart, most likely
+                return None
+            raise can.CanOperationError(value)
+        if eid == protocol.CONNECTION_CLOSED:
+            self._reconnect_after("connection closed unexpectedly", self._generation)
+        return None
 
     def send(self, msg, timeout=None):
         try:
@@ -519,6 +632,55 @@ class RemoteBus(can.BusABC):
         except OSError:
             pass
         self._sock.close()
+
+
+class _Lease:
+    """RemoteBus.lease(): takes the lease on enter, renews it from a thread, releases it on
+    exit."""
+
+    def __init__(self, bus, seconds, renew):
+        if seconds <= 0:
+            raise ValueError("a lease lasts a positive number of seconds")
+        self._bus = bus
+        self.seconds = seconds
+        self._renew = renew
+        self._stop = threading.Event()
+        self._thread = None
+        self.token = None
+        self.holder = None
+        self.remaining = 0.0
+        self.lost = None  # why a renewal failed, if one did
+
+    def _take(self):
+        self.remaining, self.token, self.holder = self._bus._lease_exchange(
+            protocol.lease_request(max(1, int(math.ceil(self.seconds)))))
+
+    def __enter__(self):
+        self._take()
+        if self._renew:
+            self._thread = threading.Thread(target=self._renewing, daemon=True,
+                                            name="canserver-lease")
+            self._thread.start()
+        return self
+
+    def _renewing(self):
+        while not self._stop.wait(max(0.5, self.seconds / 2)):
+            try:
+                self._take()
+            except (can.CanOperationError, OSError) as e:
+                self.lost = str(e)
+                log.warning("canserver: the lease could not be renewed: %s", e)
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self._bus._lease_exchange(protocol.lease_request(0))
+        except (can.CanOperationError, OSError) as e:
+            log.warning("canserver: releasing the lease: %s", e)
+        return False
 
 
 class RemoteCyclicTask(can.broadcastmanager.LimitedDurationCyclicSendTaskABC,

@@ -21,6 +21,8 @@ PERIODIC_STOP = 8
 FILTER_CONFIG = 10
 CAN_FD_MESSAGE = 11  # version 6
 PERIODIC_FD_START = 12  # version 6
+LEASE_REQUEST = 13  # canserver: the channel's exclusive transmit lease
+LEASE_RESPONSE = 14  # canserver
 CONNECTION_CLOSED = 255
 
 FLAG_EXTENDED = 0x01
@@ -132,6 +134,12 @@ def periodic_start(msg, period, duration, fd=False):
     )
 
 
+def lease_request(seconds, token=""):
+    """LeaseRequest: take or renew (seconds > 0), release (0), or join the lease with `token`."""
+    data = token.encode("ascii")
+    return struct.pack(">BiB", LEASE_REQUEST, int(seconds), len(data)) + data
+
+
 def periodic_stop(arbitration_id):
     return struct.pack(">BI", PERIODIC_STOP, arbitration_id)
 
@@ -170,6 +178,12 @@ class Decoder:
             return 1
         if eid == PERIODIC_STOP:
             return 5
+        if eid == LEASE_REQUEST:
+            return None if len(b) < 6 else 6 + b[5]
+        if eid == LEASE_RESPONSE:
+            if len(b) < 7 or len(b) < 8 + b[6]:
+                return None
+            return 8 + b[6] + b[7 + b[6]]
         if eid in (CAN_FD_MESSAGE, PERIODIC_FD_START):
             if len(b) < 14:
                 return None
@@ -195,4 +209,9 @@ class Decoder:
         if eid == CAN_FD_MESSAGE:
             timestamp, arbitration_id, length, flags = _CAN_FD_HEADER.unpack(raw[1:15])
             return eid, (timestamp, arbitration_id, length, flags, raw[15:])
+        if eid == LEASE_RESPONSE:
+            granted, remaining_ms, n = struct.unpack(">BIB", raw[1:7])
+            token = raw[7:7 + n].decode("ascii", "replace")
+            text = raw[8 + n:].decode("utf-8", "replace")
+            return eid, (bool(granted), remaining_ms / 1000.0, token, text)
         return eid, raw[1:]

@@ -129,6 +129,22 @@ const std::vector<Golden>& GoldenVectors() {
       {"PeriodicFdMessageStart ext 8 bytes",
        PeriodicFd(100, 10000, Frame(0xABCDEF, Bytes(8, 1, 1), kCanFlagExtended)),
        "0c 00 00 00 64 00 00 27 10 00 ab cd ef 08 09 01 02 03 04 05 06 07 08"},
+      // canserver's lease events (docs/protocol.md, "Leases"), computed with Python's
+      // struct.pack('>BiB', 13, seconds, len) + token and struct.pack('>BBIB', 14, …).
+      {"LeaseRequest take 30 s", LeaseRequest{30, ""}, "0d 00 00 00 1e 00"},
+      {"LeaseRequest join", LeaseRequest{0, "0123456789abcdef0123456789abcdef"},
+       "0d 00 00 00 00 20 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66 30 31 32 33 34 35 36 "
+       "37 38 39 61 62 63 64 65 66"},
+      {"LeaseResponse granted",
+       LeaseResponse{true, 30000, "0123456789abcdef0123456789abcdef",
+                     "session 7 (127.0.0.1:41234)"},
+       "0e 01 00 00 75 30 20 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66 30 31 32 33 34 35 36 "
+       "37 38 39 61 62 63 64 65 66 1b 73 65 73 73 69 6f 6e 20 37 20 28 31 32 37 2e 30 2e 30 2e 31 "
+       "3a 34 31 32 33 34 29"},
+      {"LeaseResponse refused",
+       LeaseResponse{false, 23000, "", "leased by session 7 (10.0.0.5:41234) for 23 s more"},
+       "0e 00 00 00 59 d8 00 32 6c 65 61 73 65 64 20 62 79 20 73 65 73 73 69 6f 6e 20 37 20 28 31 "
+       "30 2e 30 2e 30 2e 35 3a 34 31 32 33 34 29 20 66 6f 72 20 32 33 20 73 20 6d 6f 72 65"},
   };
   return *vectors;
 }
@@ -155,6 +171,21 @@ TEST_P(GoldenTest, DecodesToTheSameEvent) {
 
 INSTANTIATE_TEST_SUITE_P(ProtocolReference, GoldenTest,
                          ::testing::Range<size_t>(0, GoldenVectors().size()));
+
+TEST(V5CodecTest, LeaseEventsWithBadFieldsAreProtocolErrors) {
+  Event e;
+  const auto decode = [&](const std::string& hex) {
+    const std::string bytes = Hex(hex);
+    return DecodeEvent(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &e);
+  };
+  EXPECT_FALSE(decode("0d ff ff ff ff 00").ok()) << "negative seconds";
+  EXPECT_FALSE(decode("0d 00 00 00 01 02 41 42").ok()) << "a token that is not 32 hex digits";
+  EXPECT_FALSE(decode("0e 02 00 00 00 00 00 00").ok()) << "granted byte 2";
+  // Incomplete: the decoder waits for the rest instead of failing.
+  EXPECT_EQ(*decode("0e 01 00 00 00 00 02 41"), 0u);
+  EXPECT_EQ(*decode("0e 01 00 00 00 00 00"), 0u);
+}
 
 TEST(V5CodecTest, TimestampSurvivesTheRoundTripExactly) {
   const double seconds = 1470925506.0621243;

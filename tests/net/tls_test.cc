@@ -4,6 +4,7 @@
 // says why; the CAN thread's direct writes stay on only where the kernel encrypts (kTLS).
 #include "net/tls.h"
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -128,6 +129,22 @@ TEST_F(TlsTest, AClientCertificateFromAnotherCaIsRefusedWithTheServersReason) {
   auto bus = Connect(server, "stranger");
   ASSERT_FALSE(bus.ok());
   EXPECT_THAT(bus.status().message(), HasSubstr("unknown ca"));
+}
+
+TEST_F(TlsTest, WritingToAServerThatWentAwayIsAnErrorNotSigpipe) {
+  // OpenSSL writes with write(): without SigpipeGuard the write after the server's reset raised
+  // SIGPIPE, which kills a program that keeps the default (canremote; this test binary).
+  ASSERT_EQ(std::signal(SIGPIPE, SIG_DFL), SIG_DFL);
+  auto server = std::make_unique<TestServer>(TlsOptions());
+  auto bus = Connect(*server, "logger");
+  ASSERT_TRUE(bus.ok()) << bus.status();
+  server.reset();
+  absl::Status sent;
+  for (int i = 0; i < 200 && sent.ok(); ++i) {
+    sent = (*bus)->Send(CanFrame::Classic(0x123, {1}));
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE(sent.ok());
 }
 
 TEST_F(TlsTest, DirectWritesStayOnlyWhereTheKernelEncrypts) {

@@ -33,6 +33,7 @@ if [ -n "$version" ]; then
 fi
 rm -rf "$site" "$site-src"
 cp -r "$src/python" "$site-src"
+rm -rf "$site-src/build" "$site-src"/*.egg-info  # a stale setuptools build would be installed instead
 /usr/bin/python3 -m pip install -q --no-index --no-build-isolation --no-deps \
   --target "$site" "$site-src" 2>&1 | grep -v "Running pip as the 'root' user" || true
 export PYTHONPATH="$site" CANSERVER_BIN="$build/tools/canserver"

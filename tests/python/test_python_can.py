@@ -487,6 +487,70 @@ class RolesTest(unittest.TestCase):
         self.assertIsNone(sc.recv(0.3))
 
 
+class LeaseTest(unittest.TestCase):
+    """The channel's exclusive transmit lease: `with bus.lease(seconds=30)` as a flashing tool
+    uses it, a process started under `canremote lease` joining it through CANSERVER_LEASE."""
+
+    def setUp(self):
+        self.server = Server()
+        self.buses = []
+
+    def bus(self, **kwargs):
+        b = can.Bus(self.server.channel, interface="remote", **kwargs)
+        self.buses.append(b)
+        return b
+
+    def tearDown(self):
+        for b in self.buses:
+            b.shutdown()
+        self.assertEqual(self.server.stop(), 0)
+
+    def test_the_holder_alone_transmits_until_the_block_ends(self):
+        flasher, other, listener = self.bus(), self.bus(), self.bus()
+        time.sleep(0.2)  # every subscription reaches the CAN thread
+        with flasher.lease(seconds=2) as lease:
+            self.assertRegex(lease.token, r"^[0-9a-f]{32}$")
+            self.assertIn("session", lease.holder)
+            other.send(can.Message(arbitration_id=0x200, data=[1], is_extended_id=False))
+            with self.assertRaises(can.CanOperationError) as told:
+                other.recv(5)
+            self.assertRegex(str(told.exception),
+                             r"leased by session \d+ \(127\.0\.0\.1:\d+\) for \d s more, so "
+                             r"this client may not send frames until the lease ends")
+            with self.assertRaises(can.CanOperationError) as taken:
+                with other.lease(seconds=5):
+                    pass
+            self.assertIn("leased by session", str(taken.exception))
+            time.sleep(2.5)  # renewed: still held after its first term
+            flasher.send(can.Message(arbitration_id=0x100, data=[2], is_extended_id=False))
+            self.assertEqual(listener.recv(5).arbitration_id, 0x100)
+            self.assertIsNone(lease.lost)
+        other.send(can.Message(arbitration_id=0x201, data=[3], is_extended_id=False))
+        self.assertEqual(listener.recv(5).arbitration_id, 0x201)
+
+    def test_a_bus_with_the_token_joins_and_frames_wait_for_recv(self):
+        flasher, listener = self.bus(), self.bus()
+        time.sleep(0.2)
+        with flasher.lease(seconds=30) as lease:
+            member = self.bus(lease_token=lease.token)
+            member.send(can.Message(arbitration_id=0x220, data=[4], is_extended_id=False))
+            self.assertEqual(listener.recv(5).arbitration_id, 0x220)
+        # Frames that reached the holder while it waited for the lease's answers are received.
+        self.assertEqual(flasher.recv(5).arbitration_id, 0x220)
+
+    def test_a_script_under_canremote_lease_transmits(self):
+        listener = self.bus()
+        canremote = os.path.join(os.path.dirname(os.environ["CANSERVER_BIN"]), "canremote")
+        script = ("import can; b = can.Bus(%r, interface='remote'); "
+                  "b.send(can.Message(arbitration_id=0x230, data=[5], is_extended_id=False)); "
+                  "b.shutdown()" % self.server.channel)
+        done = subprocess.run([canremote, "lease", "-c", self.server.channel, "10", "--",
+                               sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(listener.recv(5).arbitration_id, 0x230)
+
+
 CERTS = None
 
 

@@ -260,6 +260,36 @@ TEST(CanremoteTest, DumpRidesOutAServerRestart) {
   EXPECT_THAT(out, ::testing::Not(HasSubstr("200#09")));
 }
 
+TEST(CanremoteTest, LeaseRunsACommandThatAloneMayTransmit) {
+  TestServer ts;
+  auto listener = ts.Connect();
+  const std::string c = Canremote();
+  const std::string a = ts.address();
+  // The command's own canremote joins the lease (CANSERVER_LEASE); one without the token is
+  // refused, naming the holder. canremote lease exits with the command's status.
+  auto [out, rc] = Shell(absl::StrCat("timeout 30 ", c, " lease -c ", a, " 10 -- sh -c '", c,
+                                      " send -c ", a, " 123#01 && env -u CANSERVER_LEASE ", c,
+                                      " send -c ", a, " 125#03; echo refused=$?; exit 3'"));
+  EXPECT_EQ(rc, 3) << out;
+  EXPECT_THAT(out, HasSubstr("leased for"));
+  EXPECT_THAT(out, HasSubstr("refused=1"));
+  EXPECT_THAT(out, MatchesRegex("(.|\n)*test: leased by session [0-9]+ \\(127.0.0.1:[0-9]+\\) "
+                                "for (10|9) s more, so this client may not send frames(.|\n)*"));
+  // Released when the command ended: anyone may send again.
+  auto [out2, rc2] = Shell(absl::StrCat(c, " send -c ", a, " 126#04"));
+  EXPECT_EQ(rc2, 0) << out2;
+  std::optional<CanFrame> first = *listener->Recv(absl::Seconds(5));
+  std::optional<CanFrame> second = *listener->Recv(absl::Seconds(5));
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(first->id, 0x123u);
+  EXPECT_EQ(second->id, 0x126u) << "the refused frame reached the bus";
+
+  auto [held, rc3] =
+      Shell(absl::StrCat(c, " lease -c ", a, " 10 -- ", c, " lease -c ", a, " 10 -- true"));
+  EXPECT_EQ(rc3, 1) << "a second lease inside the first is refused: " << held;
+  EXPECT_THAT(held, HasSubstr("lease refused: leased by session"));
+}
+
 TEST(CanremoteTest, ClearErrorsWithoutAServer) {
   auto [out, rc] = Shell(absl::StrCat(Canremote(), " dump -c 127.0.0.1:1"));
   EXPECT_EQ(rc, 1);
