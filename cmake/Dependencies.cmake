@@ -20,6 +20,7 @@ target_include_directories(moodycamel::queues SYSTEM INTERFACE
 # /api/status. systemd's sd_notify (libsystemd-dev) for Type=notify units.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(MHD REQUIRED IMPORTED_TARGET GLOBAL libmicrohttpd)
+pkg_check_modules(GNUTLS REQUIRED IMPORTED_TARGET GLOBAL gnutls)  # libgnutls28-dev: HTTPS client certificates (net/http_server.cc)
 if(CANSERVER_BUILD_TESTS)
   # Tests' HTTP client only.
   pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)

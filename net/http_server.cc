@@ -1,19 +1,70 @@
 #include "net/http_server.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <sys/socket.h>
 
 #include <cstdarg>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
+#include "core/status_macros.h"
 #include "io/thread_util.h"
 
 namespace canserver {
+namespace {
+
+// With client certificates asked for (--tls-ca): why this request may not be served, or "". A
+// certificate that is there must verify against the CA; none at all is refused only under
+// --tls-client-cert required. libmicrohttpd asks GnuTLS for the certificate but leaves the
+// verdict to the application.
+std::string ClientCertificateRefusal(MHD_Connection* c, const std::optional<TlsServerFiles>& tls) {
+  if (!tls.has_value() || tls->ca.empty() || tls->client_certs == ClientCerts::kNone) return "";
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  if (info == nullptr || info->tls_session == nullptr) return "no TLS session";
+  auto session = static_cast<gnutls_session_t>(info->tls_session);
+  unsigned int count = 0;
+  if (gnutls_certificate_get_peers(session, &count) == nullptr || count == 0) {
+    return tls->client_certs == ClientCerts::kRequired
+               ? "this port requires a client certificate signed by the CA of canserver "
+                 "--tls-ca (--tls-client-cert required)"
+               : "";
+  }
+  unsigned int status = 0;
+  if (gnutls_certificate_verify_peers2(session, &status) < 0) {
+    return "the client certificate could not be verified";
+  }
+  if (status == 0) return "";
+  gnutls_datum_t text{};
+  std::string why = "the client certificate is not valid";
+  if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
+    why = absl::StrCat("the client certificate is not valid: ",
+                       std::string(reinterpret_cast<const char*>(text.data), text.size));
+    gnutls_free(text.data);
+  }
+  return why;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::NotFoundError(absl::StrFormat("--http with TLS: cannot read %s '%s'", what, path));
+  }
+  if (text.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--http with TLS: %s '%s' is empty or missing", what, path));
+  }
+  return text;
+}
+
+}  // namespace
 
 struct HttpCallbacks {
   static MHD_Result Accept(void* cls, const sockaddr* addr, socklen_t) {
@@ -55,6 +106,9 @@ struct HttpCallbacks {
     if (*upload_size != 0) {  // nothing here takes a body: read and forget it
       *upload_size = 0;
       return MHD_YES;
+    }
+    if (const std::string refused = ClientCertificateRefusal(c, self->tls_); !refused.empty()) {
+      return Reply(c, MHD_HTTP_FORBIDDEN, "HTTP 403: " + refused + "\n", "text/plain");
     }
     const std::string path(url);
     if (std::string(method) != MHD_HTTP_METHOD_GET && std::string(method) != MHD_HTTP_METHOD_HEAD) {
@@ -115,11 +169,21 @@ struct HttpCallbacks {
   }
 };
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    const HostPort& address, AccessList allow, std::function<ServerStatus()> status) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HostPort& address,
+                                                              AccessList allow,
+                                                              std::function<ServerStatus()> status,
+                                                              std::optional<TlsServerFiles> tls) {
   auto http = std::unique_ptr<HttpServer>(new HttpServer());
   http->allow_ = std::move(allow);
   http->status_ = std::move(status);
+  http->tls_ = std::move(tls);
+  if (http->tls_.has_value()) {
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+      return absl::UnimplementedError(
+          "--http with --tls: this libmicrohttpd was built without TLS (GnuTLS)");
+    }
+    RETURN_IF_ERROR(http->LoadTls());
+  }
   HostPort bind = address;
   if (bind.host.empty()) bind.host = "0.0.0.0";
   absl::StatusOr<UniqueFd> listener = ListenTcp(bind, 64);
@@ -130,31 +194,109 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   }
   http->port_ = LocalPort(listener->get());
   http->listener_ = *std::move(listener);
+  RETURN_IF_ERROR(http->StartDaemon());
+  http->thread_ = std::thread([self = http.get()] { self->Run(); });
+  CS_LOG(kInfo, "http: status page, /metrics and /api/status on %s%s",
+         HostPort{bind.host, http->port_}.ToString(),
+         !http->tls_.has_value()  ? ""
+         : http->tls_->ca.empty() ? " (HTTPS)"
+         : http->tls_->client_certs == ClientCerts::kRequired
+             ? " (HTTPS, client certificate required)"
+             : " (HTTPS, client certificates verified where given)");
+  return http;
+}
+
+absl::Status HttpServer::LoadTls() {
+  ASSIGN_OR_RETURN(cert_pem_, ReadPem(tls_->cert, "--tls-cert"));
+  ASSIGN_OR_RETURN(key_pem_, ReadPem(tls_->key, "--tls-key"));
+  ca_pem_.clear();
+  if (!tls_->ca.empty() && tls_->client_certs != ClientCerts::kNone) {
+    ASSIGN_OR_RETURN(ca_pem_, ReadPem(tls_->ca, "--tls-ca"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HttpServer::StartDaemon() {
   const unsigned idle = static_cast<unsigned>(absl::ToInt64Seconds(kIdleTimeout));
-  http->daemon_ = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, &HttpCallbacks::Accept, http.get(),
-      &HttpCallbacks::Handle, http.get(), MHD_OPTION_LISTEN_SOCKET, http->listener_.get(),  //
-      MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,                                         //
+  // TLS options only with TLS (MHD_OPTION_ARRAY ends at the first MHD_OPTION_END).
+  MHD_OptionItem tls_options[] = {
+      {MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(cert_pem_.c_str())},
+      {MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(key_pem_.c_str())},
+      {MHD_OPTION_HTTPS_PRIORITIES, 0,
+       const_cast<char*>("NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2")},
+      {ca_pem_.empty() ? MHD_OPTION_END : MHD_OPTION_HTTPS_MEM_TRUST, 0,
+       const_cast<char*>(ca_pem_.c_str())},
+      {MHD_OPTION_END, 0, nullptr},
+  };
+  MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, nullptr}};
+  const bool tls = tls_.has_value();
+  daemon_ = MHD_start_daemon(
+      MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0), 0, &HttpCallbacks::Accept, this,
+      &HttpCallbacks::Handle, this,
+      // First, so that libmicrohttpd's own messages about the options below come here too.
+      MHD_OPTION_EXTERNAL_LOGGER, &HttpCallbacks::Log, nullptr,  //
+      MHD_OPTION_LISTEN_SOCKET, listener_.get(),                 //
+      MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,              //
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxPerAddress, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       kRequestMemory,                       //
       MHD_OPTION_CONNECTION_TIMEOUT, idle,  //
-      MHD_OPTION_NOTIFY_CONNECTION, &HttpCallbacks::Notify, http.get(), MHD_OPTION_NOTIFY_COMPLETED,
-      &HttpCallbacks::Completed, http.get(), MHD_OPTION_URI_LOG_CALLBACK,
-      &HttpCallbacks::RequestLine, http.get(), MHD_OPTION_EXTERNAL_LOGGER, &HttpCallbacks::Log,
-      nullptr,  //
-      MHD_OPTION_END);
-  if (http->daemon_ == nullptr) return absl::InternalError("--http: libmicrohttpd did not start");
-  http->thread_ = std::thread([self = http.get()] { self->Run(); });
-  CS_LOG(kInfo, "http: status page, /metrics and /api/status on %s",
-         HostPort{bind.host, http->port_}.ToString());
-  return http;
+      MHD_OPTION_NOTIFY_CONNECTION, &HttpCallbacks::Notify, this, MHD_OPTION_NOTIFY_COMPLETED,
+      &HttpCallbacks::Completed, this, MHD_OPTION_URI_LOG_CALLBACK, &HttpCallbacks::RequestLine,
+      this, MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
+  if (daemon_ == nullptr) {
+    return absl::InternalError(tls ? "--http: libmicrohttpd did not start with the TLS "
+                                     "certificate and key (see the log line above)"
+                                   : "--http: libmicrohttpd did not start");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HttpServer::Reload() {
+  if (!tls_.has_value()) return absl::OkStatus();
+  std::array<std::string, 3> files;
+  ASSIGN_OR_RETURN(files[0], ReadPem(tls_->cert, "--tls-cert"));
+  ASSIGN_OR_RETURN(files[1], ReadPem(tls_->key, "--tls-key"));
+  if (!tls_->ca.empty() && tls_->client_certs != ClientCerts::kNone) {
+    ASSIGN_OR_RETURN(files[2], ReadPem(tls_->ca, "--tls-ca"));
+  }
+  std::lock_guard lock(reload_mu_);
+  reloaded_ = std::move(files);
+  return absl::OkStatus();
 }
 
 void HttpServer::Run() {
   NameThisThread("http");
+  BlockSigpipeInThisThread();  // GnuTLS writes a connection the client reset: EPIPE, not death
   while (!stop_.load(std::memory_order_relaxed)) {
     (void)MHD_run_wait(daemon_, 200);
     EnforceDeadline();
+    std::optional<std::array<std::string, 3>> files;
+    {
+      std::lock_guard lock(reload_mu_);
+      files.swap(reloaded_);
+    }
+    if (!files.has_value()) continue;
+    // Restart on the same listening socket with the new files: quiesced, the daemon hands the
+    // socket back instead of closing it. Its open connections close with it.
+    std::array<std::string, 3> old = {cert_pem_, key_pem_, ca_pem_};
+    (void)MHD_quiesce_daemon(daemon_);
+    MHD_stop_daemon(daemon_);
+    requests_.clear();
+    cert_pem_ = (*files)[0];
+    key_pem_ = (*files)[1];
+    ca_pem_ = (*files)[2];
+    if (absl::Status started = StartDaemon(); !started.ok()) {
+      CS_LOG(kError, "http: the reloaded certificate did not start (%s); kept the old one",
+             started.message());
+      cert_pem_ = old[0];
+      key_pem_ = old[1];
+      ca_pem_ = old[2];
+      if (!StartDaemon().ok()) {
+        CS_LOG(kError, "http: could not restart; the HTTP port serves nothing until restarted");
+        daemon_ = nullptr;
+        return;
+      }
+    }
   }
 }
 

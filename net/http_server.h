@@ -13,15 +13,24 @@
 // answered within kRequestDeadline of its first byte (a slowloris trickling a header byte a
 // second) is cut off.
 //
-// Thread-safety: Start and the destructor from one thread. One thread of its own runs the
-// daemon; `status` is called on it and must be thread-safe (RemoteServer::Status is).
+// HTTPS (canserver --tls with --http): the same server certificate as the v5/v6 ports, TLS 1.2+
+// (GnuTLS inside libmicrohttpd); with --tls-ca, client certificates are asked for and verified
+// against it, and with --tls-client-cert required a request without a valid one gets 403 naming
+// the reason. Reload() re-reads the files (SIGHUP): the daemon is restarted on the same listening
+// socket, so connections open at that moment are closed (scrapers reconnect).
+//
+// Thread-safety: Start and the destructor from one thread; Reload from any. One thread of its own
+// runs the daemon; `status` is called on it and must be thread-safe (RemoteServer::Status is).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -31,6 +40,7 @@
 #include "net/access_list.h"
 #include "net/server_status.h"
 #include "net/socket_util.h"
+#include "net/tls.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -45,10 +55,13 @@ class HttpServer {
   static constexpr absl::Duration kIdleTimeout = absl::Seconds(5);
   static constexpr absl::Duration kRequestDeadline = absl::Seconds(5);
 
-  // Binds `address` (port 0: any free port) and starts serving.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HostPort& address,
-                                                           AccessList allow,
-                                                           std::function<ServerStatus()> status);
+  // Binds `address` (port 0: any free port) and starts serving; with `tls`, HTTPS only.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      const HostPort& address, AccessList allow, std::function<ServerStatus()> status,
+      std::optional<TlsServerFiles> tls = std::nullopt);
+  // Re-reads the TLS files; the daemon's thread restarts with them if they load. Returns the
+  // error of files that do not (the old ones stay). No-op without TLS.
+  absl::Status Reload();
   ~HttpServer();
 
   uint16_t port() const { return port_; }
@@ -60,6 +73,10 @@ class HttpServer {
  private:
   HttpServer() = default;
   void Run();
+  // Reads the TLS files into memory (libmicrohttpd takes PEM text).
+  absl::Status LoadTls();
+  // Starts the daemon on listener_ with the loaded certificates.
+  absl::Status StartDaemon();
   // The daemon's thread: cuts off requests older than kRequestDeadline.
   void EnforceDeadline();
 
@@ -67,6 +84,10 @@ class HttpServer {
   std::function<ServerStatus()> status_;
   UniqueFd listener_;
   MHD_Daemon* daemon_ = nullptr;
+  std::optional<TlsServerFiles> tls_;
+  std::string cert_pem_, key_pem_, ca_pem_;  // what the daemon serves; the daemon's thread's
+  std::mutex reload_mu_;
+  std::optional<std::array<std::string, 3>> reloaded_;  // under reload_mu_: for Run to take
   std::thread thread_;
   std::atomic<bool> stop_{false};
   uint16_t port_ = 0;

@@ -104,6 +104,8 @@ class TlsServer {
   std::unique_ptr<TlsStream> NewStream(int fd);
 
   bool plain_allowed() const { return files_.plain_allowed; }
+  // The files it was created from (the HTTP port serves the same certificate).
+  const TlsServerFiles& files() const { return files_; }
   // Handshakes that failed and plain-text clients refused on a --tls required port.
   void CountFailure() { failed_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }

@@ -9,8 +9,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libinih-dev libsocketcan-dev
   # --http (libmicrohttpd; cpp-httplib as the tests' client; JSON), sd_notify
   libmicrohttpd-dev libcpp-httplib-dev nlohmann-json3-dev libsystemd-dev
-  # TLS (net/tls.h) and the openssl command line the TLS tests make certificates with
-  libssl-dev openssl
+  # TLS (net/tls.h; GnuTLS for HTTPS inside libmicrohttpd) and the openssl command line the TLS
+  # tests make certificates with
+  libssl-dev libgnutls28-dev openssl
   # what operators and scrapers see: promtool and a real Prometheus, headless Chromium
   prometheus chromium
   # the .deb: dpkg-shlibdeps for its dependencies, lintian, man pages from --help, unit checks

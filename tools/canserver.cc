@@ -517,7 +517,10 @@ int main(int argc, char** argv) {
     absl::StatusOr<HostPort> address = ParseHostPort(http_flag, 9754);
     if (!address.ok()) return fail(absl::StrCat("--http: ", address.status().message()));
     RemoteServer* s = server->get();
-    auto started = HttpServer::Start(*address, options.allow, [s] { return s->Status(); });
+    std::optional<TlsServerFiles> https;
+    if (options.tls != nullptr) https = options.tls->files();  // the same certificate as v5/v6
+    auto started = HttpServer::Start(
+        *address, options.allow, [s] { return s->Status(); }, std::move(https));
     if (!started.ok()) return fail(started.status().message());
     http = *std::move(started);
   }
@@ -540,6 +543,11 @@ int main(int argc, char** argv) {
           CS_LOG(kInfo, "SIGHUP: nothing to reload (no --tls)");
         } else if (absl::Status reloaded = options.tls->Reload(); reloaded.ok()) {
           CS_LOG(kInfo, "SIGHUP: reloaded the TLS certificate files; new connections use them");
+          if (http != nullptr) {
+            if (absl::Status h = http->Reload(); !h.ok()) {
+              CS_LOG(kError, "SIGHUP: the HTTP port keeps the old certificate: %s", h.message());
+            }
+          }
         } else {
           CS_LOG(kError, "SIGHUP: kept the old TLS certificates: %s", reloaded.message());
         }

@@ -4,6 +4,8 @@
 // says why; the CAN thread's direct writes stay on only where the kernel encrypts (kTLS).
 #include "net/tls.h"
 
+#include <httplib.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/access_rules.h"
+#include "net/http_server.h"
 #include "net/test_server.h"
 #include "process_util.h"
 
@@ -145,6 +148,59 @@ TEST_F(TlsTest, WritingToAServerThatWentAwayIsAnErrorNotSigpipe) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   EXPECT_FALSE(sent.ok());
+}
+
+TEST_F(TlsTest, TheHttpPortServesHttpsAndChecksClientCertificates) {
+  // cpp-httplib's SSLClient writes with SSL_write(), which raises SIGPIPE when a connection ends
+  // under it (the reload below); the server side has it blocked (HttpServer's thread).
+  struct IgnoreSigpipe {
+    IgnoreSigpipe() { old = std::signal(SIGPIPE, SIG_IGN); }
+    ~IgnoreSigpipe() { std::signal(SIGPIPE, old); }
+    void (*old)(int);
+  } ignore;
+  TestServer server;
+  RemoteServer* s = &server.server();
+  auto http = HttpServer::Start(
+      HostPort{"127.0.0.1", 0}, AccessList(), [s] { return s->Status(); },
+      TlsServerFiles{Cert("server.pem"), Cert("server.key"), Cert("ca.pem"), ClientCerts::kRequired,
+                     false});
+  ASSERT_TRUE(http.ok()) << http.status();
+  const int port = (*http)->port();
+  const auto get = [&](const std::string& client, const std::string& path) {
+    auto c = client.empty() ? std::make_unique<httplib::SSLClient>("127.0.0.1", port)
+                            : std::make_unique<httplib::SSLClient>(
+                                  "127.0.0.1", port, Cert(client + ".pem"), Cert(client + ".key"));
+    c->set_ca_cert_path(Cert("ca.pem").c_str());
+    c->enable_server_certificate_verification(true);
+    c->set_read_timeout(5, 0);
+    return c->Get(path.c_str());
+  };
+  httplib::Result ok = get("logger", "/metrics");
+  ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_THAT(ok->body, HasSubstr("canserver_"));
+
+  httplib::Result bare = get("", "/api/status");
+  ASSERT_TRUE(bare) << httplib::to_string(bare.error());
+  EXPECT_EQ(bare->status, 403);
+  EXPECT_THAT(bare->body, HasSubstr("requires a client certificate signed by the CA of canserver "
+                                    "--tls-ca"));
+  httplib::Result stranger = get("stranger", "/");
+  ASSERT_TRUE(stranger) << httplib::to_string(stranger.error());
+  EXPECT_EQ(stranger->status, 403);
+  EXPECT_THAT(stranger->body, HasSubstr("the client certificate is not valid"));
+
+  httplib::Client plain("127.0.0.1", port);  // plain HTTP on the HTTPS port: no page
+  plain.set_read_timeout(2, 0);
+  httplib::Result p = plain.Get("/");
+  EXPECT_FALSE(p && p->status == 200);
+
+  // SIGHUP's reload restarts the daemon on the same port with the files read again.
+  ASSERT_TRUE((*http)->Reload().ok());
+  ASSERT_TRUE(TestServer::WaitUntil([&] {
+    httplib::Result again = get("logger", "/metrics");
+    return again && again->status == 200;
+  }));
 }
 
 TEST_F(TlsTest, DirectWritesStayOnlyWhereTheKernelEncrypts) {

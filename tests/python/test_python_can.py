@@ -575,10 +575,18 @@ def tls_args(name=None, ca="ca.pem"):
 
 def metric(server, name, labels):
     """One sample of the server's /metrics (the server runs with --http 127.0.0.1:0)."""
+    import ssl
     import urllib.request
     with open(server.log.name) as f:
-        port = re.search(r"/api/status on 127\.0\.0\.1:(\d+)", f.read()).group(1)
-    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=5).read().decode()
+        m = re.search(r"/api/status on 127\.0\.0\.1:(\d+)( \(HTTPS)?", f.read())
+    if m.group(2):  # canserver --tls: the HTTP port speaks HTTPS with the same certificate
+        context = ssl.create_default_context(cafile=os.path.join(certs(), "ca.pem"))
+        context.load_cert_chain(os.path.join(certs(), "logger.pem"),
+                                os.path.join(certs(), "logger.key"))
+        url = "https://localhost:%s/metrics" % m.group(1)
+    else:
+        context, url = None, "http://127.0.0.1:%s/metrics" % m.group(1)
+    text = urllib.request.urlopen(url, timeout=5, context=context).read().decode()
     m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(labels)), text, re.M)
     return float(m.group(1)) if m else None
 
