@@ -66,7 +66,8 @@ fi
 
 # 2. The initramfs: busybox, the modules (dependency order) and /init.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci 9pnet 9pnet_virtio
-netfs fscache 9p can can-raw can-bcm can-isotp can-dev vcan slcan sch_tbf sch_plug"
+netfs fscache 9p can can-raw can-bcm can-isotp can-dev vcan slcan sch_tbf sch_plug
+gf128mul ghash-generic ctr gcm tls"
 init_script=$(cat <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

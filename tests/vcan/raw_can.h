@@ -5,7 +5,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "io/raw_can_socket.h"
 
 namespace canserver::testing {
@@ -23,5 +26,16 @@ class RawCan {
  private:
   std::unique_ptr<RawCanSocket> socket_;
 };
+
+// Frames with `id` seen on the bus by a raw socket within `window`.
+inline std::vector<CanFrame> Watch(RawCan& raw, uint32_t id, absl::Duration window) {
+  std::vector<CanFrame> out;
+  const absl::Time end = absl::Now() + window;
+  while (absl::Now() < end) {
+    std::optional<CanFrame> f = raw.Read(end - absl::Now());
+    if (f && f->id == id) out.push_back(*f);
+  }
+  return out;
+}
 
 }  // namespace canserver::testing

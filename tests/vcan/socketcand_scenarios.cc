@@ -17,6 +17,7 @@ using ::testing::HasSubstr;
 using testing::RawCan;
 using testing::SocketcandClient;
 using testing::VcanTest;
+using testing::Watch;
 
 // A server on vcan0 with its socketcand listener on a free port, and a client that opened vcan0.
 struct Socketcand {
@@ -38,17 +39,6 @@ struct Socketcand {
   std::unique_ptr<testing::TestServer> server;
   std::unique_ptr<SocketcandClient> client;
 };
-
-// Frames with `id` a raw socket sees on vcan0 during `d`.
-std::vector<CanFrame> Watch(RawCan& raw, uint32_t id, absl::Duration d) {
-  std::vector<CanFrame> seen;
-  const absl::Time end = absl::Now() + d;
-  while (absl::Now() < end) {
-    std::optional<CanFrame> f = raw.Read(end - absl::Now());
-    if (f && f->id == id) seen.push_back(*f);
-  }
-  return seen;
-}
 
 // 26. BCM mode: "add" runs a job at its period in the kernel's broadcast manager, "update" changes
 // its data and keeps it running, "delete" stops it, and a job still running ends with the session.

@@ -31,6 +31,7 @@ using testing::SeqOf;
 using testing::Shell;
 using testing::TestServer;
 using testing::VcanTest;
+using testing::Watch;
 
 // 1. Frames generated on vcan0 reach every client, all of them, in order, with kernel timestamps.
 TEST_F(VcanTest, Scenario1_BusFramesReachOneAndFourClientsInOrder) {
@@ -128,17 +129,6 @@ TEST_F(VcanTest, Scenario4_PerClientFilters) {
   EXPECT_EQ(data(*std_only), (std::vector<int>{1}));
   EXPECT_EQ(data(*ext_only), (std::vector<int>{2}));
   EXPECT_EQ(data(*all), (std::vector<int>{1, 2, 3}));
-}
-
-// Frames with `id` seen on the bus by a raw socket within `window`.
-std::vector<CanFrame> Watch(RawCan& raw, uint32_t id, absl::Duration window) {
-  std::vector<CanFrame> out;
-  const absl::Time end = absl::Now() + window;
-  while (absl::Now() < end) {
-    std::optional<CanFrame> f = raw.Read(end - absl::Now());
-    if (f && f->id == id) out.push_back(*f);
-  }
-  return out;
 }
 
 // Reads and discards what the socket already holds (frames sent before a job was stopped).
