@@ -40,7 +40,7 @@ void ChannelLease::Expire(absl::Time now) {
 
 ChannelLease::Outcome ChannelLease::Take(uint64_t session, absl::string_view who,
                                          absl::Duration length, absl::Time now, std::string token) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ != 0 && holder_ != session) {
     return {false, until_ - now, "",
@@ -59,7 +59,7 @@ ChannelLease::Outcome ChannelLease::Take(uint64_t session, absl::string_view who
 
 ChannelLease::Outcome ChannelLease::Join(uint64_t session, absl::string_view token,
                                          absl::Time now) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ == 0) return {false, absl::ZeroDuration(), "", "no lease is in force to join"};
   if (token != token_) {
@@ -73,7 +73,7 @@ ChannelLease::Outcome ChannelLease::Join(uint64_t session, absl::string_view tok
 }
 
 bool ChannelLease::Release(uint64_t session) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   if (holder_ == session && session != 0) {
     holder_ = 0;
     who_.clear();
@@ -88,7 +88,7 @@ bool ChannelLease::Release(uint64_t session) {
 
 std::optional<std::string> ChannelLease::BlockedFor(uint64_t session, absl::Time now) {
   if (!active_.load(std::memory_order_acquire)) return std::nullopt;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ == 0 || holder_ == session || members_.contains(session)) return std::nullopt;
   return absl::StrFormat("leased by %s for %s more", who_, Seconds(until_ - now));
@@ -96,7 +96,7 @@ std::optional<std::string> ChannelLease::BlockedFor(uint64_t session, absl::Time
 
 std::optional<ChannelLease::Holder> ChannelLease::Current(absl::Time now) {
   if (!active_.load(std::memory_order_acquire)) return std::nullopt;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ == 0) return std::nullopt;
   return Holder{holder_, who_, until_, members_.size()};

@@ -17,13 +17,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace canserver {
@@ -68,15 +67,17 @@ class ChannelLease {
 
  private:
   // Ends an expired lease. Holds mu_.
-  void Expire(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Expire(absl::Time now);
 
   std::atomic<bool> active_{false};  // a lease may be in force: BlockedFor takes the lock
-  absl::Mutex mu_;
-  uint64_t holder_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none
-  std::string who_ ABSL_GUARDED_BY(mu_);
-  std::string token_ ABSL_GUARDED_BY(mu_);
-  absl::Time until_ ABSL_GUARDED_BY(mu_);
-  std::set<uint64_t> members_ ABSL_GUARDED_BY(mu_);
+  // std::mutex, not absl::Mutex: Debian's abseil is not built with ThreadSanitizer, which would
+  // then not see its locking.
+  std::mutex mu_;        // guards everything below
+  uint64_t holder_ = 0;  // 0: none
+  std::string who_;
+  std::string token_;
+  absl::Time until_;
+  std::set<uint64_t> members_;
 };
 
 }  // namespace canserver

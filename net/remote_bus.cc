@@ -53,6 +53,17 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::ConnectVersion(
   RETURN_IF_ERROR(v5::Encode(v5::BusRequest{version, options.bitrate}, &hello));
   RETURN_IF_ERROR(v5::Encode(v5::FilterConfig{options.filters}, &hello));
   if (absl::Status sent = bus->WriteAll(hello); !sent.ok()) {
+    if (bus->tls_ != nullptr) {
+      // TLS 1.3: the server checks our certificate after our side of the handshake is done and
+      // may close before this first write; its alert, if it came, says why.
+      pollfd p{bus->fd_.get(), POLLIN, 0};
+      uint8_t byte;
+      if (::poll(&p, 1, 1000) > 0 && bus->ReadSome(&byte, 1) < 0 && errno == EPROTO) {
+        return absl::UnavailableError(absl::StrCat("TLS: ", address.ToString(),
+                                                   " refused this client after the handshake: ",
+                                                   bus->tls_->last_error()));
+      }
+    }
     return absl::UnavailableError(
         absl::StrCat("send(handshake) to ", address.ToString(), ": ", sent.message()));
   }
