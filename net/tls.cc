@@ -149,24 +149,7 @@ TlsStream::Step TlsStream::Handshake(std::string* error) {
 ssize_t TlsStream::Read(void* buf, size_t len) {
   ERR_clear_error();
   const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
-  if (n > 0) return n;
-  switch (SSL_get_error(ssl_, n)) {
-    case SSL_ERROR_ZERO_RETURN:
-      return 0;
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_SYSCALL:
-      broken_ = true;
-      if (errno == 0) return 0;
-      return -1;
-    default:
-      broken_ = true;
-      last_error_ = DrainErrors();
-      errno = EPROTO;
-      return -1;
-  }
+  return n > 0 ? n : Failed(n, /*reading=*/true);
 }
 
 ssize_t TlsStream::Write(const void* data, size_t len) {
@@ -174,22 +157,26 @@ ssize_t TlsStream::Write(const void* data, size_t len) {
   ERR_clear_error();
   const SigpipeGuard guard;
   const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
-  if (n > 0) return n;
-  switch (SSL_get_error(ssl_, n)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_SYSCALL:
-      broken_ = true;
-      if (errno == 0) errno = EPIPE;
-      return -1;
-    default:
-      broken_ = true;
-      last_error_ = DrainErrors();
-      errno = EPROTO;
-      return -1;
+  return n > 0 ? n : Failed(n, /*reading=*/false);
+}
+
+ssize_t TlsStream::Failed(int n, bool reading) {
+  const int error = SSL_get_error(ssl_, n);
+  if (error == SSL_ERROR_ZERO_RETURN && reading) return 0;  // close_notify
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
   }
+  broken_ = true;
+  if (error == SSL_ERROR_SYSCALL) {  // the socket's own error, or an EOF without close_notify
+    if (errno != 0) return -1;
+    if (reading) return 0;
+    errno = EPIPE;
+    return -1;
+  }
+  last_error_ = DrainErrors();
+  errno = EPROTO;
+  return -1;
 }
 
 bool TlsStream::pending() const { return SSL_pending(ssl_) > 0; }

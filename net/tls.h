@@ -84,6 +84,10 @@ class TlsStream {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // Read's or Write's result when SSL_read/SSL_write moved nothing (n <= 0), as recv()/send()
+  // give theirs: 0 at the end (reading), or -1 with errno EAGAIN, EPIPE or EPROTO.
+  ssize_t Failed(int n, bool reading);
+
   SSL* ssl_;
   bool kernel_send_ = false;
   bool kernel_receive_ = false;
