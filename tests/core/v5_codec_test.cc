@@ -286,7 +286,7 @@ INSTANTIATE_TEST_SUITE_P(
     Fields, DecodeErrorTest,
     ::testing::Values(
         BadInput{"00", "unknown event id 0"}, BadInput{"09 00 00 00 00", "unknown event id 9"},
-        BadInput{"0d", "unknown event id 13 (0x0d)"}, BadInput{"fe", "unknown event id 254"},
+        BadInput{"0f", "unknown event id 15 (0x0f)"}, BadInput{"fe", "unknown event id 254"},
         BadInput{"01 05 ff ff ff ff", "bitrate -1 is negative"},
         // CanMessage: id with bit 31 set, standard id over 11 bits, dlc 9, unknown flag bits.
         BadInput{"03 00 00 00 00 00 00 00 00 80 00 00 00 00 01 00 00 00 00 00 00 00 00",

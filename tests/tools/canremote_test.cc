@@ -98,7 +98,7 @@ TEST(CanremoteTest, OptionsGoBeforeOrAfterTheCommand) {
   EXPECT_EQ(*listener->Recv(absl::Seconds(5)), CanFrame::Classic(0x124, {0x02}));
   std::tie(out, rc) = Shell(absl::StrCat(Canremote(), " -c ", ts.address()));
   EXPECT_EQ(rc, 1);
-  EXPECT_THAT(out, HasSubstr("give a command: dump, send or log"));
+  EXPECT_THAT(out, HasSubstr("give a command: dump, send, log or lease"));
 }
 
 // canremote dump --pcap: Wireshark's own dissectors (tshark, Debian 12's 4.0) read the stream:
