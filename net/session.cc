@@ -401,7 +401,9 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
   }
   fd_.Reset();
   ticket_.reset();  // its slots in the server's limits are free again
-  CS_LOG_LIMITED(kInfo, "session %d (%s) closed: %s; %s", id_, peer_, reason, counters().Summary());
+  // The audit trail: who it was (certificate names, role and rule) stands in the close line too.
+  CS_LOG_LIMITED(kInfo, "%s closed: %s; %s", Who(/*with_role=*/subscriber_ != nullptr), reason,
+                 counters().Summary());
 }
 
 absl::StatusOr<std::string> Session::OpenBus(absl::string_view channel, int32_t bitrate,
@@ -491,12 +493,13 @@ absl::Status Session::NotLeasedAway(absl::string_view what) {
       channel_->backend().name(), *why, what));
 }
 
-std::string Session::LeaseName() const {
-  std::string name = absl::StrFormat("session %d (%s", id_, peer_);
+std::string Session::Who(bool with_role) const {
+  std::string who = absl::StrFormat("session %d (%s", id_, peer_);
   if (tls_ != nullptr && !tls_->peer_names().empty()) {
-    absl::StrAppend(&name, ", certificate ", tls_->peer_names().front());
+    absl::StrAppend(&who, ", certificate ", tls_->peer_names().front());
   }
-  return name + ")";
+  if (with_role) absl::StrAppend(&who, ", ", access_.Describe());
+  return who + ")";
 }
 
 LeaseReply Session::Lease(int32_t seconds, absl::string_view token) {
@@ -521,7 +524,8 @@ LeaseReply Session::Lease(int32_t seconds, absl::string_view token) {
     return {true, absl::ZeroDuration(), "", "released"};
   }
   const bool renewal = lease.Current(now).has_value() && lease.Current(now)->session == id_;
-  ChannelLease::Outcome got = lease.Take(id_, LeaseName(), absl::Seconds(seconds), now);
+  ChannelLease::Outcome got =
+      lease.Take(id_, Who(/*with_role=*/false), absl::Seconds(seconds), now);
   if (got.granted && !renewal) {
     CS_LOG_LIMITED(kInfo, "session %d (%s) leased %s for %s: other clients may not transmit", id_,
                    peer_, channel_->channel_info(), absl::FormatDuration(got.remaining));

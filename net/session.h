@@ -117,8 +117,9 @@ class Session final : public SessionActions {
   // Tells the client why its frames were refused, at most once a second (a client that floods
   // must not make the server flood back).
   void TellRefusal(const absl::Status& refused);
-  // "session 7 (10.0.0.5:41234, certificate flasher-1)": a lease holder as others see it.
-  std::string LeaseName() const;
+  // "session 7 (10.0.0.5:41234, certificate flasher-1)": a lease holder as others see it; with
+  // the role and its rule for the audit trail of the close line.
+  std::string Who(bool with_role) const;
   // The ISO-TP socket is readable (PDUs for the client) or writable (the next PDU may go).
   void OnIsoTpEvent(uint32_t events);
   // Writes as much of the output as the socket takes, up to `budget` bytes.

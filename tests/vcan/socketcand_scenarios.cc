@@ -172,5 +172,32 @@ TEST_F(VcanTest, Scenario31_AMonitorCannotTouchTheKernelBus) {
   EXPECT_THAT(isotp->Next(), HasSubstr("may not open ISO-TP"));
 }
 
+// 34. Another client's lease holds a socketcand client off vcan0 the same way: its BCM job and
+// ISO-TP channel are refused naming the holder, nothing reaches the bus, and once the lease is
+// released its BCM job runs.
+TEST_F(VcanTest, Scenario34_ALeaseHoldsSocketcandBcmAndIsoTpOff) {
+  Socketcand sc;
+  RawCan raw("vcan0");
+  ASSERT_TRUE(raw.ok());
+  auto holder = sc.server->Connect();
+  ASSERT_TRUE(holder->Lease(absl::Seconds(30)).ok());
+  sc.client->Send("< errors on >");
+  ASSERT_EQ(sc.client->Next(), "< ok >");
+  sc.client->Send("< add 0 20000 123 1 42 >");
+  EXPECT_THAT(sc.client->Next(), HasSubstr("vcan0: leased by session"));
+  EXPECT_TRUE(Watch(raw, 0x123, absl::Milliseconds(300)).empty()) << "the BCM job runs";
+  auto isotp = sc.Open();
+  isotp->Send("< errors on >");
+  ASSERT_EQ(isotp->Next(), "< ok >");
+  isotp->Send("< isotpmode >");
+  ASSERT_EQ(isotp->Next(), "< ok >");
+  isotp->Send("< isotpconf 7E0 7E8 0 0 0 >");
+  EXPECT_THAT(isotp->Next(), HasSubstr("so this client may not open ISO-TP until the lease ends"));
+
+  ASSERT_TRUE(holder->Lease(absl::ZeroDuration()).ok());
+  sc.client->Send("< add 0 20000 123 1 42 >");
+  EXPECT_FALSE(Watch(raw, 0x123, absl::Seconds(1)).empty()) << "refused after the lease ended";
+}
+
 }  // namespace
 }  // namespace canserver
