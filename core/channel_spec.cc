@@ -5,18 +5,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "core/python_can_names.h"
 
 namespace canserver {
 
 absl::StatusOr<ChannelSpec> ParseChannelSpec(absl::string_view text) {
   ChannelSpec spec;
   absl::string_view rest = text;
-  for (absl::string_view backend : {"virtual", "socketcan"}) {
-    if (absl::StartsWith(rest, backend) && rest.size() > backend.size() &&
-        rest[backend.size()] == ':') {
+  // "virtual:", "socketcan:", or a python-can interface ("kvaser:0", "pcan:PCAN_USBBUS1:54703").
+  if (const size_t colon = rest.find(':'); colon != absl::string_view::npos) {
+    const absl::string_view backend = rest.substr(0, colon);
+    if (backend == "virtual" || backend == "socketcan" || IsPythonCanHardwareInterface(backend)) {
       spec.backend = std::string(backend);
-      rest.remove_prefix(backend.size() + 1);
-      break;
+      rest.remove_prefix(colon + 1);
     }
   }
   if (const size_t colon = rest.rfind(':'); colon != absl::string_view::npos) {

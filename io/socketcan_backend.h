@@ -84,4 +84,8 @@ class SocketCanBackend final : public CanBackend {
   bool have_overflow_ = false;
 };
 
+// The bit timing and state of CAN interface `interface` (index `ifindex`), as timing() reports
+// them, for an interface no backend serves (canserver --list). Thread-safe.
+BusTiming QueryBusTiming(const std::string& interface, int ifindex);
+
 }  // namespace canserver

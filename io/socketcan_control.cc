@@ -15,13 +15,13 @@
 
 namespace canserver {
 
-BusTiming SocketCanBackend::timing() const {
+BusTiming QueryBusTiming(const std::string& interface, int ifindex) {
   BusTiming t;
   can_bittiming bt{};
-  if (can_get_bittiming(interface_.c_str(), &bt) == 0) t.bitrate = static_cast<int32_t>(bt.bitrate);
-  if (t.bitrate > 0) t.data_bitrate = QueryDataBitrate(ifindex_.load(std::memory_order_acquire));
+  if (can_get_bittiming(interface.c_str(), &bt) == 0) t.bitrate = static_cast<int32_t>(bt.bitrate);
+  if (t.bitrate > 0) t.data_bitrate = QueryDataBitrate(ifindex);
   int state = -1;
-  if (t.bitrate > 0 && can_get_state(interface_.c_str(), &state) == 0) {
+  if (t.bitrate > 0 && can_get_state(interface.c_str(), &state) == 0) {
     switch (state) {
       case CAN_STATE_ERROR_ACTIVE:
         t.state = "error-active";
@@ -46,6 +46,10 @@ BusTiming SocketCanBackend::timing() const {
     }
   }
   return t;
+}
+
+BusTiming SocketCanBackend::timing() const {
+  return QueryBusTiming(interface_, ifindex_.load(std::memory_order_acquire));
 }
 
 CanBackend::BitrateRange SocketCanBackend::bitrate_range() const {

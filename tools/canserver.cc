@@ -31,11 +31,14 @@
 #include "core/bitrate_policy.h"
 #include "core/channel_spec.h"
 #include "core/log.h"
+#include "core/python_can_names.h"
 #include "core/server_config.h"
 #include "core/socketcand_codec.h"
 #include "core/version.h"
+#include "io/can_netdevs.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
+#include "net/can_interface_list.h"
 #include "net/http_server.h"
 #include "net/remote_server.h"
 #include "tools/cli_args.h"
@@ -48,8 +51,11 @@ int DefaultThreads() {
 }  // namespace
 
 ABSL_FLAG(std::string, interface, "socketcan",
-          "CAN backend: 'socketcan' (a Linux CAN interface) or 'virtual' (an in-process bus for "
-          "machines without CAN hardware)");
+          "CAN backend: 'socketcan' (a Linux CAN interface by name), 'virtual' (an in-process bus "
+          "for machines without CAN hardware), or python-can's name for the adapter — kvaser, "
+          "pcan, gs_usb (candle, cantact), usb2can, ixxat — with --channel counted as python-can "
+          "counts it (0, 1, … or PCAN_USBBUS1): the netdev its Linux driver made is served "
+          "(canserver --list shows them)");
 ABSL_FLAG(std::vector<std::string>, channel, {"can0"},
           "channel to serve, NAME[:PORT], repeatable (or comma-separated): a CAN interface "
           "(socketcan) or a bus name (virtual); 'virtual:NAME' or 'socketcan:NAME' overrides "
@@ -100,6 +106,11 @@ ABSL_FLAG(bool, error_frames, false, "deliver CAN error frames to clients");
 ABSL_FLAG(int, restart_ms, -1,
           "socketcan channels with bit timing: restart the controller this many ms after "
           "bus-off (0: stay bus-off; -1: leave the interface's setting); needs CAP_NET_ADMIN");
+ABSL_FLAG(bool, list, false,
+          "print every CAN interface on this machine — netdev, driver, the python-can interface "
+          "and channel that select it (--interface kvaser --channel 0), link, CAN FD, bit rate, "
+          "serial number — and exit");
+ABSL_FLAG(bool, json, false, "with --list: print JSON, for scripts");
 ABSL_FLAG(bool, wait_for_interface, false,
           "socketcan: start even when an interface does not exist yet, and serve it once it "
           "appears (an interface that disappears later is always waited for)");
@@ -276,8 +287,8 @@ int main(int argc, char** argv) {
                   [](const std::string& a) { return a == "--help" || a == "-h"; })) {
     PrintGroupedHelp(
         {{"Channels",
-          {"interface", "channel", "config", "wait_for_interface", "error_frames", "rcvbuf",
-           "virtual_bitrate", "virtual_txqueuelen"}},
+          {"interface", "channel", "list", "json", "config", "wait_for_interface", "error_frames",
+           "rcvbuf", "virtual_bitrate", "virtual_txqueuelen"}},
          {"The bus's bit rate and controller", {"bitrate", "bitrate_policy", "restart_ms"}},
          {"Network and access", {"host", "port", "allow", "access", "http", "capture_port"}},
          {"TLS (v5/v6 clients)", {"tls", "tls_cert", "tls_key", "tls_ca", "tls_client_cert"}},
@@ -445,16 +456,30 @@ int main(int argc, char** argv) {
     return fail("--tls-cert/--tls-ca are given but --tls is off: add --tls required (or optional)");
   }
 
-  const std::string interface = absl::GetFlag(FLAGS_interface);
-  if (interface != "virtual" && interface != "socketcan") {
-    return fail(absl::StrFormat("--interface '%s' is not 'socketcan' or 'virtual'", interface));
+  if (absl::GetFlag(FLAGS_list)) {
+    std::fputs(FormatCanInterfaces(ListCanInterfaces(), absl::GetFlag(FLAGS_json)).c_str(), stdout);
+    return 0;
+  }
+  const std::string interface = absl::AsciiStrToLower(absl::GetFlag(FLAGS_interface));
+  if (interface == "slcan") {
+    return fail(
+        "--interface slcan: attach the adapter to a netdev first (slcand -o -s6 /dev/ttyACM0 "
+        "slcan0 && ip link set slcan0 up; needs CAP_NET_ADMIN) and serve that: --channel slcan0");
+  }
+  if (interface != "virtual" && interface != "socketcan" &&
+      !IsPythonCanHardwareInterface(interface)) {
+    return fail(ResolvePythonCanChannel(interface, "", {}).status().message());
   }
   // Channels: the command line's, else the config file's, else --channel's default (can0).
   std::vector<ChannelSpec> specs = config_channels;
   if (!channel_args.empty() || specs.empty()) {
     specs.clear();
-    for (const std::string& text :
-         channel_args.empty() ? absl::GetFlag(FLAGS_channel) : channel_args) {
+    // python-can's default channel for a hardware interface is its first: 0.
+    std::vector<std::string> defaults = absl::GetFlag(FLAGS_channel);
+    if (IsPythonCanHardwareInterface(interface) && defaults == std::vector<std::string>{"can0"}) {
+      defaults = {"0"};
+    }
+    for (const std::string& text : channel_args.empty() ? defaults : channel_args) {
       absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
       if (!spec.ok()) return fail(spec.status().message());
       specs.push_back(*spec);
@@ -474,6 +499,15 @@ int main(int argc, char** argv) {
       if (!bus.ok()) return fail(bus.status().message());
       backend = *std::move(bus);
     } else {
+      if (IsPythonCanHardwareInterface(spec.backend)) {
+        // kvaser 0, pcan PCAN_USBBUS1, …: the netdev its Linux driver made.
+        const std::vector<CanNetdev> netdevs = ScanCanNetdevs();
+        absl::StatusOr<std::string> netdev =
+            ResolvePythonCanChannel(spec.backend, spec.name, netdevs);
+        if (!netdev.ok()) return fail(netdev.status().message());
+        CS_LOG(kInfo, "%s %s is %s", spec.backend, spec.name, *netdev);
+        spec.name = *netdev;
+      }
       auto can = SocketCanBackend::Open({spec.name, absl::GetFlag(FLAGS_error_frames),
                                          absl::GetFlag(FLAGS_rcvbuf),
                                          absl::GetFlag(FLAGS_wait_for_interface)});

@@ -17,6 +17,11 @@ TEST(ChannelSpecTest, NamesPortsAndBackendPrefixes) {
   EXPECT_EQ(*ParseChannelSpec("virtual:bench"), (ChannelSpec{"bench", "virtual", -1}));
   EXPECT_EQ(*ParseChannelSpec("socketcan:vcan2:55000"), (ChannelSpec{"vcan2", "socketcan", 55000}));
   EXPECT_EQ(*ParseChannelSpec("vcan0:0"), (ChannelSpec{"vcan0", "", 0})) << "any free port";
+  // python-can's interface names with its channels (core/python_can_names.h).
+  EXPECT_EQ(*ParseChannelSpec("kvaser:0"), (ChannelSpec{"0", "kvaser", -1}));
+  EXPECT_EQ(*ParseChannelSpec("pcan:PCAN_USBBUS1:54703"),
+            (ChannelSpec{"PCAN_USBBUS1", "pcan", 54703}));
+  EXPECT_EQ(*ParseChannelSpec("gs_usb:1:0"), (ChannelSpec{"1", "gs_usb", 0}));
 }
 
 TEST(ChannelSpecTest, BadSpecsNameTheProblem) {

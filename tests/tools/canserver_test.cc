@@ -144,6 +144,28 @@ TEST(CanserverFlagsTest, BadFlagsAreOneLineErrors) {
   }
 }
 
+TEST(CanserverFlagsTest, PythonCanInterfaceNamesGetOneLineAnswers) {
+  // This machine has no CAN adapters: the seed's command line says so plainly; interfaces
+  // without a Linux driver and unknown ones are named as such (the mapping itself:
+  // tests/core/python_can_names_test.cc, on a real kernel: VM scenario 35).
+  const std::pair<const char*, const char*> cases[] = {
+      {"--interface kvaser --channel 0 --port 54702", "no Kvaser adapter with a SocketCAN driver"},
+      {"--channel pcan:PCAN_USBBUS1:54703", "no PEAK-System adapter"},
+      {"--interface vector", "Vector's XL library has no Linux driver"},
+      {"--interface slcan", "slcand -o -s6 /dev/ttyACM0 slcan0"},
+      {"--interface frobnicator", "--interface frobnicator: unknown"},
+  };
+  for (const auto& [args, says] : cases) {
+    auto [out, rc] = Shell(absl::StrCat(Bin(), " ", args, " 2>&1"));
+    EXPECT_EQ(rc, 1) << args;
+    EXPECT_THAT(out, HasSubstr(says)) << args;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << args << ":\n" << out;
+  }
+  auto [json, rc] = Shell(absl::StrCat(Bin(), " --list --json"));
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(json.front(), '[') << json;
+}
+
 TEST(CanserverFlagsTest, HelpExplainsEveryFlagWithItsDefault) {
   auto [out, rc] = Shell(Bin() + " --help");
   EXPECT_EQ(rc, 0);

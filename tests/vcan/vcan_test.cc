@@ -192,6 +192,22 @@ TEST_F(VcanTest, Scenario6_MissingInterfaceIsAOneLineError) {
   EXPECT_EQ(error_lines, 1u) << out;
 }
 
+// 35. canserver --list on a real kernel: every CAN netdev with the python-can name that selects
+// it (vcan has no driver of a python-can interface: socketcan by name), its link and bit rate;
+// --json for scripts. A python-can hardware name with no such adapter is one line.
+TEST_F(VcanTest, Scenario35_ListShowsTheKernelsCanInterfaces) {
+  const std::string table = Shell(BuildDir() + "/tools/canserver --list");
+  EXPECT_THAT(table, ::testing::ContainsRegex("vcan0 +- +socketcan vcan0 +up +(yes|no) +no bit "
+                                              "timing"));
+  EXPECT_THAT(table, HasSubstr("vcan1"));
+  const std::string json = Shell(BuildDir() + "/tools/canserver --list --json");
+  EXPECT_THAT(json, HasSubstr("\"netdev\": \"vcan1\""));
+  EXPECT_THAT(json, HasSubstr("\"python_can_interface\": \"socketcan\""));
+  const std::string gs = Shell(BuildDir() + "/tools/canserver --interface gs_usb 2>&1");
+  EXPECT_THAT(gs, HasSubstr("no gs_usb (candleLight, CANtact) adapter"));
+  std::printf("scenario 35: canserver --list:\n%s", table.c_str());
+}
+
 // 7. The interface going down: TransmitFail while down, the server stays up and serves again.
 // Sessions survive a down/up cycle (the raw socket stays bound); clients need not reconnect.
 TEST_F(VcanTest, Scenario7_InterfaceDownGivesTransmitFailAndServiceResumes) {
