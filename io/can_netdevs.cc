@@ -2,10 +2,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 
 namespace canserver {
 namespace {
@@ -30,36 +32,47 @@ int IntAttribute(const fs::path& path, int fallback) {
 
 }  // namespace
 
+std::optional<CanNetdev> ReadCanNetdev(const std::string& name, const std::string& sysfs_root) {
+  const fs::path dir = fs::path(sysfs_root) / "class" / "net" / name;
+  if (IntAttribute(dir / "type", -1) != 280) return std::nullopt;  // ARPHRD_CAN
+  CanNetdev d;
+  d.name = name;
+  d.mtu = IntAttribute(dir / "mtu", 16);
+  d.up = (IntAttribute(dir / "flags", 0) & 0x1) != 0;  // IFF_UP
+  const int dev_port = IntAttribute(dir / "dev_port", 0);
+  d.port = dev_port != 0 ? dev_port : IntAttribute(dir / "dev_id", 0);
+  std::error_code ec;
+  const fs::path device = fs::canonical(dir / "device", ec);
+  if (ec) return d;  // no device: vcan, and slcan
+  d.device_path = device.string();
+  const fs::path driver = fs::read_symlink(dir / "device" / "driver", ec);
+  if (!ec) d.driver = driver.filename().string();
+  // A USB interface's serial number is its device's, one level up.
+  for (const fs::path& p : {device, device.parent_path()}) {
+    if (std::string serial = Attribute(p / "serial"); !serial.empty()) {
+      d.serial = serial;
+      break;
+    }
+  }
+  return d;
+}
+
 std::vector<CanNetdev> ScanCanNetdevs(const std::string& sysfs_root) {
   std::vector<CanNetdev> found;
   std::error_code ec;
-  const fs::path net = fs::path(sysfs_root) / "class" / "net";
-  for (const fs::directory_entry& entry : fs::directory_iterator(net, ec)) {
-    const fs::path dir = entry.path();
-    if (IntAttribute(dir / "type", -1) != 280) continue;  // ARPHRD_CAN
-    CanNetdev d;
-    d.name = dir.filename().string();
-    d.mtu = IntAttribute(dir / "mtu", 16);
-    d.up = (IntAttribute(dir / "flags", 0) & 0x1) != 0;  // IFF_UP
-    const int dev_port = IntAttribute(dir / "dev_port", 0);
-    d.port = dev_port != 0 ? dev_port : IntAttribute(dir / "dev_id", 0);
-    const fs::path device = fs::canonical(dir / "device", ec);
-    if (!ec) {
-      d.device_path = device.string();
-      const fs::path driver = fs::read_symlink(dir / "device" / "driver", ec);
-      if (!ec) d.driver = driver.filename().string();
-      // A USB interface's serial number is its device's, one level up.
-      for (const fs::path& p : {device, device.parent_path()}) {
-        if (std::string serial = Attribute(p / "serial"); !serial.empty()) {
-          d.serial = serial;
-          break;
-        }
-      }
+  for (const fs::directory_entry& entry :
+       fs::directory_iterator(fs::path(sysfs_root) / "class" / "net", ec)) {
+    if (std::optional<CanNetdev> d = ReadCanNetdev(entry.path().filename().string(), sysfs_root)) {
+      found.push_back(*std::move(d));
     }
-    ec.clear();
-    found.push_back(std::move(d));
   }
   return found;
+}
+
+std::string DescribeCanDevice(const std::string& name, const std::string& sysfs_root) {
+  const std::optional<CanNetdev> d = ReadCanNetdev(name, sysfs_root);
+  if (!d.has_value() || d->driver.empty()) return "";
+  return d->serial.empty() ? d->driver : absl::StrCat(d->driver, ", serial ", d->serial);
 }
 
 }  // namespace canserver

@@ -17,10 +17,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "io/bcm_periodic_jobs.h"
+#include "io/can_netdevs.h"
 #include "io/can_netlink.h"
 #include "io/kernel_frame.h"
 
@@ -49,6 +51,14 @@ absl::StatusOr<std::unique_ptr<SocketCanBackend>> SocketCanBackend::Open(
   CS_LOG(kWarning, "%s: no such interface yet; waiting for it (--wait-for-interface)",
          options.interface);
   return backend;
+}
+
+std::string SocketCanBackend::channel_info() const {
+  std::string info = "socketcan channel '" + interface_ + "'";
+  if (const std::string device = DescribeCanDevice(interface_); !device.empty()) {
+    absl::StrAppend(&info, " (", device, ")");
+  }
+  return info;
 }
 
 absl::Status SocketCanBackend::OpenRaw() {

@@ -43,7 +43,9 @@ class SocketCanBackend final : public CanBackend {
   // "no CAN interface 'nosuch0'" or "socket(PF_CAN, SOCK_RAW): Address family not supported".
   static absl::StatusOr<std::unique_ptr<SocketCanBackend>> Open(const SocketCanOptions& options);
 
-  std::string channel_info() const override { return "socketcan channel '" + interface_ + "'"; }
+  // "socketcan channel 'can0' (kvaser_usb, serial 0012345)": the device from sysfs, read each
+  // time (the adapter behind a name can change while --wait-for-interface waits).
+  std::string channel_info() const override;
   std::string name() const override { return interface_; }
   // Through libsocketcan (netlink): the bit rate where the driver has bit timing, and the state.
   BusTiming timing() const override;

@@ -65,6 +65,10 @@ TEST_F(CanNetdevsTest, FindsCanNetdevsWithDriverPortSerialAndState) {
   EXPECT_EQ(found[1], (CanNetdev{"can1", "kvaser_usb", device, 1, "0123456", false, 16}));
   EXPECT_EQ(found[2], (CanNetdev{"vcan0", "", "", 0, "", true, 72}));
   EXPECT_EQ(*ResolvePythonCanChannel("kvaser", "1", found), "can1");
+  // What the BusResponse and /api/status say of the bus behind a name.
+  EXPECT_EQ(DescribeCanDevice("can1", root_), "kvaser_usb, serial 0123456");
+  EXPECT_EQ(DescribeCanDevice("vcan0", root_), "");
+  EXPECT_EQ(DescribeCanDevice("lo", root_), "");
 }
 
 TEST_F(CanNetdevsTest, NoSysfsIsNoInterfaces) {
