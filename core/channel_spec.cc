@@ -15,7 +15,8 @@ absl::StatusOr<ChannelSpec> ParseChannelSpec(absl::string_view text) {
   // "virtual:", "socketcan:", or a python-can interface ("kvaser:0", "pcan:PCAN_USBBUS1:54703").
   if (const size_t colon = rest.find(':'); colon != absl::string_view::npos) {
     const absl::string_view backend = rest.substr(0, colon);
-    if (backend == "virtual" || backend == "socketcan" || IsPythonCanHardwareInterface(backend)) {
+    if (backend == "virtual" || backend == "socketcan" || backend == "slcan" ||
+        IsPythonCanHardwareInterface(backend)) {
       spec.backend = std::string(backend);
       rest.remove_prefix(colon + 1);
     }
@@ -29,8 +30,10 @@ absl::StatusOr<ChannelSpec> ParseChannelSpec(absl::string_view text) {
     spec.port = port;
     rest = rest.substr(0, colon);
   }
-  if (rest.empty() || rest.size() > 15 || absl::StrContains(rest, ':') ||
-      absl::StrContains(rest, '/') || absl::StrContains(rest, ' ')) {
+  // A serial device for slcan ("/dev/ttyACM0@115200"), else an interface name.
+  const bool device = absl::StartsWith(rest, "/dev/") && rest.size() <= 255;
+  if (rest.empty() || (rest.size() > 15 && !device) || absl::StrContains(rest, ':') ||
+      (absl::StrContains(rest, '/') && !device) || absl::StrContains(rest, ' ')) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "channel '%s': want NAME[:PORT] with an interface name of 1..15 characters, e.g. can0 or "
         "can1:54702 (optionally virtual:NAME)",

@@ -6,6 +6,7 @@
 //   "virtual:bench"     the in-process virtual bus named "bench" whatever --interface says
 //   "socketcan:vcan0:55000"
 //   "kvaser:0", "pcan:PCAN_USBBUS1:54703"   python-can's names (core/python_can_names.h)
+//   "slcan:/dev/ttyACM0@115200"   a serial-line adapter canserver attaches (io/slcan_attachment.h)
 //
 // Ports: a channel without one gets the next port counting from --port that no other channel
 // names (so `--channel can0 --channel can1` serves can0 on 54701 and can1 on 54702). With

@@ -36,6 +36,7 @@
 #include "core/socketcand_codec.h"
 #include "core/version.h"
 #include "io/can_netdevs.h"
+#include "io/slcan_attachment.h"
 #include "io/socketcan_backend.h"
 #include "io/virtual_bus.h"
 #include "net/can_interface_list.h"
@@ -52,7 +53,9 @@ int DefaultThreads() {
 
 ABSL_FLAG(std::string, interface, "socketcan",
           "CAN backend: 'socketcan' (a Linux CAN interface by name), 'virtual' (an in-process bus "
-          "for machines without CAN hardware), or python-can's name for the adapter — kvaser, "
+          "for machines without CAN hardware), 'slcan' (a serial-line adapter, --channel "
+          "/dev/ttyACM0@115200 with --bitrate: canserver attaches it, needs CAP_NET_ADMIN), or "
+          "python-can's name for the adapter — kvaser, "
           "pcan, gs_usb (candle, cantact), usb2can, ixxat — with --channel counted as python-can "
           "counts it (0, 1, … or PCAN_USBBUS1): the netdev its Linux driver made is served "
           "(canserver --list shows them)");
@@ -461,12 +464,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string interface = absl::AsciiStrToLower(absl::GetFlag(FLAGS_interface));
-  if (interface == "slcan") {
-    return fail(
-        "--interface slcan: attach the adapter to a netdev first (slcand -o -s6 /dev/ttyACM0 "
-        "slcan0 && ip link set slcan0 up; needs CAP_NET_ADMIN) and serve that: --channel slcan0");
-  }
-  if (interface != "virtual" && interface != "socketcan" &&
+  if (interface != "virtual" && interface != "socketcan" && interface != "slcan" &&
       !IsPythonCanHardwareInterface(interface)) {
     return fail(ResolvePythonCanChannel(interface, "", {}).status().message());
   }
@@ -479,6 +477,11 @@ int main(int argc, char** argv) {
     if (IsPythonCanHardwareInterface(interface) && defaults == std::vector<std::string>{"can0"}) {
       defaults = {"0"};
     }
+    if (interface == "slcan" && channel_args.empty() && config_channels.empty()) {
+      return fail(
+          "--interface slcan: give the adapter's serial device: --channel "
+          "/dev/ttyACM0@115200 --bitrate 500000");
+    }
     for (const std::string& text : channel_args.empty() ? defaults : channel_args) {
       absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(text);
       if (!spec.ok()) return fail(spec.status().message());
@@ -488,6 +491,9 @@ int main(int argc, char** argv) {
   if (absl::Status ports = AssignPorts(specs, port); !ports.ok()) return fail(ports.message());
   const int virtual_bitrate = absl::GetFlag(FLAGS_virtual_bitrate);
   std::vector<ServedChannel> channels;
+  // Serial adapters attached for slcan channels: detached (their netdevs gone) after the server
+  // that serves them has stopped, being declared before it.
+  std::vector<std::unique_ptr<SlcanAttachment>> slcan;
   bool any_virtual = false;
   for (ChannelSpec& spec : specs) {
     if (spec.backend.empty()) spec.backend = interface;
@@ -499,6 +505,14 @@ int main(int argc, char** argv) {
       if (!bus.ok()) return fail(bus.status().message());
       backend = *std::move(bus);
     } else {
+      if (spec.backend == "slcan") {
+        // canserver attaches the serial adapter itself; the netdev goes when canserver does.
+        absl::StatusOr<std::unique_ptr<SlcanAttachment>> attached =
+            SlcanAttachment::Attach(spec.name, absl::GetFlag(FLAGS_bitrate));
+        if (!attached.ok()) return fail(attached.status().message());
+        spec.name = (*attached)->netdev();
+        slcan.push_back(*std::move(attached));
+      }
       if (IsPythonCanHardwareInterface(spec.backend)) {
         // kvaser 0, pcan PCAN_USBBUS1, …: the netdev its Linux driver made.
         const std::vector<CanNetdev> netdevs = ScanCanNetdevs();

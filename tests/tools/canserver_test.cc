@@ -152,7 +152,10 @@ TEST(CanserverFlagsTest, PythonCanInterfaceNamesGetOneLineAnswers) {
       {"--interface kvaser --channel 0 --port 54702", "no Kvaser adapter with a SocketCAN driver"},
       {"--channel pcan:PCAN_USBBUS1:54703", "no PEAK-System adapter"},
       {"--interface vector", "Vector's XL library has no Linux driver"},
-      {"--interface slcan", "slcand -o -s6 /dev/ttyACM0 slcan0"},
+      {"--interface slcan", "give the adapter's serial device: --channel /dev/ttyACM0@115200"},
+      {"--interface slcan --channel /dev/null@115200 --bitrate 500000",
+       "/dev/null is not a serial device"},
+      {"--interface slcan --channel /dev/ttyS0@123", "'123' is not a serial baud rate"},
       {"--interface frobnicator", "--interface frobnicator: unknown"},
   };
   for (const auto& [args, says] : cases) {

@@ -38,10 +38,17 @@ using testing::VcanTest;
 
 class SlcanAdapter {
  public:
-  SlcanAdapter() {
+  // `attach`: attach the slcan line discipline to the pty here (else whoever opens pts() does,
+  // as canserver --interface slcan).
+  explicit SlcanAdapter(bool attach = true) {
     master_ = ::posix_openpt(O_RDWR | O_NOCTTY);
     if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) {
       error_ = absl::StrCat("pty: ", std::strerror(errno));
+      return;
+    }
+    pts_ = ::ptsname(master_);
+    if (!attach) {
+      reader_ = std::thread([this] { Read(); });
       return;
     }
     slave_ = ::open(::ptsname(master_), O_RDWR | O_NOCTTY);
@@ -67,6 +74,8 @@ class SlcanAdapter {
   // The interface the driver created ("slcan0"), empty if it could not be had.
   const std::string& ifname() const { return ifname_; }
   const std::string& error() const { return error_; }
+  // The pty's device ("/dev/pts/3"): the serial port the adapter plays.
+  const std::string& pts() const { return pts_; }
   // Every command line the driver sent so far, "\r" stripped.
   std::vector<std::string> lines() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -110,6 +119,7 @@ class SlcanAdapter {
 
   int master_ = -1;
   int slave_ = -1;
+  std::string pts_;
   std::string ifname_;
   std::string error_;
   std::thread reader_;
@@ -186,6 +196,51 @@ TEST_F(VcanTest, Scenario19_SlcanBitTimingAndTheBitratePolicy) {
                 HasSubstr("could not set restart-ms 100 on " + dev));
   }
   EXPECT_THAT(RunShell("ip link show " + dev).first, HasSubstr(",UP"));
+}
+
+// 36. canserver --interface slcan attaches the serial adapter itself: the bit rate reaches the
+// adapter (S6, then O), frames go both ways, and the netdev it made is gone after canserver.
+TEST_F(VcanTest, Scenario36_CanserverAttachesAnSlcanAdapterItself) {
+  SlcanAdapter adapter(/*attach=*/false);
+  ASSERT_FALSE(adapter.pts().empty()) << adapter.error();
+  testing::CanserverProcess server(
+      "slcan", {"--interface", "slcan", "--channel", adapter.pts() + "@115200", "--bitrate",
+                "500000", "--port", "56901", "--host", "127.0.0.1"});
+  ASSERT_TRUE(adapter.WaitFor("S6", absl::Seconds(20))) << server.Log();
+  ASSERT_TRUE(adapter.WaitFor("O"));
+  RemoteBusOptions opts;
+  opts.channel = "127.0.0.1:56901";
+  absl::StatusOr<std::unique_ptr<RemoteBus>> bus = absl::UnavailableError("not tried");
+  for (int i = 0; i < 100 && !bus.ok(); ++i) {  // the server may still be starting
+    bus = RemoteBus::Connect(opts);
+    if (!bus.ok()) absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(bus.ok()) << bus.status() << "\n" << server.Log();
+  const std::string log = server.Log();
+  const size_t at = log.find(" attached as ");
+  ASSERT_NE(at, std::string::npos) << log;
+  // The kernel names it (slcanN before 6.0, canN since).
+  const std::string netdev = log.substr(at + 13, log.find(' ', at + 13) - at - 13);
+  EXPECT_THAT((*bus)->channel_info(),
+              HasSubstr("socketcan channel '" + netdev + "', 500000 bit/s"));
+  ASSERT_TRUE((*bus)->Send(CanFrame::Classic(0x123, {0xAA, 0xBB})).ok());
+  EXPECT_TRUE(adapter.WaitFor("t1232AABB"));
+  adapter.FromBus("t3211CC");
+  std::optional<CanFrame> got = Recv(**bus);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, CanFrame::Classic(0x321, {0xCC}));
+  EXPECT_NE(::if_nametoindex(netdev.c_str()), 0u);
+  (*bus)->Shutdown();
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+  const std::string after = server.Log();
+  EXPECT_THAT(after, HasSubstr("detached from " + adapter.pts()));
+  // The kernel unregisters it as the line discipline closes (its own work, a moment later).
+  EXPECT_TRUE(TestServer::WaitUntil([&] { return ::if_nametoindex(netdev.c_str()) == 0; },
+                                    absl::Seconds(5)))
+      << netdev << " was left behind\n"
+      << after;
+  std::printf("scenario 36: canserver attached %s as %s; adapter saw: %s\n", adapter.pts().c_str(),
+              netdev.c_str(), absl::StrJoin(adapter.lines(), " ").c_str());
 }
 
 }  // namespace
