@@ -521,38 +521,10 @@ class RemoteBus(can.BusABC):
 
     def _message(self, eid, value):
         """The can.Message of a CanMessage/CanFdMessage event; handles the other events (None)."""
-        if eid == protocol.CAN_MESSAGE:
-            timestamp, arbitration_id, dlc, flags, data = value
-            remote = bool(flags & protocol.FLAG_REMOTE)
-            msg = can.Message(
-                timestamp=timestamp,
-                arbitration_id=arbitration_id,
-                is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
-                is_remote_frame=remote,
-                is_error_frame=bool(flags & protocol.FLAG_ERROR),
-                dlc=dlc,
-                data=None if remote else data[:dlc],
-                channel=self._msg_channel,
-                check=False,
-            )
-            if msg.is_error_frame:
+        if eid in (protocol.CAN_MESSAGE, protocol.CAN_FD_MESSAGE):
+            msg = protocol.message_from_event(eid, value, self._msg_channel)
+            if msg.is_error_frame and not msg.is_fd:
                 self._state = _state_from_error_frame(msg, self._state)
-            return msg
-        if eid == protocol.CAN_FD_MESSAGE:
-            timestamp, arbitration_id, length, flags, data = value
-            msg = can.Message(
-                timestamp=timestamp,
-                arbitration_id=arbitration_id,
-                is_extended_id=bool(flags & protocol.FLAG_EXTENDED),
-                is_error_frame=bool(flags & protocol.FLAG_ERROR),
-                is_fd=True,
-                bitrate_switch=bool(flags & protocol.FLAG_BRS),
-                error_state_indicator=bool(flags & protocol.FLAG_ESI),
-                dlc=length,
-                data=data,
-                channel=self._msg_channel,
-                check=False,
-            )
             return msg
         if eid == protocol.TRANSMIT_FAIL:
             self._transmit_failures += 1

@@ -215,3 +215,67 @@ class Decoder:
             text = raw[8 + n:].decode("utf-8", "replace")
             return eid, (bool(granted), remaining_ms / 1000.0, token, text)
         return eid, raw[1:]
+
+
+# The server's side (server.py): what a client sends, and the server's replies.
+
+def parse_bus_request(payload):
+    """(version, bitrate) of a BusRequest's payload."""
+    return struct.unpack(">Bi", payload)
+
+
+def parse_filter_config(payload):
+    """python-can filter dicts from a FilterConfig's payload (count, then id/mask pairs)."""
+    filters = []
+    for i in range(payload[0]):
+        can_id, can_mask = struct.unpack_from(">II", payload, 1 + 8 * i)
+        f = {"can_id": can_id & 0x1FFFFFFF, "can_mask": can_mask & 0x1FFFFFFF}
+        if can_mask & 0x80000000:
+            f["extended"] = bool(can_id & 0x80000000)
+        filters.append(f)
+    return filters
+
+
+def message_from_event(eid, value, channel=None):
+    """The can.Message of a decoded CanMessage or CanFdMessage."""
+    import can
+    if eid == CAN_MESSAGE:
+        timestamp, arbitration_id, dlc, flags, data = value
+        remote = bool(flags & FLAG_REMOTE)
+        return can.Message(timestamp=timestamp, arbitration_id=arbitration_id,
+                           is_extended_id=bool(flags & FLAG_EXTENDED), is_remote_frame=remote,
+                           is_error_frame=bool(flags & FLAG_ERROR), dlc=dlc,
+                           data=None if remote else data[:dlc], channel=channel, check=False)
+    timestamp, arbitration_id, length, flags, data = value
+    return can.Message(timestamp=timestamp, arbitration_id=arbitration_id,
+                       is_extended_id=bool(flags & FLAG_EXTENDED),
+                       is_error_frame=bool(flags & FLAG_ERROR), is_fd=True,
+                       bitrate_switch=bool(flags & FLAG_BRS),
+                       error_state_indicator=bool(flags & FLAG_ESI), dlc=length, data=data,
+                       channel=channel, check=False)
+
+
+def parse_periodic_start(eid, payload, channel=None):
+    """(period s, duration s, can.Message) of a PeriodicMessageStart / PeriodicFdMessageStart."""
+    import can
+    if eid == PERIODIC_START:
+        period_ms, duration_ms, arbitration_id, dlc, extended, data = _PERIODIC.unpack(payload)
+        msg = can.Message(arbitration_id=arbitration_id, is_extended_id=bool(extended), dlc=dlc,
+                          data=data[:dlc], channel=channel, check=False)
+    else:
+        period_ms, duration_ms, arbitration_id, length, flags = _PERIODIC_FD_HEADER.unpack(payload[:14])
+        msg = can.Message(arbitration_id=arbitration_id, is_extended_id=bool(flags & FLAG_EXTENDED),
+                          is_fd=True, bitrate_switch=bool(flags & FLAG_BRS),
+                          error_state_indicator=bool(flags & FLAG_ESI), dlc=length,
+                          data=payload[14:], channel=channel, check=False)
+    if period_ms <= 0 or duration_ms < 0:
+        raise ProtocolError("periodic job: period %d ms, duration %d ms" % (period_ms, duration_ms))
+    return period_ms / 1000.0, duration_ms / 1000.0, msg
+
+
+def bus_response(text):
+    return _string(BUS_RESPONSE, text)
+
+
+def remote_exception(text):
+    return _string(REMOTE_EXCEPTION, text)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -576,6 +577,137 @@ class LeaseTest(unittest.TestCase):
                               timeout=60)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(listener.recv(5).arbitration_id, 0x230)
+
+
+class PythonServerTest(unittest.TestCase):
+    """python -m canserver_remote's own server (python-can's bus behind the same protocol), for
+    machines where canserver cannot run: the plugin, the original v5 client's bytes and canremote
+    against it, with python-can's virtual bus watched directly as the bus."""
+
+    def setUp(self):
+        from canserver_remote.server import Server
+        self.channel = "pyserver-%d" % os.getpid()
+        self.bus = can.Bus(interface="virtual", channel=self.channel)
+        self.watch = can.Bus(interface="virtual", channel=self.channel)  # the bus itself
+        self.server = Server(self.bus, "127.0.0.1", 0, self.channel)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+        self.buses = []
+
+    def tearDown(self):
+        for b in self.buses:
+            b.shutdown()
+        self.server.shutdown()
+        self.server.server_close()
+        self.bus.shutdown()
+        self.watch.shutdown()
+
+    def client(self, **kwargs):
+        b = can.Bus(self.address, interface="remote", **kwargs)
+        self.buses.append(b)
+        return b
+
+    def test_frames_filters_and_periodic_jobs_through_python_can(self):
+        a = self.client()
+        b = self.client(fd=True, can_filters=[{"can_id": 0x100, "can_mask": 0x700}])
+        self.assertIn("channel '%s'" % self.channel, a.channel_info)
+        time.sleep(0.1)
+        a.send(can.Message(arbitration_id=0x123, data=[1, 2], is_extended_id=False))
+        got = self.watch.recv(5)
+        self.assertEqual((got.arbitration_id, bytes(got.data)), (0x123, b"\x01\x02"))
+        self.assertEqual(b.recv(5).arbitration_id, 0x123)  # another client sees it: bus traffic
+        self.watch.send(can.Message(arbitration_id=0x222, data=[3], is_extended_id=False))
+        self.watch.send(can.Message(arbitration_id=0x105, data=[4], is_extended_id=False))
+        self.assertEqual(a.recv(5).arbitration_id, 0x222)
+        self.assertEqual(a.recv(5).arbitration_id, 0x105)
+        self.assertEqual(b.recv(5).arbitration_id, 0x105)  # its filter passed 0x105, not 0x222
+        fd = can.Message(arbitration_id=0x106, data=bytes(range(12)), is_fd=True,
+                         bitrate_switch=True, is_extended_id=False)
+        self.watch.send(fd)
+        got = b.recv(5)
+        self.assertTrue(got.is_fd and got.bitrate_switch and len(got.data) == 12)
+        task = a.send_periodic(can.Message(arbitration_id=0x300, data=[5], is_extended_id=False),
+                               0.02)
+        seen, end = [], time.monotonic() + 0.5
+        while time.monotonic() < end:
+            m = self.watch.recv(0.1)
+            if m is not None and m.arbitration_id == 0x300:
+                seen.append(m)
+        task.stop()
+        self.assertGreater(len(seen), 5)
+
+    def test_the_original_clients_bytes_and_canremote(self):
+        with socket.create_connection(("127.0.0.1", self.server.server_address[1]), 5) as s:
+            s.sendall(bytes.fromhex("01 05 00 07 a1 20 0a 00"))  # BusRequest(5, 500000), FilterConfig([])
+            reply = s.recv(1024)
+            self.assertEqual(reply[0], 2, reply)  # BusResponse
+            s.sendall(bytes.fromhex("04"))  # TransmitSuccess: no client sends it
+            self.assertEqual(s.recv(1024)[0], 6)  # RemoteException, then the end
+        canremote = os.path.join(os.path.dirname(os.environ["CANSERVER_BIN"]), "canremote")
+        done = subprocess.run([canremote, "send", "-c", self.address, "123#DEADBEEF"],
+                              capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        got = self.watch.recv(5)
+        self.assertEqual((got.arbitration_id, bytes(got.data)), (0x123, bytes.fromhex("DEADBEEF")))
+
+    def test_python_m_serves_through_python_can_where_asked(self):
+        proc = subprocess.Popen([sys.executable, "-m", "canserver_remote", "--python",
+                                 "--interface", "virtual", "--channel", "pm", "--port", "0",
+                                 "--host", "127.0.0.1"], stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stderr.readline()
+            m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+            self.assertIsNotNone(m, line)
+            a = self.client_at("127.0.0.1:" + m.group(1))
+            b = self.client_at("127.0.0.1:" + m.group(1))
+            time.sleep(0.1)
+            a.send(can.Message(arbitration_id=0x42, data=[1], is_extended_id=False))
+            self.assertEqual(b.recv(5).arbitration_id, 0x42)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            proc.stderr.close()
+
+    def test_python_m_starts_canserver_where_it_runs(self):
+        env = dict(os.environ, PATH=os.path.dirname(os.environ["CANSERVER_BIN"]) + ":" +
+                   os.environ.get("PATH", ""))
+        proc = subprocess.Popen([sys.executable, "-m", "canserver_remote", "--interface",
+                                 "virtual", "--channel", "pm2", "--port", "0", "--host",
+                                 "127.0.0.1"], stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            lines = []
+            for line in proc.stderr:
+                lines.append(line)
+                if "serving" in line:
+                    break
+            self.assertIn("serving virtual channel 'pm2' on 127.0.0.1:", "".join(lines))
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(10), 0)  # canserver's own clean exit on SIGTERM
+            proc.stderr.close()
+
+    def client_at(self, address):
+        b = can.Bus(address, interface="remote")
+        self.buses.append(b)
+        return b
+
+    def test_throughput(self):
+        """Frames/s from the bus to one client (a measurement, printed; no bound)."""
+        a = self.client()
+        time.sleep(0.1)
+        n = 5000
+        start = time.monotonic()
+        for i in range(n):
+            self.watch.send(can.Message(arbitration_id=0x10, data=i.to_bytes(4, "big"),
+                                        is_extended_id=False))
+        got = 0
+        while got < n and a.recv(5) is not None:
+            got += 1
+        elapsed = time.monotonic() - start
+        print("\npython server: %d of %d frames to one client in %.2f s (%.0f frames/s)"
+              % (got, n, elapsed, got / elapsed), file=sys.stderr)
+        self.assertEqual(got, n)
 
 
 CERTS = None
