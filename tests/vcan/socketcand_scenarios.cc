@@ -36,6 +36,16 @@ struct Socketcand {
     EXPECT_EQ(c->Next(), "< ok >");
     return c;
   }
+  // A second client that asks for an ISO-TP channel 7E0/7E8 with errors on; the answer.
+  std::string AskForIsoTp() {
+    auto isotp = Open();
+    isotp->Send("< errors on >");
+    EXPECT_EQ(isotp->Next(), "< ok >");
+    isotp->Send("< isotpmode >");
+    EXPECT_EQ(isotp->Next(), "< ok >");
+    isotp->Send("< isotpconf 7E0 7E8 0 0 0 >");
+    return isotp->Next();
+  }
   std::unique_ptr<testing::TestServer> server;
   std::unique_ptr<SocketcandClient> client;
 };
@@ -163,13 +173,7 @@ TEST_F(VcanTest, Scenario31_AMonitorCannotTouchTheKernelBus) {
   while (!next.empty() && next.find("frame 200") == std::string::npos) next = sc.client->Next();
   EXPECT_THAT(next, HasSubstr("frame 200"));
   // And may not open ISO-TP.
-  auto isotp = sc.Open();
-  isotp->Send("< errors on >");
-  ASSERT_EQ(isotp->Next(), "< ok >");
-  isotp->Send("< isotpmode >");
-  ASSERT_EQ(isotp->Next(), "< ok >");
-  isotp->Send("< isotpconf 7E0 7E8 0 0 0 >");
-  EXPECT_THAT(isotp->Next(), HasSubstr("may not open ISO-TP"));
+  EXPECT_THAT(sc.AskForIsoTp(), HasSubstr("may not open ISO-TP"));
 }
 
 // 34. Another client's lease holds a socketcand client off vcan0 the same way: its BCM job and
@@ -186,13 +190,8 @@ TEST_F(VcanTest, Scenario34_ALeaseHoldsSocketcandBcmAndIsoTpOff) {
   sc.client->Send("< add 0 20000 123 1 42 >");
   EXPECT_THAT(sc.client->Next(), HasSubstr("vcan0: leased by session"));
   EXPECT_TRUE(Watch(raw, 0x123, absl::Milliseconds(300)).empty()) << "the BCM job runs";
-  auto isotp = sc.Open();
-  isotp->Send("< errors on >");
-  ASSERT_EQ(isotp->Next(), "< ok >");
-  isotp->Send("< isotpmode >");
-  ASSERT_EQ(isotp->Next(), "< ok >");
-  isotp->Send("< isotpconf 7E0 7E8 0 0 0 >");
-  EXPECT_THAT(isotp->Next(), HasSubstr("so this client may not open ISO-TP until the lease ends"));
+  EXPECT_THAT(sc.AskForIsoTp(),
+              HasSubstr("so this client may not open ISO-TP until the lease ends"));
 
   ASSERT_TRUE(holder->Lease(absl::ZeroDuration()).ok());
   sc.client->Send("< add 0 20000 123 1 42 >");
