@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/python_can_names.h"
 
 namespace canserver {
 namespace {
@@ -22,11 +23,13 @@ struct Parser {
   std::string error;
   std::set<std::string> seen;  // "section/key", for duplicates
 
-  ChannelSpec* Channel(const std::string& name) {
-    for (ChannelSpec& c : out.channels)
-      if (c.name == name) return &c;
+  // The channel a section made ("[kvaser:0]" is channel "0" of backend kvaser).
+  ChannelSpec* Channel(const std::string& section) {
+    for (size_t i = 0; i < sections.size(); ++i)
+      if (sections[i] == section) return &out.channels[i];
     return nullptr;
   }
+  std::vector<std::string> sections;  // of out.channels, index for index
 
   // inih calls this for every key (and, with an empty name, for every new section).
   bool Handle(const char* section_in, const char* name_in, const char* value_in) {
@@ -37,12 +40,15 @@ struct Parser {
     }
     if (section != kSettingsSection && section != kAccessSection && Channel(section) == nullptr) {
       absl::StatusOr<ChannelSpec> spec = ParseChannelSpec(section);
-      if (!spec.ok() || spec->port >= 0 || !spec->backend.empty()) {
-        error =
-            absl::StrFormat("[%s] is not a channel name (an interface name such as can0)", section);
+      if (!spec.ok() || spec->port >= 0) {
+        error = absl::StrFormat(
+            "[%s] is not a channel name (an interface name such as can0, or python-can's as "
+            "kvaser:0; the port goes in a port key)",
+            section);
         return false;
       }
       out.channels.push_back(*spec);
+      sections.push_back(section);
     }
     if (name_in == nullptr) return true;  // a section line alone
     std::string key = name_in;
@@ -74,9 +80,12 @@ struct Parser {
       }
       channel.port = port;
     } else if (key == "interface") {
-      if (value != "socketcan" && value != "virtual") {
-        error =
-            absl::StrFormat("interface '%s' in [%s] is not socketcan or virtual", value, section);
+      if (value != "socketcan" && value != "virtual" && value != "slcan" &&
+          !IsPythonCanHardwareInterface(value)) {
+        error = absl::StrFormat(
+            "interface '%s' in [%s] is not socketcan, virtual, slcan or one of python-can's "
+            "kvaser, pcan, gs_usb, candle, cantact, usb2can, ixxat",
+            value, section);
         return false;
       }
       channel.backend = value;

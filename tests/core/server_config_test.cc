@@ -90,12 +90,28 @@ interface = virtual
       (std::vector<ChannelSpec>{{"can0", "", -1}, {"can1", "", 54710}, {"bench", "virtual", -1}}));
 }
 
+TEST(ServerConfigTest, ChannelsByPythonCansNames) {
+  // A section is python-can's channel with its interface, as a prefix or as a key.
+  auto config = ParseServerConfig(R"(
+[kvaser:0]
+port = 54702
+[PCAN_USBBUS1]
+interface = pcan
+[slcan:/dev/ttyACM0@115200]
+)",
+                                  "rig.conf");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->channels, (std::vector<ChannelSpec>{{"0", "kvaser", 54702},
+                                                        {"PCAN_USBBUS1", "pcan", -1},
+                                                        {"/dev/ttyACM0@115200", "slcan", -1}}));
+}
+
 TEST(ServerConfigTest, BadFilesAreOneClearErrorWithTheLine) {
   const std::vector<std::pair<const char*, const char*>> cases = {
       {"[can0]\nprot = 1\n", "rig.conf:2: unknown key 'prot' in [can0]"},
       {"[can0]\nport =\n", "rig.conf:2: 'port' in [can0] has no value"},
       {"[can0]\nport = 99999\n", "rig.conf:2: port '99999' in [can0] is not 0..65535"},
-      {"[can0]\ninterface = carrier-pigeon\n", "is not socketcan or virtual"},
+      {"[can0]\ninterface = carrier-pigeon\n", "is not socketcan, virtual, slcan or one of"},
       {"[can0]\nport = 5000\n[can1]\nport = 5000\n",
        "rig.conf: port 5000 is given to two channels"},
       {"[canserver]\nthreads = 2\nthreads = 3\n[can0]\n", "rig.conf:3: 'threads' is given twice"},

@@ -223,6 +223,11 @@ TEST_F(VcanTest, Scenario36_CanserverAttachesAnSlcanAdapterItself) {
   const std::string netdev = log.substr(at + 13, log.find(' ', at + 13) - at - 13);
   EXPECT_THAT((*bus)->channel_info(),
               HasSubstr("socketcan channel '" + netdev + "', 500000 bit/s"));
+  // --list sees the attached adapter's netdev with its bit rate.
+  const std::string listed = RunShell(testing::BuildDir() + "/tools/canserver --list").first;
+  EXPECT_THAT(listed,
+              ::testing::ContainsRegex(netdev + " +- +socketcan " + netdev + " +up +no +500000"))
+      << listed;
   ASSERT_TRUE((*bus)->Send(CanFrame::Classic(0x123, {0xAA, 0xBB})).ok());
   EXPECT_TRUE(adapter.WaitFor("t1232AABB"));
   adapter.FromBus("t3211CC");
