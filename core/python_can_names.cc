@@ -112,7 +112,8 @@ absl::StatusOr<std::string> ResolvePythonCanChannel(absl::string_view interface,
   if (const absl::string_view why = NoLinuxDriver(name); !why.empty()) {
     return absl::UnimplementedError(absl::StrFormat(
         "--interface %s: %s, so canserver cannot serve it here; use an adapter with a SocketCAN "
-        "driver (canserver --list shows those on this machine)",
+        "driver (canserver --list shows those on this machine), or serve this one with python -m "
+        "canserver_remote on a machine where its vendor's library runs",
         interface, why));
   }
   const Family* family = nullptr;
