@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace canserver {
@@ -30,7 +31,10 @@ std::string ChannelLease::NewToken() {
 }
 
 void ChannelLease::Expire(absl::Time now) {
-  if (holder_ == 0 || now < until_) return;
+  if (holder_ != 0 && now >= until_) End();
+}
+
+void ChannelLease::End() {
   holder_ = 0;
   who_.clear();
   token_.clear();
@@ -38,13 +42,16 @@ void ChannelLease::Expire(absl::Time now) {
   active_.store(false, std::memory_order_release);
 }
 
+std::string ChannelLease::HeldBy(absl::Time now) const {
+  return absl::StrFormat("leased by %s for %s more", who_, Seconds(until_ - now));
+}
+
 ChannelLease::Outcome ChannelLease::Take(uint64_t session, absl::string_view who,
                                          absl::Duration length, absl::Time now, std::string token) {
   std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ != 0 && holder_ != session) {
-    return {false, until_ - now, "",
-            absl::StrFormat("leased by %s for %s more", who_, Seconds(until_ - now))};
+    return {false, until_ - now, "", HeldBy(now)};
   }
   if (holder_ == 0) {
     holder_ = session;
@@ -64,9 +71,7 @@ ChannelLease::Outcome ChannelLease::Join(uint64_t session, absl::string_view tok
   if (holder_ == 0) return {false, absl::ZeroDuration(), "", "no lease is in force to join"};
   if (token != token_) {
     return {false, until_ - now, "",
-            absl::StrFormat("the token is not that of the lease in force (leased by %s for %s "
-                            "more)",
-                            who_, Seconds(until_ - now))};
+            absl::StrCat("the token is not that of the lease in force (", HeldBy(now), ")")};
   }
   if (session != holder_) members_.insert(session);
   return {true, until_ - now, token_, who_};
@@ -75,11 +80,7 @@ ChannelLease::Outcome ChannelLease::Join(uint64_t session, absl::string_view tok
 bool ChannelLease::Release(uint64_t session) {
   std::lock_guard lock(mu_);
   if (holder_ == session && session != 0) {
-    holder_ = 0;
-    who_.clear();
-    token_.clear();
-    members_.clear();
-    active_.store(false, std::memory_order_release);
+    End();
     return true;
   }
   members_.erase(session);
@@ -91,7 +92,7 @@ std::optional<std::string> ChannelLease::BlockedFor(uint64_t session, absl::Time
   std::lock_guard lock(mu_);
   Expire(now);
   if (holder_ == 0 || holder_ == session || members_.contains(session)) return std::nullopt;
-  return absl::StrFormat("leased by %s for %s more", who_, Seconds(until_ - now));
+  return HeldBy(now);
 }
 
 std::optional<ChannelLease::Holder> ChannelLease::Current(absl::Time now) {

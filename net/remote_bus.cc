@@ -59,9 +59,9 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> RemoteBus::ConnectVersion(
       pollfd p{bus->fd_.get(), POLLIN, 0};
       uint8_t byte;
       if (::poll(&p, 1, 1000) > 0 && bus->ReadSome(&byte, 1) < 0 && errno == EPROTO) {
-        return absl::UnavailableError(absl::StrCat("TLS: ", address.ToString(),
-                                                   " refused this client after the handshake: ",
-                                                   bus->tls_->last_error()));
+        return absl::UnavailableError(
+            absl::StrCat("TLS: ", address.ToString(),
+                         " refused this client after the handshake: ", bus->tls_->last_error()));
       }
     }
     return absl::UnavailableError(
@@ -221,35 +221,37 @@ absl::StatusOr<std::optional<v5::Event>> RemoteBus::ReadEvent(Deadline& deadline
   }
 }
 
+absl::StatusOr<std::optional<CanFrame>> RemoteBus::Consume(const v5::Event& event) {
+  if (auto* msg = std::get_if<v5::CanMessage>(&event)) return msg->frame;
+  if (auto* fd_msg = std::get_if<v5::CanFdMessage>(&event)) return fd_msg->frame;
+  if (std::holds_alternative<v5::TransmitFail>(event)) transmit_failures_.fetch_add(1);
+  if (auto* ex = std::get_if<v5::RemoteException>(&event)) {
+    // Mostly the session's end (the server closes next, which the following call meets); a
+    // refusal for the client's role (--access) or another's lease leaves the session receiving.
+    return absl::UnavailableError(ex->text);
+  }
+  if (std::holds_alternative<v5::ConnectionClosed>(event)) {
+    closed_ = absl::UnavailableError("connection closed unexpectedly");
+    return closed_;
+  }
+  return std::nullopt;  // TransmitSuccess and anything else carries nothing for the caller
+}
+
 absl::StatusOr<std::optional<CanFrame>> RemoteBus::Recv(absl::Duration timeout) {
   if (!fd_.valid()) return absl::FailedPreconditionError("bus is shut down");
-  // The deadline is fixed when Recv first has to wait: events already buffered need neither a
-  // clock read nor a syscall.
   if (!kept_.empty()) {
     const CanFrame frame = kept_.front();
     kept_.pop_front();
     return frame;
   }
+  // The deadline is fixed when Recv first has to wait: events already buffered need neither a
+  // clock read nor a syscall.
   Deadline deadline{timeout, std::nullopt};
   while (true) {
     ASSIGN_OR_RETURN(std::optional<v5::Event> event, ReadEvent(deadline));
     if (!event.has_value()) return std::nullopt;
-    if (auto* msg = std::get_if<v5::CanMessage>(&*event)) return msg->frame;
-    if (auto* fd_msg = std::get_if<v5::CanFdMessage>(&*event)) return fd_msg->frame;
-    if (std::holds_alternative<v5::TransmitFail>(*event)) {
-      transmit_failures_.fetch_add(1);
-      continue;
-    }
-    if (auto* ex = std::get_if<v5::RemoteException>(&*event)) {
-      // Mostly the session's end (the server closes next, which the following call meets); a
-      // refusal for the client's role (--access) leaves the session open and receiving.
-      return absl::UnavailableError(ex->text);
-    }
-    if (std::holds_alternative<v5::ConnectionClosed>(*event)) {
-      closed_ = absl::UnavailableError("connection closed unexpectedly");
-      return closed_;
-    }
-    // TransmitSuccess and anything else carries nothing for the caller.
+    ASSIGN_OR_RETURN(std::optional<CanFrame> frame, Consume(*event));
+    if (frame.has_value()) return frame;
   }
 }
 
@@ -279,16 +281,8 @@ absl::StatusOr<LeaseGrant> RemoteBus::LeaseExchange(const v5::LeaseRequest& requ
       if (!got->granted) return absl::FailedPreconditionError(got->text);
       return LeaseGrant{absl::Milliseconds(got->remaining_ms), got->token, got->text};
     }
-    if (auto* msg = std::get_if<v5::CanMessage>(&*event)) kept_.push_back(msg->frame);
-    if (auto* fd_msg = std::get_if<v5::CanFdMessage>(&*event)) kept_.push_back(fd_msg->frame);
-    if (std::holds_alternative<v5::TransmitFail>(*event)) transmit_failures_.fetch_add(1);
-    if (auto* ex = std::get_if<v5::RemoteException>(&*event)) {
-      return absl::UnavailableError(ex->text);
-    }
-    if (std::holds_alternative<v5::ConnectionClosed>(*event)) {
-      closed_ = absl::UnavailableError("connection closed unexpectedly");
-      return closed_;
-    }
+    ASSIGN_OR_RETURN(std::optional<CanFrame> frame, Consume(*event));
+    if (frame.has_value()) kept_.push_back(*frame);  // for Recv
   }
 }
 

@@ -149,6 +149,9 @@ class RemoteBus {
   };
   // Sends a LeaseRequest and reads until its LeaseResponse, keeping frames for Recv.
   absl::StatusOr<LeaseGrant> LeaseExchange(const v5::LeaseRequest& request, absl::Duration timeout);
+  // What an event other than a LeaseResponse means for the caller: a frame, nothing (a
+  // TransmitFail is counted), or the error that ends the call (RemoteException, ConnectionClosed).
+  absl::StatusOr<std::optional<CanFrame>> Consume(const v5::Event& event);
   // Reads until an event is decoded or the deadline passes (nullopt).
   absl::StatusOr<std::optional<v5::Event>> ReadEvent(Deadline& deadline);
 

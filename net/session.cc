@@ -341,8 +341,7 @@ void Session::Tick(absl::Time now) {
   if (periodic_) {
     subscriber_->counters.periodic_skipped.Max(periodic_->skipped());
     // Another client's lease pauses this session's jobs, seen here within a tick (100 ms).
-    ChannelLease& lease = channel_->lease();
-    const bool blocked = lease.active() && lease.BlockedFor(id_, now).has_value();
+    const bool blocked = channel_->lease().BlockedFor(id_, now).has_value();
     if (blocked && !periodic_->paused() && periodic_->size() > 0) {
       periodic_->Pause();
       CS_LOG_LIMITED(kInfo, "session %d (%s): %d periodic jobs paused for another client's lease",
@@ -523,7 +522,8 @@ LeaseReply Session::Lease(int32_t seconds, absl::string_view token) {
     }
     return {true, absl::ZeroDuration(), "", "released"};
   }
-  const bool renewal = lease.Current(now).has_value() && lease.Current(now)->session == id_;
+  const std::optional<ChannelLease::Holder> held = lease.Current(now);
+  const bool renewal = held.has_value() && held->session == id_;
   ChannelLease::Outcome got =
       lease.Take(id_, Who(/*with_role=*/false), absl::Seconds(seconds), now);
   if (got.granted && !renewal) {

@@ -258,13 +258,17 @@ class RemoteBus(can.BusABC):
                     if not self._lease_replies:
                         self._lease_cond.wait(0.05)
 
+    def _hand_over_lease_reply(self, value):
+        """A LeaseResponse, read by whichever thread: to the one waiting in _lease_exchange."""
+        with self._lease_cond:
+            self._lease_replies.append(value)
+            self._lease_cond.notify_all()
+
     def _keep_event(self, event):
         """An event read by _lease_exchange: the answer is handed over, messages kept."""
         eid, value = event
         if eid == protocol.LEASE_RESPONSE:
-            with self._lease_cond:
-                self._lease_replies.append(value)
-                self._lease_cond.notify_all()
+            self._hand_over_lease_reply(value)
             return
         msg = self._message(eid, value)
         if msg is not None:
@@ -511,9 +515,7 @@ class RemoteBus(can.BusABC):
                 return None
             eid, value = event
             if eid == protocol.LEASE_RESPONSE:
-                with self._lease_cond:
-                    self._lease_replies.append(value)
-                    self._lease_cond.notify_all()
+                self._hand_over_lease_reply(value)
                 continue
             msg = self._message(eid, value)
             if msg is not None:
