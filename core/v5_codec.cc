@@ -25,9 +25,8 @@ void PutF64(uint8_t* p, double v) {
   PutU32(p, static_cast<uint32_t>(bits >> 32));
   PutU32(p + 4, static_cast<uint32_t>(bits));
 }
-double GetF64(const uint8_t* p) {
-  return std::bit_cast<double>((uint64_t{GetU32(p)} << 32) | GetU32(p + 4));
-}
+uint64_t GetU64(const uint8_t* p) { return (uint64_t{GetU32(p)} << 32) | GetU32(p + 4); }
+double GetF64(const uint8_t* p) { return std::bit_cast<double>(GetU64(p)); }
 void AppendBytes(std::string* out, const uint8_t* p, size_t n) {
   out->append(reinterpret_cast<const char*>(p), n);
 }
@@ -35,6 +34,10 @@ void AppendU32(std::string* out, uint32_t v) {
   uint8_t b[4];
   PutU32(b, v);
   AppendBytes(out, b, 4);
+}
+void AppendU64(std::string* out, uint64_t v) {
+  AppendU32(out, static_cast<uint32_t>(v >> 32));
+  AppendU32(out, static_cast<uint32_t>(v));
 }
 
 absl::Status CheckId(uint32_t id, bool extended) {
@@ -197,6 +200,23 @@ struct EncodeVisitor {
     AppendStringBody(e.text, out);
     return absl::OkStatus();
   }
+  absl::Status operator()(const ResumeRequest& e) const {
+    out->push_back(static_cast<char>(EventId::kResumeRequest));
+    AppendStringBody(e.token, out);
+    AppendU64(out, e.frames_received);
+    return absl::OkStatus();
+  }
+  absl::Status operator()(const ResumeResponse& e) const {
+    out->push_back(static_cast<char>(EventId::kResumeResponse));
+    out->push_back(static_cast<char>(e.status));
+    AppendU32(out, e.grace_ms);
+    AppendU32(out, e.away_ms);
+    AppendU64(out, e.frames_lost);
+    AppendU64(out, e.frames_from_client);
+    AppendStringBody(e.token, out);
+    AppendStringBody(e.text, out);
+    return absl::OkStatus();
+  }
 };
 
 // CanFdMessage and PeriodicFdMessageStart carry their length at byte 13; 0 while not yet known.
@@ -255,6 +275,13 @@ absl::StatusOr<size_t> EventSize(absl::Span<const uint8_t> in) {
       return FdEventSize(in, kPeriodicFdHeaderSize);
     case EventId::kLeaseRequest:
       return in.size() < 6 ? 0 : size_t{6} + in[5];
+    case EventId::kResumeRequest:
+      return in.size() < 2 ? 0 : size_t{10} + in[1];
+    case EventId::kResumeResponse: {
+      if (in.size() < 27) return 0;
+      const size_t text_at = size_t{27} + in[26];  // the text's length byte
+      return in.size() <= text_at ? 0 : text_at + 1 + in[text_at];
+    }
     case EventId::kLeaseResponse: {
       if (in.size() < 7) return 0;
       const size_t text_at = size_t{7} + in[6];  // the text's length byte
@@ -310,6 +337,10 @@ absl::string_view EventName(EventId id) {
       return "LeaseRequest";
     case EventId::kLeaseResponse:
       return "LeaseResponse";
+    case EventId::kResumeRequest:
+      return "ResumeRequest";
+    case EventId::kResumeResponse:
+      return "ResumeResponse";
   }
   return "unknown event";
 }
@@ -322,7 +353,8 @@ absl::string_view EventName(const Event& event) {
       EventId::kPeriodicMessageStart, EventId::kPeriodicMessageStop,
       EventId::kFilterConfig,         EventId::kConnectionClosed,
       EventId::kCanFdMessage,         EventId::kPeriodicFdMessageStart,
-      EventId::kLeaseRequest,         EventId::kLeaseResponse};
+      EventId::kLeaseRequest,         EventId::kLeaseResponse,
+      EventId::kResumeRequest,        EventId::kResumeResponse};
   static_assert(std::size(kIds) == std::variant_size_v<Event>);
   return EventName(kIds[event.index()]);
 }
@@ -542,6 +574,32 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
                            std::string(reinterpret_cast<const char*>(p + text_at + 1), p[text_at])};
       break;
     }
+    case EventId::kResumeRequest: {
+      std::string token(reinterpret_cast<const char*>(p + 2), p[1]);
+      if (!token.empty() && (token.size() != kResumeTokenLen ||
+                             !std::all_of(token.begin(), token.end(), absl::ascii_isxdigit))) {
+        return absl::InvalidArgumentError(
+            "ResumeRequest token is not 32 hex digits (a session's token, or empty)");
+      }
+      *out = ResumeRequest{std::move(token), GetU64(p + 2 + p[1])};
+      break;
+    }
+    case EventId::kResumeResponse: {
+      if (p[1] > 2) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("ResumeResponse status %u is not 0, 1 or 2", p[1]));
+      }
+      const size_t text_at = size_t{27} + p[26];
+      *out =
+          ResumeResponse{static_cast<ResumeStatus>(p[1]),
+                         GetU32(p + 2),
+                         GetU32(p + 6),
+                         GetU64(p + 10),
+                         GetU64(p + 18),
+                         std::string(reinterpret_cast<const char*>(p + 27), p[26]),
+                         std::string(reinterpret_cast<const char*>(p + text_at + 1), p[text_at])};
+      break;
+    }
   }
   return *size;
 }
@@ -555,6 +613,13 @@ void StreamDecoder::Append(absl::Span<const uint8_t> bytes) {
     head_ = 0;
   }
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+std::string StreamDecoder::Take() {
+  std::string rest(reinterpret_cast<const char*>(buffer_.data()) + head_, buffer_.size() - head_);
+  buffer_.clear();
+  head_ = 0;
+  return rest;
 }
 
 absl::StatusOr<std::optional<Event>> StreamDecoder::Next() {

@@ -54,6 +54,8 @@ enum class EventId : uint8_t {
   kPeriodicFdMessageStart = 12,  // version 6 only
   kLeaseRequest = 13,            // canserver: an exclusive transmit lease (docs/security.md)
   kLeaseResponse = 14,           // canserver
+  kResumeRequest = 15,           // canserver: a session that survives its connection
+  kResumeResponse = 16,          // canserver
   kConnectionClosed = 255,
 };
 
@@ -66,6 +68,7 @@ inline constexpr size_t kPeriodicFdHeaderSize = 15;
 inline constexpr size_t kMaxStringLen = 255;
 inline constexpr size_t kMaxEventSize = 2 + 8 * kMaxFilters;  // FilterConfig with 255 filters
 inline constexpr size_t kLeaseTokenLen = 32;                  // hex digits
+inline constexpr size_t kResumeTokenLen = 32;                 // hex digits
 
 // CanMessage flag bits on the wire.
 inline constexpr uint8_t kWireExtended = 0x01;
@@ -141,6 +144,26 @@ struct LeaseResponse {
   std::string text;           // granted: the holder; refused: why, naming the holder
   friend bool operator==(const LeaseResponse&, const LeaseResponse&) = default;
 };
+// A session that outlives a broken connection (docs/protocol.md, "Resuming a session"). With no
+// token, after the handshake: "keep this session for me if the connection breaks". With a token,
+// as the first event of a new connection: "give me that session back; I received
+// frames_received of its frames".
+struct ResumeRequest {
+  std::string token;  // "" or 32 hex digits
+  uint64_t frames_received = 0;
+  friend bool operator==(const ResumeRequest&, const ResumeRequest&) = default;
+};
+enum class ResumeStatus : uint8_t { kRefused = 0, kResumable = 1, kResumed = 2 };
+struct ResumeResponse {
+  ResumeStatus status = ResumeStatus::kRefused;
+  uint32_t grace_ms = 0;            // how long the server keeps the session after a break
+  uint32_t away_ms = 0;             // kResumed: how long the session had no connection
+  uint64_t frames_lost = 0;         // kResumed: frames the client will never get
+  uint64_t frames_from_client = 0;  // frames of the client's the server has received in all
+  std::string token;                // kResumable, kResumed: the session's token
+  std::string text;                 // what happened, or why not
+  friend bool operator==(const ResumeResponse&, const ResumeResponse&) = default;
+};
 struct ConnectionClosed {
   friend bool operator==(const ConnectionClosed&, const ConnectionClosed&) = default;
 };
@@ -148,7 +171,7 @@ struct ConnectionClosed {
 using Event = std::variant<BusRequest, BusResponse, CanMessage, TransmitSuccess, TransmitFail,
                            RemoteException, PeriodicMessageStart, PeriodicMessageStop, FilterConfig,
                            ConnectionClosed, CanFdMessage, PeriodicFdMessageStart, LeaseRequest,
-                           LeaseResponse>;
+                           LeaseResponse, ResumeRequest, ResumeResponse>;
 
 // "CanMessage", "BusRequest", ... for error messages.
 absl::string_view EventName(EventId id);
@@ -192,6 +215,8 @@ class StreamDecoder {
   absl::StatusOr<std::optional<Event>> Next();
   // Bytes of an incomplete event held back; non-zero at EOF means the peer cut an event short.
   size_t buffered() const { return buffer_.size() - head_; }
+  // Takes the bytes held back (a resumed connection's, for the session it resumes).
+  std::string Take();
 
  private:
   std::vector<uint8_t> buffer_;

@@ -23,6 +23,9 @@ CAN_FD_MESSAGE = 11  # version 6
 PERIODIC_FD_START = 12  # version 6
 LEASE_REQUEST = 13  # canserver: the channel's exclusive transmit lease
 LEASE_RESPONSE = 14  # canserver
+RESUME_REQUEST = 15  # canserver: a session that survives its connection
+RESUME_RESPONSE = 16  # canserver
+RESUME_REFUSED, RESUME_RESUMABLE, RESUME_RESUMED = 0, 1, 2
 CONNECTION_CLOSED = 255
 
 FLAG_EXTENDED = 0x01
@@ -140,6 +143,13 @@ def lease_request(seconds, token=""):
     return struct.pack(">BiB", LEASE_REQUEST, int(seconds), len(data)) + data
 
 
+def resume_request(token="", frames_received=0):
+    """ResumeRequest: without a token, after the handshake, asks the server to keep the session
+    after a break; with one, as a new connection's first event, takes that session back."""
+    data = token.encode("ascii")
+    return struct.pack(">BB", RESUME_REQUEST, len(data)) + data + struct.pack(">Q", frames_received)
+
+
 def periodic_stop(arbitration_id):
     return struct.pack(">BI", PERIODIC_STOP, arbitration_id)
 
@@ -184,6 +194,12 @@ class Decoder:
             if len(b) < 7 or len(b) < 8 + b[6]:
                 return None
             return 8 + b[6] + b[7 + b[6]]
+        if eid == RESUME_REQUEST:
+            return None if len(b) < 2 else 10 + b[1]
+        if eid == RESUME_RESPONSE:
+            if len(b) < 27 or len(b) < 28 + b[26]:
+                return None
+            return 28 + b[26] + b[27 + b[26]]
         if eid in (CAN_FD_MESSAGE, PERIODIC_FD_START):
             if len(b) < 14:
                 return None
@@ -214,6 +230,11 @@ class Decoder:
             token = raw[7:7 + n].decode("ascii", "replace")
             text = raw[8 + n:].decode("utf-8", "replace")
             return eid, (bool(granted), remaining_ms / 1000.0, token, text)
+        if eid == RESUME_RESPONSE:
+            status, grace_ms, away_ms, lost, from_client, n = struct.unpack(">BIIQQB", raw[1:27])
+            token = raw[27:27 + n].decode("ascii", "replace")
+            text = raw[28 + n:].decode("utf-8", "replace")
+            return eid, (status, grace_ms / 1000.0, away_ms / 1000.0, lost, from_client, token, text)
         return eid, raw[1:]
 
 
@@ -275,6 +296,13 @@ def parse_periodic_start(eid, payload, channel=None):
 
 def bus_response(text):
     return _string(BUS_RESPONSE, text)
+
+
+def resume_refused(text):
+    """ResumeResponse status 0 (the python server keeps no sessions)."""
+    data = text.encode("utf-8")[:255]
+    return struct.pack(">BBIIQQB", RESUME_RESPONSE, RESUME_REFUSED, 0, 0, 0, 0, 0) + \
+        bytes([len(data)]) + data
 
 
 def remote_exception(text):

@@ -145,6 +145,24 @@ const std::vector<Golden>& GoldenVectors() {
        LeaseResponse{false, 23000, "", "leased by session 7 (10.0.0.5:41234) for 23 s more"},
        "0e 00 00 00 59 d8 00 32 6c 65 61 73 65 64 20 62 79 20 73 65 73 73 69 6f 6e 20 37 20 28 31 "
        "30 2e 30 2e 30 2e 35 3a 34 31 32 33 34 29 20 66 6f 72 20 32 33 20 73 20 6d 6f 72 65"},
+      // canserver's resume events (docs/protocol.md, "Resuming a session"), computed with
+      // Python's struct.pack('>BB', 15, len) + token + struct.pack('>Q', frames) and
+      // struct.pack('>BBIIQQB', 16, status, grace, away, lost, from_client, len) + token + text.
+      {"ResumeRequest ask for a token", ResumeRequest{"", 0}, "0f 00 00 00 00 00 00 00 00 00"},
+      {"ResumeRequest resume", ResumeRequest{"0123456789abcdef0123456789abcdef", 5000},
+       "0f 20 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66 30 31 32 33 34 35 36 37 38 39 61 "
+       "62 63 64 65 66 00 00 00 00 00 00 13 88"},
+      {"ResumeResponse resumed",
+       ResumeResponse{ResumeStatus::kResumed, 10000, 2000, 0, 120,
+                      "0123456789abcdef0123456789abcdef", "resumed after 2.0 s: 0 frames lost"},
+       "10 02 00 00 27 10 00 00 07 d0 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 78 20 30 31 32 "
+       "33 34 35 36 37 38 39 61 62 63 64 65 66 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66 22 "
+       "72 65 73 75 6d 65 64 20 61 66 74 65 72 20 32 2e 30 20 73 3a 20 30 20 66 72 61 6d 65 73 20 "
+       "6c 6f 73 74"},
+      {"ResumeResponse refused",
+       ResumeResponse{ResumeStatus::kRefused, 0, 0, 0, 0, "", "no session for this token"},
+       "10 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 19 6e 6f "
+       "20 73 65 73 73 69 6f 6e 20 66 6f 72 20 74 68 69 73 20 74 6f 6b 65 6e"},
   };
   return *vectors;
 }
@@ -185,6 +203,25 @@ TEST(V5CodecTest, LeaseEventsWithBadFieldsAreProtocolErrors) {
   // Incomplete: the decoder waits for the rest instead of failing.
   EXPECT_EQ(*decode("0e 01 00 00 00 00 02 41"), 0u);
   EXPECT_EQ(*decode("0e 01 00 00 00 00 00"), 0u);
+}
+
+TEST(V5CodecTest, ResumeEventsWithBadFieldsAreProtocolErrors) {
+  Event e;
+  const auto decode = [&](const std::string& hex) {
+    const std::string bytes = Hex(hex);
+    return DecodeEvent(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &e);
+  };
+  EXPECT_FALSE(decode("0f 02 41 42 00 00 00 00 00 00 00 00").ok()) << "a token of 2 digits";
+  EXPECT_FALSE(decode("10 03 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 "
+                      "00 00 00 00 00")
+                   .ok())
+      << "status 3";
+  // Incomplete: the decoder waits for the rest.
+  EXPECT_EQ(*decode("0f 00 00 00 00 00 00 00 00"), 0u);
+  EXPECT_EQ(*decode("10 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 "
+                    "00 00 00"),
+            0u);
 }
 
 TEST(V5CodecTest, TimestampSurvivesTheRoundTripExactly) {
@@ -286,7 +323,7 @@ INSTANTIATE_TEST_SUITE_P(
     Fields, DecodeErrorTest,
     ::testing::Values(
         BadInput{"00", "unknown event id 0"}, BadInput{"09 00 00 00 00", "unknown event id 9"},
-        BadInput{"0f", "unknown event id 15 (0x0f)"}, BadInput{"fe", "unknown event id 254"},
+        BadInput{"11", "unknown event id 17 (0x11)"}, BadInput{"fe", "unknown event id 254"},
         BadInput{"01 05 ff ff ff ff", "bitrate -1 is negative"},
         // CanMessage: id with bit 31 set, standard id over 11 bits, dlc 9, unknown flag bits.
         BadInput{"03 00 00 00 00 00 00 00 00 80 00 00 00 00 01 00 00 00 00 00 00 00 00",
