@@ -52,6 +52,25 @@ struct LeaseReply {
   std::string text;          // granted: the holder; refused: why
 };
 
+// Resuming a session (protocol v5/v6's ResumeRequest, docs/protocol.md "Resuming a session").
+struct ResumeReply {
+  enum class Kind { kRefused, kResumable, kHandedOver };
+  Kind kind = Kind::kRefused;
+  absl::Duration grace;  // kResumable: how long the session is kept after a break
+  std::string token;     // kResumable: what the client resumes it with
+  std::string text;      // kRefused: why, and the fix
+};
+// What a resumed session tells its client first on the new connection.
+struct ResumeReport {
+  absl::Duration grace;
+  absl::Duration away;              // without a connection
+  uint64_t frames_lost = 0;         // frames the client will never get (the ring overflowed, or in
+                                    // transit beyond what the server kept to send again)
+  uint64_t frames_from_client = 0;  // the client's frames the server has received, in all
+  std::string token;
+  std::string text;
+};
+
 // What a session asks of the server. Errors returned here are reported to the client (v5: a
 // RemoteException that ends the session; socketcand: `< error … >`, the session goes on).
 class SessionActions {
@@ -93,6 +112,17 @@ class SessionActions {
     (void)seconds;
     (void)token;
     return {false, absl::ZeroDuration(), "", "leases are not available here"};
+  }
+  // Keep this open session for a new connection if this one breaks (kResumable with a token), or
+  // why not.
+  virtual ResumeReply KeepForResume() { return {ResumeReply::Kind::kRefused, {}, "", "not here"}; }
+  // The connection's first event asks for session `token` back, saying it received
+  // `frames_received` of its frames: kHandedOver (the connection now belongs to that session,
+  // which answers it; this one ends) or kRefused (the connection may open a new session).
+  virtual ResumeReply ResumeSession(absl::string_view token, uint64_t frames_received) {
+    (void)token;
+    (void)frames_received;
+    return {ResumeReply::Kind::kRefused, {}, "", "sessions cannot be resumed here"};
   }
   // A command of the client's that could not be carried out, for the server's log and counters
   // (socketcand, whose clients are not told unless they asked: see SocketcandProtocol).
@@ -149,6 +179,14 @@ class ServerProtocol {
     (void)pdu;
     (void)out;
   }
+  // A resumed session's first words on its new connection (v5/v6: ResumeResponse).
+  virtual void AppendResumed(const ResumeReport& report, std::string* out) const {
+    (void)report;
+    (void)out;
+  }
+  // Takes the bytes received and not decoded: what followed a ResumeRequest (for the session it
+  // resumes), or the start of an event a broken connection cut short (dropped).
+  virtual std::string TakeUndecoded() { return ""; }
   // True once after a reply that must reach the client alone, before any frame: the session
   // then holds frames back for a moment (Session::kSettle).
   virtual bool TakeSettle() { return false; }

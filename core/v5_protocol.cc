@@ -101,6 +101,8 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
   }
   switch (state_) {
     case State::kAwaitBusRequest: {
+      if (auto* resume = std::get_if<v5::ResumeRequest>(&event))
+        return HandleResume(*resume, reply);
       const auto* request = std::get_if<v5::BusRequest>(&event);
       if (request == nullptr) {
         return absl::InvalidArgumentError(
@@ -165,12 +167,58 @@ absl::Status V5Protocol::Handle(v5::Event& event, std::string* reply) {
             reply);
         return absl::OkStatus();
       }
+      if (auto* resume = std::get_if<v5::ResumeRequest>(&event))
+        return HandleResume(*resume, reply);
       return absl::InvalidArgumentError(
           absl::StrCat("unexpected ", v5::EventName(event), " from client"));
     case State::kClosed:
       break;
   }
   return absl::FailedPreconditionError("session is closed");
+}
+
+namespace {
+uint32_t Milliseconds32(absl::Duration d) {
+  return static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 0, UINT32_MAX));
+}
+}  // namespace
+
+absl::Status V5Protocol::HandleResume(const v5::ResumeRequest& request, std::string* reply) {
+  if (state_ == State::kAwaitBusRequest) {
+    if (request.token.empty()) {
+      return absl::InvalidArgumentError(
+          "handshake error: a ResumeRequest before BusRequest must carry the token of the "
+          "session to resume");
+    }
+    const ResumeReply got = actions_->ResumeSession(request.token, request.frames_received);
+    if (got.kind == ResumeReply::Kind::kHandedOver) {
+      state_ = State::kClosed;
+      return absl::CancelledError(got.text);  // the resumed session answers the client
+    }
+    // Refused: the client hears why and may open a new session on this connection.
+    (void)v5::Encode(v5::ResumeResponse{v5::ResumeStatus::kRefused, 0, 0, 0, 0, "", got.text},
+                     reply);
+    return absl::OkStatus();
+  }
+  if (!request.token.empty()) {
+    return absl::InvalidArgumentError(
+        "ResumeRequest with a token must be the first event of a new connection (this one has "
+        "its session)");
+  }
+  const ResumeReply got = actions_->KeepForResume();
+  const bool kept = got.kind == ResumeReply::Kind::kResumable;
+  (void)v5::Encode(
+      v5::ResumeResponse{kept ? v5::ResumeStatus::kResumable : v5::ResumeStatus::kRefused,
+                         Milliseconds32(got.grace), 0, 0, 0, got.token, got.text},
+      reply);
+  return absl::OkStatus();
+}
+
+void V5Protocol::AppendResumed(const ResumeReport& report, std::string* out) const {
+  (void)v5::Encode(v5::ResumeResponse{v5::ResumeStatus::kResumed, Milliseconds32(report.grace),
+                                      Milliseconds32(report.away), report.frames_lost,
+                                      report.frames_from_client, report.token, report.text},
+                   out);
 }
 
 const FrontEnd kV5FrontEnd = {

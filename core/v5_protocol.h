@@ -49,6 +49,8 @@ class V5Protocol final : public ServerProtocol {
   StatelessEncodeFn stateless_encoder() const override;
   void AppendTransmitFail(uint32_t count, std::string* out) const override;
   void AppendError(absl::string_view text, std::string* out) const override;
+  void AppendResumed(const ResumeReport& report, std::string* out) const override;
+  std::string TakeUndecoded() override { return decoder_.Take(); }
 
   State state() const { return state_; }
   // The version the client asked for in its BusRequest (5 or 6); 0 before.
@@ -64,6 +66,8 @@ class V5Protocol final : public ServerProtocol {
   absl::Status Refusable(absl::Status status, std::string* reply) const;
   absl::Status NeedsVersion6(const v5::Event& event) const;
   absl::Status StartPeriodic(int32_t period_ms, int32_t duration_ms, const CanFrame& frame);
+  // ResumeRequest: as a connection's first event (a token), or in an open session (none).
+  absl::Status HandleResume(const v5::ResumeRequest& request, std::string* reply);
 
   SessionActions* actions_;
   v5::StreamDecoder decoder_;

@@ -71,6 +71,13 @@ struct Subscriber {
   SubscriberInfo info;
   std::shared_ptr<DirectSink> sink;  // null: frames always go through the ring
 
+  // Resuming (net/resumable_sessions.h), for the status page: written by the session's io
+  // thread, read by anyone. detached_until_ns: 0 while connected; else when the session ends
+  // unless resumed (CLOCK_REALTIME).
+  std::atomic<bool> resumable{false};
+  std::atomic<int64_t> detached_until_ns{0};
+  std::atomic<uint64_t> resumes{0};
+
   // The client's filters in candump syntax ("123:7FF 80000000:80000000"; empty: everything).
   // Any thread.
   void set_filters_text(std::string text) {

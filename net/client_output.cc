@@ -39,7 +39,8 @@ struct EncodedBatch {
 };
 template <typename Encode>
 EncodedBatch EncodeAndCount(const CanFrame* frames, size_t n, int64_t now_ns, uint8_t* out,
-                            Encode&& encode, SessionCounters& counters, DeliveryLatency* latency) {
+                            Encode&& encode, SessionCounters& counters, DeliveryLatency* latency,
+                            SentFrames* sent) {
   size_t pos = 0;
   size_t encoded = 0;
   int64_t latency_ns[kPopBatch];
@@ -49,6 +50,7 @@ EncodedBatch EncodeAndCount(const CanFrame* frames, size_t n, int64_t now_ns, ui
       case ServerProtocol::Encoded::kWritten:
         pos += len;
         latency_ns[encoded++] = now_ns - frames[i].timestamp_ns;
+        if (sent != nullptr) sent->Add(frames[i]);
         break;
       case ServerProtocol::Encoded::kUnsupported:
         counters.drops_unsupported.Add();  // e.g. an FD frame for a version 5 client
@@ -96,7 +98,7 @@ class ClientOutput::Loan final : public DirectSink {
           return *length > 0 ? ServerProtocol::Encoded::kWritten
                              : ServerProtocol::Encoded::kUnsupported;
         },
-        *counters_, latency_);
+        *counters_, latency_, sent_);
     const size_t len = batch.bytes;
     const int encoded = static_cast<int>(batch.frames);
     const ssize_t sent = len > 0 ? SendSome(fd_, buffer_.get(), len) : 0;
@@ -126,6 +128,9 @@ class ClientOutput::Loan final : public DirectSink {
     }
     return std::exchange(unsent_, std::string());
   }
+  // Io thread, holding it: the socket to write to, the frames to keep for a resume.
+  void Rebind(int fd) { fd_ = fd; }
+  void set_sent(SentFrames* sent) { sent_ = sent; }
   // Io thread, holding it: lends it, encoding with `encode` (fixed by the first loan; the store
   // publishes it and the buffer to the CAN thread).
   void Lend(StatelessEncodeFn encode, size_t max_frame_bytes) {
@@ -138,7 +143,9 @@ class ClientOutput::Loan final : public DirectSink {
 
  private:
   std::atomic<uint8_t> state_{kHeld};
-  const int fd_;
+  // The holder's (Rebind and set_sent while the io thread holds it; the loan publishes them).
+  int fd_;
+  SentFrames* sent_ = nullptr;
   SessionCounters* const counters_;  // the subscriber's, which holds this object
   DeliveryLatency* const latency_;   // the channel's
   const std::shared_ptr<const Wakeup> io_wakeup_;
@@ -207,7 +214,7 @@ size_t ClientOutput::EncodeFrom(FrameRing& ring, ServerProtocol& protocol, size_
                            [&protocol](const CanFrame& f, uint8_t* out, size_t* length) {
                              return protocol.EncodeFrame(f, out, length);
                            },
-                           *counters_, latency_)
+                           *counters_, latency_, sent_.get())
                            .bytes;
     out_.resize(pos + len);
     encoded_bytes += len;
@@ -250,6 +257,41 @@ void ClientOutput::Compact() {
   }
 }
 
+void ClientOutput::Rebind(int fd, TlsStream* tls) {
+  Discard();
+  fd_ = fd;
+  tls_ = tls;
+  if (loan_ != nullptr) loan_->Rebind(fd);
+}
+
+void ClientOutput::KeepSent(size_t frames) {
+  Hold();
+  if (sent_ != nullptr) return;
+  sent_ = std::make_unique<SentFrames>(frames);
+  if (loan_ != nullptr) loan_->set_sent(sent_.get());
+}
+
+SentFrames::Resumed ClientOutput::ResumeFrom(uint64_t received) {
+  Hold();
+  return sent_ != nullptr ? sent_->Resume(received) : SentFrames::Resumed{};
+}
+
+void ClientOutput::Replay(size_t count, ServerProtocol& protocol) {
+  Hold();
+  // Encoded again, not counted again: frames_to_client counted them when they were first sent.
+  const size_t max_event = protocol.max_frame_bytes();
+  for (size_t i = 0; i < count; ++i) {
+    const size_t pos = out_.size();
+    out_.resize(pos + max_event);
+    size_t len = 0;
+    if (protocol.EncodeFrame(sent_->Last(count, i), reinterpret_cast<uint8_t*>(&out_[pos]), &len) !=
+        ServerProtocol::Encoded::kWritten) {
+      len = 0;
+    }
+    out_.resize(pos + len);
+  }
+}
+
 void ClientOutput::Discard() {
   Hold();
   out_.clear();
@@ -267,6 +309,10 @@ bool ClientOutput::Lend(StatelessEncodeFn encode, size_t max_frame_bytes) {
 
 bool ClientOutput::FinishForClose(bool not_reading) {
   Hold();
+  if (fd_ < 0) {  // no connection (a detached session)
+    Discard();
+    return false;
+  }
   if (head_ < out_.size()) {
     const ssize_t n = Send(out_.data() + head_, out_.size() - head_);
     if (n > 0) {

@@ -39,6 +39,7 @@
 #include "io/clock.h"
 #include "io/direct_sink.h"
 #include "io/wakeup.h"
+#include "net/sent_frames.h"
 #include "net/tls.h"
 
 namespace canserver {
@@ -106,6 +107,18 @@ class ClientOutput {
   // Throws away everything pending (the client is gone).
   void Discard();
 
+  // Resuming sessions (net/resumable_sessions.h). The connection changed: from now on the
+  // output goes to `fd` (through `tls` if not null); -1 while the session has none. What was
+  // pending for the old connection is dropped (SentFrames keeps what a resume sends again).
+  void Rebind(int fd, TlsStream* tls);
+  // Keeps the last `frames` frames written to the client from now on. Once.
+  void KeepSent(size_t frames);
+  // The client received `received` frames of its stream: how many of the rest are kept to be
+  // sent again (Replay them next, after the resume's reply) and how many are lost.
+  SentFrames::Resumed ResumeFrom(uint64_t received);
+  // Queues the last `count` frames kept, encoded again (not counted again).
+  void Replay(size_t count, ServerProtocol& protocol);
+
   // Lends the socket to the CAN thread when nothing is pending (before the io thread sleeps with
   // the client's ring empty), the CAN thread to encode with `encode` (the front end's stateless
   // encoder; null: no loan), `max_frame_bytes` at most per frame. Returns whether it did.
@@ -125,13 +138,14 @@ class ClientOutput {
   // Sends what the socket takes now, without blocking: like send().
   ssize_t Send(const char* data, size_t len);
 
-  const int fd_;
+  int fd_;
   TlsStream* tls_ = nullptr;  // userspace TLS unless tls_->kernel_send()
   const size_t cap_bytes_;
   SessionCounters* counters_;
   DeliveryLatency* latency_ = nullptr;
   const std::shared_ptr<const Wakeup> io_wakeup_;
-  std::shared_ptr<Loan> loan_;  // null until Bind()
+  std::shared_ptr<Loan> loan_;        // null until Bind()
+  std::unique_ptr<SentFrames> sent_;  // null unless the session may be resumed
   std::string out_;
   size_t head_ = 0;
   bool want_write_ = false;

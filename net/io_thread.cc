@@ -54,6 +54,14 @@ void IoThread::Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end
   wakeup_->Notify();
 }
 
+void IoThread::Reattach(uint64_t session_id, Handoff handoff) {
+  {
+    std::lock_guard<std::mutex> lock(adopt_mu_);
+    reattached_.emplace_back(session_id, std::move(handoff));
+  }
+  wakeup_->Notify();
+}
+
 void IoThread::Stop() {
   if (!thread_.joinable()) return;
   thread_.request_stop();
@@ -97,9 +105,16 @@ void IoThread::Run(std::stop_token stop) {
 
 void IoThread::TakeAdopted() {
   std::vector<Adopted> adopted;
+  std::vector<std::pair<uint64_t, Handoff>> reattached;
   {
     std::lock_guard<std::mutex> lock(adopt_mu_);
     adopted.swap(adopted_);
+    reattached.swap(reattached_);
+  }
+  for (auto& [id, handoff] : reattached) {
+    // A session that ended meanwhile: the connection closes, and its client opens a new session.
+    if (auto it = sessions_.find(id); it != sessions_.end())
+      it->second->Reattach(std::move(handoff));
   }
   for (auto& [id, fd, front_end, channel, ticket] : adopted) {
     const int raw = fd.get();
@@ -107,20 +122,14 @@ void IoThread::TakeAdopted() {
     auto session = std::make_unique<Session>(id, std::move(fd), peer, options_, *front_end, channel,
                                              channels_, loop_.get(), wakeup_, std::move(ticket));
     Session* s = session.get();
-    absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) {
-      if (events & (EPOLLERR | EPOLLHUP)) {
-        s->OnHangup();
-      } else if (events & EPOLLIN) {
-        s->OnReadable();
-      }
-      if (events & EPOLLOUT) s->OnWritable();
-    });
+    absl::Status added = loop_->Add(raw, EPOLLIN, [s](uint32_t events) { s->OnEvents(events); });
     if (!added.ok()) {
       CS_LOG_LIMITED(kError, "session %d (%s): %s", id, peer, added.message());
       session_count_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
     CS_VLOG(1, "session %d (%s) on io thread %d", id, peer, index_);
+    s->set_handoff_target([this, id = id](Handoff handoff) { Reattach(id, std::move(handoff)); });
     s->Start();
     sessions_.emplace(id, std::move(session));
   }

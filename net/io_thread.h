@@ -42,6 +42,9 @@ class IoThread {
   // client (channel nullptr) that names its channel later. Thread-safe.
   void Adopt(uint64_t session_id, UniqueFd fd, const FrontEnd& front_end, CanChannel* channel,
              std::unique_ptr<Admission::Ticket> ticket);
+  // Hands a connection that resumes session `session_id` of this thread to it (or closes it if
+  // that session has ended meanwhile). Thread-safe.
+  void Reattach(uint64_t session_id, Handoff handoff);
   // Tells every session "server shutting down", flushes for up to the shutdown grace and stops.
   // Thread-safe; returns once the thread has finished.
   void Stop();
@@ -77,7 +80,8 @@ class IoThread {
   UniqueFd timer_;
 
   std::mutex adopt_mu_;
-  std::vector<Adopted> adopted_;  // guarded by adopt_mu_
+  std::vector<Adopted> adopted_;                          // guarded by adopt_mu_
+  std::vector<std::pair<uint64_t, Handoff>> reattached_;  // guarded by adopt_mu_
 
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;  // io thread only
   PassClock clock_;                                        // io thread only

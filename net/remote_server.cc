@@ -117,6 +117,9 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
     socketcand = *std::move(listener);
   }
   ASSIGN_OR_RETURN(Wakeup wakeup, Wakeup::Create());
+  if (options.resume_grace > absl::ZeroDuration() && options.resumable == nullptr) {
+    options.resumable = std::make_shared<ResumableSessions>();
+  }
   auto server = std::unique_ptr<RemoteServer>(
       new RemoteServer(std::move(options), std::move(served), std::move(wakeup)));
   server->resume_timer_.Reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));

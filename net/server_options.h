@@ -14,6 +14,7 @@
 #include "core/v5_codec.h"
 #include "net/access_list.h"
 #include "net/access_rules.h"
+#include "net/resumable_sessions.h"
 #include "net/socket_util.h"
 #include "net/tls.h"
 
@@ -85,6 +86,16 @@ struct ServerOptions {
   // A client that vanished without a word is found dead within about this (TCP keepalive and
   // TCP_USER_TIMEOUT, net/socket_util.h SetKeepalive); zero: the kernel's defaults (minutes).
   absl::Duration keepalive = absl::Seconds(10);
+  // A session whose client asked for it (ResumeRequest) outlives a broken connection this long:
+  // its filters and periodic jobs go on, its ring fills (bounded, overflow counted), and the
+  // client may take it back with its token (net/resumable_sessions.h). Zero: sessions end with
+  // their connection.
+  absl::Duration resume_grace = absl::Seconds(10);
+  // Frames a resumable session keeps of what it sent, to send again what a broken connection
+  // lost in transit (80 B each).
+  size_t resume_replay_frames = 4096;
+  // The server's resumable sessions; RemoteServer::Create makes it when resume_grace > 0.
+  std::shared_ptr<ResumableSessions> resumable;
   absl::Duration stats_interval = absl::ZeroDuration();  // periodic summary log; zero: none
   absl::Duration shutdown_grace = absl::Seconds(2);      // flushing to clients on shutdown
 };

@@ -285,6 +285,16 @@ nlohmann::json LeaseJson(const CanChannel& channel) {
           {"members", held->members}};
 }
 
+// "connected" ("connected, resumable" when the client asked), or "detached, resumable for 7 s".
+std::string ConnectionState(const Subscriber& s, int64_t now_ns) {
+  const int64_t until = s.detached_until_ns.load(std::memory_order_relaxed);
+  if (until != 0) {
+    return absl::StrFormat("detached, resumable for %d s",
+                           std::max<int64_t>(0, (until - now_ns + 999'999'999) / 1'000'000'000));
+  }
+  return s.resumable.load(std::memory_order_relaxed) ? "connected, resumable" : "connected";
+}
+
 }  // namespace
 
 std::string RenderStatusJson(const ServerStatus& status) {
@@ -301,6 +311,8 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"protocol", s->info.protocol},
           {"access", s->info.access},
           {"transport", s->info.transport},
+          {"connection", ConnectionState(*s, status.now_ns)},
+          {"resumes", s->resumes.load(std::memory_order_relaxed)},
           {"refused_role", sc.refused_role.Get()},
           {"refused_lease", sc.refused_lease.Get()},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},

@@ -115,6 +115,15 @@ bool Session::AdvanceTls() {
   return false;
 }
 
+void Session::OnEvents(uint32_t events) {
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    OnHangup();
+  } else if (events & EPOLLIN) {
+    OnReadable();
+  }
+  if (events & EPOLLOUT) OnWritable();
+}
+
 Session::~Session() {
   if (!closed_) Close("server stopped", "");
 }
@@ -184,10 +193,10 @@ void Session::OnReadable() {
     if (n < 0) {
       if (errno == EAGAIN) draining_ = false;
       if (errno == EAGAIN || errno == EINTR) return;
-      Close(errno == ETIMEDOUT
-                ? std::string("client unreachable: no answer within --keepalive (recv timed out)")
-                : absl::StrFormat("recv: %s", std::strerror(errno)),
-            "");
+      ConnectionLost(
+          errno == ETIMEDOUT
+              ? std::string("client unreachable: no answer within --keepalive (recv timed out)")
+              : absl::StrFormat("recv: %s", std::strerror(errno)));
       return;
     }
     counters().bytes_from_client.Add(static_cast<uint64_t>(n));
@@ -225,7 +234,163 @@ bool Session::ResumeTransmit() {
 
 void Session::EndAtEof() {
   const absl::Status eof = protocol_->OnEof();
-  Close(eof.ok() ? "client closed the connection" : eof.message(), "");
+  ConnectionLost(eof.ok() ? "client closed the connection" : eof.message());
+}
+
+void Session::ConnectionLost(absl::string_view reason) {
+  if (!resume_token_.empty() && !closed_) {
+    Detach(reason);
+  } else {
+    Close(reason, "");
+  }
+}
+
+ResumeIdentity Session::Identity() const {
+  return {PeerAddress(fd_.get()),
+          tls_ != nullptr && !tls_->peer_names().empty() ? tls_->peer_names().front() : ""};
+}
+
+ResumeReply Session::KeepForResume() {
+  if (options_.resumable == nullptr || options_.resume_grace <= absl::ZeroDuration()) {
+    return {ResumeReply::Kind::kRefused, absl::ZeroDuration(), "",
+            "this canserver keeps no session after its connection breaks (--resume-grace 0); "
+            "the session ends with the connection"};
+  }
+  if (resume_token_.empty()) {
+    resume_token_ = options_.resumable->Enter(id_, Identity(), deliver_);
+    output_.KeepSent(options_.resume_replay_frames);
+    drops_reported_ = subscriber_->counters.drops_ring_full.Get();
+    subscriber_->resumable.store(true, std::memory_order_relaxed);
+  }
+  return {ResumeReply::Kind::kResumable, options_.resume_grace, resume_token_,
+          absl::StrFormat("session %d is kept for %s after its connection breaks", id_,
+                          absl::FormatDuration(options_.resume_grace))};
+}
+
+ResumeReply Session::ResumeSession(absl::string_view token, uint64_t frames_received) {
+  if (options_.resumable == nullptr) {
+    return {ResumeReply::Kind::kRefused, absl::ZeroDuration(), "",
+            "this canserver keeps no session after its connection breaks (--resume-grace 0): "
+            "open a new session"};
+  }
+  absl::StatusOr<ResumableSessions::Deliver> to =
+      options_.resumable->Claim(token, Identity(), absl::Now());
+  if (!to.ok()) {
+    local_counters_.client_errors.Add();
+    CS_LOG_LIMITED(kWarning, "session %d (%s): %s", id_, peer_, to.status().message());
+    return {ResumeReply::Kind::kRefused, absl::ZeroDuration(), "",
+            std::string(to.status().message())};
+  }
+  // The connection goes to the session it resumes, which answers it; this one ends.
+  Handoff handoff;
+  handoff.peer = peer_;
+  handoff.frames_received = frames_received;
+  handoff.undecoded = protocol_->TakeUndecoded();
+  loop_->Remove(fd_.get());
+  output_.Rebind(-1, nullptr);
+  handoff.fd = std::move(fd_);
+  handoff.tls = std::move(tls_);
+  (*to)(std::move(handoff));
+  return {ResumeReply::Kind::kHandedOver, absl::ZeroDuration(), "",
+          "the connection resumes an earlier session"};
+}
+
+void Session::Reattach(Handoff handoff) {
+  if (closed_) return;  // the connection closes; its client opens a new session
+  if (detached()) {
+    Attach(std::move(handoff));
+    return;
+  }
+  // The old connection is not known to be broken (black-holed, or the client noticed first):
+  // the new one replaces it, once what the client sent on the old one has gone to the bus.
+  pending_handoff_ = std::move(handoff);
+  if (tx_waiting_) {
+    input_ = Input::kEnded;  // ResumeTransmit decodes the rest, then EndAtEof detaches
+    if (!peer_gone_) {
+      peer_gone_ = true;
+      loop_->Remove(fd_.get());
+    }
+    return;
+  }
+  Detach("replaced by the client's new connection");
+}
+
+void Session::Detach(absl::string_view reason) {
+  // The start of an event the break cut short can never be completed.
+  const size_t cut = protocol_->TakeUndecoded().size();
+  if (fd_.valid()) {
+    loop_->Remove(fd_.get());
+    ResetOnClose(fd_.get());  // nothing more goes to a broken connection
+  }
+  output_.Rebind(-1, nullptr);
+  fd_.Reset();
+  tls_.reset();
+  transport_ = Transport::kPlain;
+  input_ = Input::kReading;
+  interest_ = EPOLLIN;
+  peer_gone_ = tx_waiting_ = draining_ = false;
+  const absl::Time now = absl::Now();
+  detached_at_ = now;
+  subscriber_->detached_until_ns.store(absl::ToUnixNanos(now + options_.resume_grace),
+                                       std::memory_order_relaxed);
+  options_.resumable->Detached(resume_token_, now + options_.resume_grace);
+  CS_LOG_LIMITED(kInfo, "%s: connection lost (%s)%s; the session is kept for %s", Who(false),
+                 reason, cut > 0 ? absl::StrFormat(", %d bytes of a cut event dropped", cut) : "",
+                 absl::FormatDuration(options_.resume_grace));
+  if (pending_handoff_.has_value()) {
+    Handoff handoff = std::move(*pending_handoff_);
+    pending_handoff_.reset();
+    Attach(std::move(handoff));
+  }
+}
+
+void Session::Attach(Handoff handoff) {
+  fd_ = std::move(handoff.fd);
+  tls_ = std::move(handoff.tls);
+  transport_ = tls_ != nullptr ? Transport::kOn : Transport::kPlain;
+  output_.Rebind(fd_.get(), tls_.get());
+  interest_ = EPOLLIN;
+  if (absl::Status added = loop_->Add(fd_.get(), EPOLLIN, [this](uint32_t e) { OnEvents(e); });
+      !added.ok()) {
+    Close(absl::StrCat("resuming: ", added.message()), "");
+    return;
+  }
+  const absl::Time now = absl::Now();
+  const absl::Duration away = now - detached_at_;
+  detached_at_ = absl::InfinitePast();
+  subscriber_->detached_until_ns.store(0, std::memory_order_relaxed);
+  subscriber_->resumes.fetch_add(1, std::memory_order_relaxed);
+  options_.resumable->Attached(resume_token_);
+  Subscriber& sub = *subscriber_;
+  // What the ring dropped since the client last heard: during the break, and just before it
+  // while the io thread had not yet run to find the connection broken.
+  const uint64_t drops = sub.counters.drops_ring_full.Get();
+  const uint64_t overflowed = drops - drops_reported_;
+  drops_reported_ = drops;
+  const SentFrames::Resumed resumed = output_.ResumeFrom(handoff.frames_received);
+  ResumeReport report;
+  report.grace = options_.resume_grace;
+  report.away = away;
+  report.frames_lost = overflowed + resumed.lost;
+  report.frames_from_client = sub.counters.frames_from_client.Get();
+  report.token = resume_token_;
+  report.text = absl::StrFormat(
+      "session %d resumed after %s without a connection: %d frames sent again, %d lost (%d "
+      "the ring of %d frames could not hold, %d in transit beyond the %d kept)",
+      id_, absl::FormatDuration(absl::Trunc(away, absl::Milliseconds(1))), resumed.replay,
+      report.frames_lost, overflowed, sub.ring.capacity(), resumed.lost,
+      options_.resume_replay_frames);
+  std::string head;
+  protocol_->AppendResumed(report, &head);
+  output_.Append(head);
+  output_.Replay(resumed.replay, *protocol_);
+  CS_LOG_LIMITED(kInfo, "%s resumed from %s: %s", Who(false), handoff.peer, report.text);
+  if (!handoff.undecoded.empty() &&
+      !Decode(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(handoff.undecoded.data()),
+                                  handoff.undecoded.size()))) {
+    return;
+  }
+  Flush(options_.write_budget_bytes);
 }
 
 void Session::OnHangup() {
@@ -262,7 +427,7 @@ void Session::AppendReply(absl::string_view bytes) {
 }
 
 bool Session::Pump(PassClock& clock) {
-  if (closed_ || !subscriber_) return false;
+  if (closed_ || !subscriber_ || detached()) return false;
   if (frames_after_ != absl::InfinitePast()) {
     if (absl::Now() < frames_after_) return false;  // PrepareSleep leaves the gate unarmed
     frames_after_ = absl::InfinitePast();
@@ -283,7 +448,8 @@ bool Session::Pump(PassClock& clock) {
 }
 
 bool Session::PrepareSleep() {
-  if (closed_ || !subscriber_) return true;
+  // A detached session's ring fills without waking anyone; its client takes it when it resumes.
+  if (closed_ || !subscriber_ || detached()) return true;
   // Settling (kSettle): frames wait; the housekeeping tick, or any other event, wakes the thread.
   if (frames_after_ != absl::InfinitePast()) return true;
   // A session waiting for EPOLLOUT is woken by the socket, not by the ring.
@@ -313,7 +479,7 @@ void Session::Flush(size_t budget) {
       output_.Discard();
       return;
     }
-    Close(absl::StrFormat("send: %s", std::strerror(error)), "");
+    ConnectionLost(absl::StrFormat("send: %s", std::strerror(error)));
     return;
   }
   UpdateInterest();
@@ -351,6 +517,15 @@ void Session::Tick(absl::Time now) {
       CS_LOG_LIMITED(kInfo, "session %d (%s): periodic jobs resumed, the lease ended", id_, peer_);
     }
   }
+  if (detached()) {
+    if (now - detached_at_ >= options_.resume_grace &&
+        options_.resumable->Expire(resume_token_, now)) {
+      Close(absl::StrFormat("not resumed within --resume-grace %s",
+                            absl::FormatDuration(options_.resume_grace)),
+            "");
+    }
+    return;  // its periodic jobs go on; its ring fills and overflows, counted
+  }
   std::string timed;
   protocol_->OnTick(now, &timed);
   if (!timed.empty()) {
@@ -371,7 +546,7 @@ void Session::AppendException(absl::string_view text) {
 }
 
 bool Session::FlushAll() {
-  if (closed_) return true;
+  if (closed_ || detached()) return true;
   Flush(SIZE_MAX);
   return closed_ || output_.pending() == 0;
 }
@@ -391,12 +566,17 @@ void Session::Close(absl::string_view reason, absl::string_view remote_exception
     }
   }
   periodic_.reset();
-  loop_->Remove(fd_.get());
-  if (reset) {
-    ResetOnClose(fd_.get());
-  } else {
-    if (tls_ != nullptr && !peer_gone_) tls_->Shutdown();  // close_notify
-    ::shutdown(fd_.get(), SHUT_RDWR);
+  if (!resume_token_.empty()) options_.resumable->Remove(resume_token_);
+  if (detached()) subscriber_->detached_until_ns.store(0, std::memory_order_relaxed);
+  pending_handoff_.reset();  // a connection waiting to resume this session closes with it
+  if (fd_.valid()) {         // none while detached, or once handed to the session it resumes
+    loop_->Remove(fd_.get());
+    if (reset) {
+      ResetOnClose(fd_.get());
+    } else {
+      if (tls_ != nullptr && !peer_gone_) tls_->Shutdown();  // close_notify
+      ::shutdown(fd_.get(), SHUT_RDWR);
+    }
   }
   fd_.Reset();
   ticket_.reset();  // its slots in the server's limits are free again

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -30,6 +31,7 @@
 #include "net/budgeted_periodic_jobs.h"
 #include "net/client_output.h"
 #include "net/isotp_link.h"
+#include "net/resumable_sessions.h"
 #include "net/server_options.h"
 #include "net/tls.h"
 
@@ -58,6 +60,8 @@ class Session final : public SessionActions {
   absl::Time connected_at() const { return connected_at_; }
   const Subscriber* subscriber() const { return subscriber_.get(); }
 
+  // What the loop saw on the socket: dispatches to the handlers below.
+  void OnEvents(uint32_t events);
   // The socket is readable: read, decode, act.
   void OnReadable();
   // Decoding stopped because the client's tx queue was full: goes on once the CAN thread has
@@ -84,6 +88,15 @@ class Session final : public SessionActions {
   // Sends RemoteException(reason) (if non-empty), flushes what it can and closes.
   void Close(absl::string_view reason, absl::string_view remote_exception);
 
+  // Resuming (net/resumable_sessions.h). How the server hands a new connection to this session
+  // from any io thread (IoThread::Reattach); set once, before Start.
+  void set_handoff_target(ResumableSessions::Deliver deliver) { deliver_ = std::move(deliver); }
+  // A connection that presented this session's token: replaces the broken (or not yet known to
+  // be broken) one. Owning io thread.
+  void Reattach(Handoff handoff);
+  // The session has no connection and waits for its client (--resume-grace).
+  bool detached() const { return detached_at_ != absl::InfinitePast(); }
+
   // SessionActions: called by protocol_ from OnReadable.
   absl::StatusOr<std::string> OpenBus(absl::string_view channel, int32_t bitrate,
                                       FilterSet filters) override;
@@ -98,6 +111,8 @@ class Session final : public SessionActions {
   void CloseIsoTp() override;
   void OnClientError(absl::string_view text) override;
   LeaseReply Lease(int32_t seconds, absl::string_view token) override;
+  ResumeReply KeepForResume() override;
+  ResumeReply ResumeSession(absl::string_view token, uint64_t frames_received) override;
 
   // How long frames wait after a reply the client must read alone (ServerProtocol::TakeSettle):
   // python-can's socketcand client reads "< ok >" with one recv() right after sending
@@ -130,6 +145,17 @@ class Session final : public SessionActions {
   bool ReadBlocked() const;
   // The client closed its side and everything it sent was decoded: ends the session.
   void EndAtEof();
+  // The connection broke without a ConnectionClosed: a session the client asked to keep waits
+  // for it (Detach); any other ends.
+  void ConnectionLost(absl::string_view reason);
+  // Lets go of the connection and keeps the session (its filters, periodic jobs and ring) for
+  // --resume-grace; a hand-over waiting for this moment is attached at once.
+  void Detach(absl::string_view reason);
+  // Gives the session the new connection: tells the client what it missed, sends again the
+  // frames kept that it lost, then the ring as usual.
+  void Attach(Handoff handoff);
+  // Who the client is, for resuming: its address and certificate.
+  ResumeIdentity Identity() const;
   // Hands client bytes (or, with none, those kept back) to the protocol; false if it closed.
   bool Decode(absl::Span<const uint8_t> bytes);
   // Reads like recv(), through TLS once it is on.
@@ -188,6 +214,15 @@ class Session final : public SessionActions {
   Access access_;  // its role on channel_ (--access), from OpenBus on
   absl::Time last_refusal_ = absl::InfinitePast();  // refused frames: told once a second
   bool not_reading_ = false;  // closed by --slow-client-timeout: reset, whatever is queued
+
+  // Resuming: the token ("" unless the client asked), since when the session has no connection
+  // (InfinitePast: connected), the ring's drops the client has been told of, and a new connection
+  // that waits for the old one to be let go (its client's frames still to be decoded).
+  ResumableSessions::Deliver deliver_;
+  std::string resume_token_;
+  absl::Time detached_at_ = absl::InfinitePast();
+  uint64_t drops_reported_ = 0;
+  std::optional<Handoff> pending_handoff_;
 
   SessionCounters& counters() { return subscriber_ ? subscriber_->counters : local_counters_; }
 };

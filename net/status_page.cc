@@ -97,7 +97,9 @@ function render(st) {
       cell(r, s.id, "n");
       cell(r, s.peer);
       cell(r, s.protocol + (s.protocol === "v6" ? " (CAN FD)" : ""));
-      cell(r, duration(st.now - s.connected_at));
+      cell(r, duration(st.now - s.connected_at) +
+              (s.connection && s.connection.startsWith("detached") ? " · " + s.connection : ""),
+           s.connection && s.connection.startsWith("detached") ? "bad" : "");
       cell(r, s.filters || "everything");
       cell(r, s.access + (s.transport && s.transport !== "plain TCP" ? " · " + s.transport : ""));
       cell(r, fmt(rate(s, ps, "frames_to_client", dt)), "n");

@@ -166,6 +166,14 @@ ABSL_FLAG(absl::Duration, slow_client_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(10),
           "find a client that vanished without a word (cable pulled, host off) dead within "
           "about this: TCP keepalive and TCP_USER_TIMEOUT (0: the kernel's defaults, minutes)");
+ABSL_FLAG(absl::Duration, resume_grace, absl::Seconds(10),
+          "keep the session of a v5/v6 client that asked for it (canremote, the python plugin "
+          "with reconnect=, RemoteBus) this long after its connection breaks without a goodbye: "
+          "its filters and periodic jobs go on, frames wait in its ring, and the client takes it "
+          "back with its token (0: sessions end with their connection)");
+ABSL_FLAG(int, resume_replay, 4096,
+          "frames a resumable session keeps of what it sent, to send again what a broken "
+          "connection lost in transit (80 B each)");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(10),
           "with -v, log every client's counters at this interval");
 ABSL_FLAG(std::vector<std::string>, access, {},
@@ -303,6 +311,7 @@ int main(int argc, char** argv) {
            "max_clients_per_channel", "max_handshakes", "client_tx_queue", "client_rcvbuf",
            "client_sndbuf", "tx_timeout", "max_periodic_jobs", "min_period", "max_periodic_rate",
            "handshake_timeout", "slow_client_timeout", "keepalive"}},
+         {"Sessions that survive a broken connection", {"resume_grace", "resume_replay"}},
          {"Logging", {"v", "stats_interval"}}},
         "tools/canserver.cc");
     return 0;
@@ -421,6 +430,14 @@ int main(int argc, char** argv) {
   options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   options.slow_client_timeout = absl::GetFlag(FLAGS_slow_client_timeout);
   options.keepalive = absl::GetFlag(FLAGS_keepalive);
+  options.resume_grace = absl::GetFlag(FLAGS_resume_grace);
+  if (options.resume_grace < absl::ZeroDuration() || options.resume_grace > absl::Hours(1)) {
+    return fail("--resume-grace must be between 0 (off) and 1h");
+  }
+  if (absl::GetFlag(FLAGS_resume_replay) < 1 || absl::GetFlag(FLAGS_resume_replay) > 1'000'000) {
+    return fail("--resume-replay must be between 1 and 1000000 frames");
+  }
+  options.resume_replay_frames = static_cast<size_t>(absl::GetFlag(FLAGS_resume_replay));
   if (absl::GetFlag(FLAGS_v) > 0) options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
 
   std::vector<std::string> allow_entries = absl::GetFlag(FLAGS_allow);  // the config file's
