@@ -66,8 +66,10 @@ constexpr char kUsage[] =
     "                      lease through CANSERVER_LEASE (canremote, the python plugin). Exits\n"
     "                      with CMD's status; 1 if the lease was refused (its holder named)\n"
     "  dump, log: --reconnect SECONDS  when the connection breaks (a blip, a restarted\n"
-    "                      server), say so on stderr and open a new session with the same\n"
-    "                      filters for up to SECONDS (default 60; 0: exit with the error)\n";
+    "                      server), say so on stderr and reconnect for up to SECONDS (default\n"
+    "                      60; 0: exit with the error): the same session if canserver still\n"
+    "                      keeps it (--resume-grace; the frames of the gap arrive), else a new\n"
+    "                      one with the same filters\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "canremote: %s\n", message.c_str());
@@ -187,7 +189,10 @@ std::optional<Options> Parse(int argc, char** argv, std::string* error) {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<CanFilter> filters) {
+// `keep`: a long-running reader (dump, log) that keeps its session across a broken connection
+// for up to --reconnect seconds (RemoteBusOptions::reconnect).
+absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<CanFilter> filters,
+                                                bool keep = false) {
   absl::StatusOr<ClientConfig> config = LoadClientConfig(o.config);
   if (!config.ok()) return config.status();
   RemoteBusOptions opts;
@@ -195,6 +200,13 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   opts.bitrate = config->bitrate;
   opts.filters = std::move(filters);
   opts.tls = {config->tls_ca, config->tls_cert, config->tls_key};
+  if (keep && o.reconnect > 0) {
+    opts.reconnect = absl::Seconds(o.reconnect);
+    opts.on_break = [seconds = o.reconnect](const absl::Status& why) {
+      std::fprintf(stderr, "canremote: %s; reconnecting (for up to %g s)\n",
+                   std::string(why.message()).c_str(), seconds);
+    };
+  }
   // Started by `canremote lease`: transmit under its lease.
   if (const char* token = std::getenv("CANSERVER_LEASE")) opts.lease_token = token;
   absl::StatusOr<std::unique_ptr<RemoteBus>> bus = RemoteBus::Connect(opts);
@@ -205,34 +217,21 @@ absl::StatusOr<std::unique_ptr<RemoteBus>> Open(const Options& o, std::vector<Ca
   return bus;
 }
 
-// The connection of a long-running reader broke with `why`: says so on stderr and opens a new
-// session with the same filters, once a second for up to --reconnect seconds. What the bus
-// carried meanwhile is missed, and the line says for how long. Returns `why` when it gives up
-// (or --reconnect 0).
-absl::Status Reconnect(const Options& o, const std::vector<CanFilter>& filters,
-                       std::unique_ptr<RemoteBus>* bus, const absl::Status& why) {
-  if (o.reconnect <= 0) return why;
-  const absl::Time lost = absl::Now();
-  std::fprintf(stderr, "canremote: %s; reconnecting (for up to %g s)\n",
-               std::string(why.message()).c_str(), o.reconnect);
-  (*bus)->Shutdown();
-  absl::Status last = why;
-  while (!g_stop && absl::Now() - lost < absl::Seconds(o.reconnect)) {
-    absl::StatusOr<std::unique_ptr<RemoteBus>> fresh = Open(o, filters);
-    if (fresh.ok()) {
-      *bus = *std::move(fresh);
-      std::fprintf(stderr,
-                   "canremote: a new session after %.1f s: frames on the bus meanwhile "
-                   "were not received\n",
-                   absl::ToDoubleSeconds(absl::Now() - lost));
-      return absl::OkStatus();
-    }
-    last = fresh.status();
-    absl::SleepFor(absl::Seconds(1));
+// Tells stderr when the reader's connection broke and came back (RemoteBus reconnects by
+// itself with --reconnect): resumed, with the server's count of frames lost, or a new session
+// that missed what the bus carried meanwhile.
+class ReconnectReporter {
+ public:
+  void Check(const RemoteBus& bus) {
+    const ReconnectStatus now = bus.reconnect_status();
+    if (now.breaks == breaks_) return;
+    breaks_ = now.breaks;
+    std::fprintf(stderr, "canremote: %s\n", now.last.c_str());
   }
-  return absl::UnavailableError(absl::StrFormat("%s; no new session within %g s: %s", why.message(),
-                                                o.reconnect, last.message()));
-}
+
+ private:
+  uint64_t breaks_ = 0;
+};
 
 void InstallSignalHandlers() {
   struct sigaction sa {};
@@ -248,10 +247,11 @@ int Dump(const Options& o) {
     if (!filter.ok()) return Fail(std::string(filter.status().message()));
     filters.push_back(*filter);
   }
-  auto bus = Open(o, filters);
+  auto bus = Open(o, filters, /*keep=*/true);
   if (!bus.ok()) return Fail(std::string(bus.status().message()));
   const std::string ifname = ChannelNameFromInfo((*bus)->channel_info());
   InstallSignalHandlers();
+  ReconnectReporter reconnects;
   uint64_t seen = 0;
   CandumpFormat screen(o.timestamps, o.extra, ifname);
   std::FILE* pcap = nullptr;
@@ -266,12 +266,8 @@ int Dump(const Options& o) {
   }
   while (!g_stop && (!o.count || seen < *o.count)) {
     auto got = (*bus)->Recv(absl::Milliseconds(200));
-    if (!got.ok()) {
-      if (absl::Status again = Reconnect(o, filters, &*bus, got.status()); !again.ok()) {
-        return Fail(std::string(again.message()));
-      }
-      continue;
-    }
+    if (!got.ok()) return Fail(std::string(got.status().message()));
+    reconnects.Check(**bus);
     if (!got->has_value()) continue;
     const CanFrame& f = **got;
     ++seen;
@@ -321,10 +317,11 @@ int Log(const Options& o) {
   if (o.file.empty()) return Fail("log: give the output file with -f FILE");
   std::ofstream out(o.file, std::ios::trunc);
   if (!out) return Fail(absl::StrFormat("cannot write '%s'", o.file));
-  auto bus = Open(o, {});
+  auto bus = Open(o, {}, /*keep=*/true);
   if (!bus.ok()) return Fail(std::string(bus.status().message()));
   const std::string ifname = ChannelNameFromInfo((*bus)->channel_info());
   InstallSignalHandlers();
+  ReconnectReporter reconnects;
   const absl::Time start = absl::Now();
   const absl::Time end = o.seconds ? start + absl::Seconds(*o.seconds) : absl::InfiniteFuture();
   absl::Time next_progress = start + absl::Seconds(1);
@@ -335,12 +332,10 @@ int Log(const Options& o) {
   while (!g_stop && absl::Now() < end && (!o.count || written < *o.count)) {
     auto got = (*bus)->Recv(std::min(absl::Milliseconds(200), end - absl::Now()));
     if (!got.ok()) {
-      if (absl::Status again = Reconnect(o, {}, &*bus, got.status()); !again.ok()) {
-        error = std::string(again.message());
-        break;
-      }
-      continue;
+      error = std::string(got.status().message());
+      break;
     }
+    reconnects.Check(**bus);
     if (got->has_value()) {
       out << FormatLogLine(**got, ifname) << '\n';
       ++written;

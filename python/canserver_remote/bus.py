@@ -105,6 +105,10 @@ class _VersionRefused(Exception):
     """The server does not speak the protocol version asked for."""
 
 
+class _ResumeUnsupported(Exception):
+    """The server ended the session when asked to keep it (not canserver): connect again."""
+
+
 class RemoteBus(can.BusABC):
     """A CAN bus on a canserver (or any server speaking the remote CAN protocol v5).
 
@@ -158,7 +162,14 @@ class RemoteBus(can.BusABC):
         self._connect_timeout = float(connect_timeout)
         self._reconnect = float(reconnect)
         self._reconnects = 0
+        self._resumes = 0
+        self._frames_lost = 0
         self._gap_seconds = 0.0
+        # With reconnect: the server keeps the session across a break (canserver --resume-grace);
+        # its token, and the frames of its stream received since the server gave it.
+        self._resume_token = ""
+        self._frames_received = 0
+        self._resume_supported = True
         self._server_filters = can_filters
         self._tasks = set()  # RemoteCyclicTasks running on the server, restarted on reconnect
         # A Notifier's thread may meet the break in recv() while the application's meets it in
@@ -279,29 +290,37 @@ class RemoteBus(can.BusABC):
         """Connects and completes the handshake with `version`; returns the BusResponse text."""
         self._handshaking = True
         try:
-            return self._handshake(bitrate, can_filters, connect_timeout, version)
+            try:
+                return self._handshake(bitrate, can_filters, connect_timeout, version)
+            except _ResumeUnsupported:
+                return self._handshake(bitrate, can_filters, connect_timeout, version)
         finally:
             self._handshaking = False
 
-    def _handshake(self, bitrate, can_filters, connect_timeout, version):
+    def _dial(self, connect_timeout):
+        """A connection to the server (TLS if asked), with a fresh decoder."""
         self._decoder = protocol.Decoder()
-        self._fd = version == protocol.PROTOCOL_VERSION_FD
         try:
-            self._sock = socket.create_connection((self._host, self._port), timeout=connect_timeout)
+            sock = socket.create_connection((self._host, self._port), timeout=connect_timeout)
         except OSError as e:
             raise can.CanInitializationError(
                 "cannot connect to canserver at %s:%d: %s" % (self._host, self._port, e)
             ) from e
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _set_keepalive(self._sock, KEEPALIVE_SECONDS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_keepalive(sock, KEEPALIVE_SECONDS)
         if self._tls is not None:
             try:
-                self._sock = self._tls.wrap_socket(self._sock, server_hostname=self._host)
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
             except (ssl.SSLError, ssl.CertificateError, OSError) as e:
-                self._sock.close()
+                sock.close()
                 raise can.CanInitializationError(
                     "TLS handshake with canserver at %s:%d failed: %s" % (self._host, self._port, e)
                 ) from e
+        return sock
+
+    def _handshake(self, bitrate, can_filters, connect_timeout, version):
+        self._fd = version == protocol.PROTOCOL_VERSION_FD
+        self._sock = self._dial(connect_timeout)
         try:
             self._sock.sendall(protocol.bus_request(bitrate, version) +
                                protocol.filter_config(can_filters))
@@ -347,8 +366,47 @@ class RemoteBus(can.BusABC):
         if eid != protocol.BUS_RESPONSE:
             self._sock.close()
             raise can.CanInitializationError("handshake error: unexpected event %d" % eid)
+        if self._reconnect > 0 and self._resume_supported:
+            self._ask_to_keep(connect_timeout)
         self._sock.settimeout(None)
         return value
+
+    def _ask_to_keep(self, timeout):
+        """With ``reconnect``: asks the server to keep this session across a break (a token).
+        Frames that arrive before the answer are kept for recv()."""
+        self._resume_token = ""
+        self._sock.sendall(protocol.resume_request())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._read_event(deadline)
+            except can.CanOperationError:
+                event = None
+            if event is None:
+                break
+            eid, value = event
+            if eid == protocol.RESUME_RESPONSE:
+                status, _, _, _, _, token, text = value
+                if status == protocol.RESUME_RESUMABLE:
+                    self._resume_token = token
+                    self._frames_received = 0  # the server counts its stream from here
+                else:
+                    log.info("canserver: the session will not be resumed after a break: %s", text)
+                return
+            if eid == protocol.REMOTE_EXCEPTION:
+                break
+            msg = self._message(eid, value)
+            if msg is not None:
+                self._kept.append(msg)
+                if hasattr(self, "_ready"):
+                    self._set_ready()
+        # A server that does not know the event (the original) ends the session: a new one,
+        # without asking again.
+        log.info("canserver at %s:%d keeps no session across a break (not canserver)",
+                 self._host, self._port)
+        self._resume_supported = False
+        self._sock.close()
+        raise _ResumeUnsupported()
 
     @property
     def fd(self):
@@ -359,6 +417,18 @@ class RemoteBus(can.BusABC):
     def reconnects(self):
         """Times the connection broke and the plugin opened a new session (``reconnect``)."""
         return self._reconnects
+
+    @property
+    def resumes(self):
+        """Of ``reconnects``, the times the server still had the session: the frames of the
+        break arrived after all, except ``frames_lost``."""
+        return self._resumes
+
+    @property
+    def frames_lost(self):
+        """Frames the server reported lost across resumed breaks (its ring overflowed, or they
+        were in transit beyond what it keeps to send again)."""
+        return self._frames_lost
 
     @property
     def gap_seconds(self):
@@ -388,11 +458,14 @@ class RemoteBus(can.BusABC):
             pass
         old.close()
         last = error
+        resumed = None
         while True:
+            timeout = max(0.5, min(self._connect_timeout, deadline - time.monotonic()))
             try:
-                self._connect(self._bitrate, self._server_filters,
-                              max(0.5, min(self._connect_timeout, deadline - time.monotonic())),
-                              version)
+                if self._resume_token:
+                    resumed = self._try_resume(timeout)
+                if resumed is None:
+                    self._connect(self._bitrate, self._server_filters, timeout, version)
                 break
             except (can.CanInitializationError, _VersionRefused) as e:
                 last = str(e)
@@ -401,16 +474,50 @@ class RemoteBus(can.BusABC):
                     "%s; no new session within reconnect=%g s: %s" % (error, self._reconnect, last))
             time.sleep(0.2)
         self._poller.register(self._sock.fileno(), select.EPOLLIN)
+        gap = time.monotonic() - lost
+        self._reconnects += 1
+        self._gap_seconds += gap
+        if resumed is not None:
+            _, _, away, frames_lost, _, _, text = resumed
+            self._resumes += 1
+            self._frames_lost += frames_lost
+            log.warning("canserver at %s:%d: connection lost (%s); resumed after %.1f s: %s",
+                        self._host, self._port, error, gap, text)
+            return
         for task in list(self._tasks):
             task.start()
         if self._lease_token:
             self._join_lease()
-        gap = time.monotonic() - lost
-        self._reconnects += 1
-        self._gap_seconds += gap
         log.warning("canserver at %s:%d: connection lost (%s); a new session after %.1f s: what the "
                     "bus carried meanwhile was not received (gap %d)",
                     self._host, self._port, error, gap, self._reconnects)
+
+    def _try_resume(self, timeout):
+        """Takes the session back on a new connection: the ResumeResponse's fields, or None if
+        the server no longer has it (a new session is needed)."""
+        sock = self._dial(timeout)
+        decoder = self._decoder
+        try:
+            sock.sendall(protocol.resume_request(self._resume_token, self._frames_received))
+            end = time.monotonic() + timeout
+            while not decoder.has_event():
+                sock.settimeout(max(0.01, end - time.monotonic()))
+                data = sock.recv(65536)
+                if not data:
+                    raise OSError("connection closed")
+                decoder.feed(data)
+            eid, value = decoder.next()
+        except (OSError, protocol.ProtocolError) as e:
+            sock.close()
+            raise can.CanInitializationError("resume: %s" % e) from e
+        if eid != protocol.RESUME_RESPONSE or value[0] != protocol.RESUME_RESUMED:
+            sock.close()
+            self._resume_token = ""
+            log.info("canserver: %s", value[-1] if eid == protocol.RESUME_RESPONSE else value)
+            return None
+        sock.settimeout(None)
+        self._sock = sock
+        return value
 
     def _check_connection(self):
         """Before a send with ``reconnect``: a connection the server already closed is noticed
@@ -524,7 +631,8 @@ class RemoteBus(can.BusABC):
     def _message(self, eid, value):
         """The can.Message of a CanMessage/CanFdMessage event; handles the other events (None)."""
         if eid in (protocol.CAN_MESSAGE, protocol.CAN_FD_MESSAGE):
-            msg = protocol.message_from_event(eid, value, self._msg_channel)
+            self._frames_received += 1  # the stream's position, for resuming
+            msg = protocol.message_from_event(eid, value, getattr(self, "_msg_channel", None))
             if msg.is_error_frame and not msg.is_fd:
                 self._state = _state_from_error_frame(msg, self._state)
             return msg
@@ -597,7 +705,10 @@ class RemoteBus(can.BusABC):
         # Half-close, then read to the server's close: the server writes what it still holds of
         # ours to the bus first. Closing with unread data would reset the connection, and the
         # kernel would throw away whatever of ours it had not sent yet. Bounded to 5 s.
+        # ConnectionClosed first: the server ends the session at once rather than keeping it
+        # for a resume (--resume-grace), after writing what it holds of ours to the bus.
         try:
+            self._sock.sendall(bytes([protocol.CONNECTION_CLOSED]))
             self._sock.shutdown(socket.SHUT_WR)
             self._sock.settimeout(5.0)
             deadline = time.monotonic() + 5.0

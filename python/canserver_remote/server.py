@@ -195,6 +195,10 @@ class Session:
         if eid == protocol.FILTER_CONFIG:
             self.filters = protocol.parse_filter_config(value)
             return True
+        if eid == protocol.RESUME_REQUEST:  # canserver's; the session goes on, not resumable
+            self.queue.put(protocol.resume_refused(
+                "the python server keeps no session after its connection breaks"))
+            return True
         self._fail("unexpected event %d from client" % eid)
         return False
 

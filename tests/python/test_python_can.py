@@ -7,8 +7,10 @@ import asyncio
 import inspect
 import os
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -460,6 +462,147 @@ class ReconnectTest(unittest.TestCase):
         finally:
             bus.shutdown()
             server.stop()
+
+
+class CutProxy:
+    """A TCP relay on a free loopback port to `port`: cut() resets every connection through it
+    and each new one until restore() (a network blip with the peer's stack answering). One
+    thread does all the relaying, so a reset is never held up by another thread's recv()."""
+
+    def __init__(self, port):
+        self._target = port
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.channel = "127.0.0.1:%d" % self._listener.getsockname()[1]
+        self._down = False
+        self._cut = False
+        self._peer = {}  # socket -> the other end
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _reset(self, sock):
+        self._peer.pop(sock, None)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        except OSError:
+            pass
+
+    def _run(self):
+        while True:
+            if self._cut:
+                self._cut = False
+                for sock in list(self._peer):
+                    self._reset(sock)
+            readable, _, _ = select.select([self._listener, *self._peer], [], [], 0.01)
+            for sock in readable:
+                if sock is self._listener:
+                    client, _ = sock.accept()
+                    if self._down:
+                        self._reset(client)
+                        continue
+                    server = socket.create_connection(("127.0.0.1", self._target))
+                    self._peer[client], self._peer[server] = server, client
+                    continue
+                other = self._peer.get(sock)
+                if other is None:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                    if data:
+                        other.sendall(data)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._reset(sock)
+                    self._reset(other)
+
+    def cut(self):
+        self._down = True
+        self._cut = True
+
+    def restore(self):
+        self._down = False
+
+
+class ResumeTest(unittest.TestCase):
+    """A network blip under a running test script (#28): with reconnect=, the plugin takes its
+    session back from canserver (--resume-grace, 10 s by default): its periodic task never
+    stopped on the bus, and the frames of the gap arrive, in order, with nothing lost."""
+
+    def test_a_cut_is_resumed_with_the_frames_of_the_gap(self):
+        server = Server()
+        proxy = CutProxy(server.port)
+        a = can.Bus(proxy.channel, interface="remote", reconnect=10)
+        b = can.Bus(server.channel, interface="remote")
+        try:
+            time.sleep(0.1)
+            task = a.send_periodic(can.Message(arbitration_id=0x111, data=[1], is_extended_id=False),
+                                   0.02)
+            self.assertEqual(b.recv(5).arbitration_id, 0x111)
+            proxy.cut()
+            time.sleep(0.3)  # the server has seen the break
+            for i in range(500):
+                b.send(can.Message(arbitration_id=0x200, data=i.to_bytes(2, "big"),
+                                   is_extended_id=False))
+            # b sees a's heartbeat all through the cut
+            times = []
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                m = b.recv(0.1)
+                if m is not None and m.arbitration_id == 0x111:
+                    times.append(m.timestamp)
+            proxy.restore()
+            got = []
+            deadline = time.monotonic() + 15
+            while len(got) < 500 and time.monotonic() < deadline:
+                m = a.recv(1)
+                if m is not None and m.arbitration_id == 0x200:
+                    got.append(int.from_bytes(m.data, "big"))
+            self.assertEqual(got, list(range(500)))
+            self.assertEqual((a.reconnects, a.resumes, a.frames_lost), (1, 1, 0))
+            self.assertGreater(len(times), 50)
+            gaps = [y - x for x, y in zip(times, times[1:])]
+            self.assertLess(max(gaps), 0.25, "the periodic task stopped during the cut")
+            task.stop()
+        finally:
+            a.shutdown()
+            b.shutdown()
+            self.assertEqual(server.stop(), 0)
+
+    def test_after_the_grace_a_new_session_brings_back_filters_and_tasks(self):
+        server = Server("--resume-grace", "500ms")
+        proxy = CutProxy(server.port)
+        a = can.Bus(proxy.channel, interface="remote", reconnect=10,
+                    can_filters=[{"can_id": 0x123, "can_mask": 0x7FF}])
+        b = can.Bus(server.channel, interface="remote")
+        try:
+            time.sleep(0.1)
+            a.send_periodic(can.Message(arbitration_id=0x111, data=[1], is_extended_id=False), 0.02)
+            self.assertEqual(b.recv(5).arbitration_id, 0x111)
+            proxy.cut()
+            log = wait_for_log(server, "not resumed within --resume-grace")
+            self.assertIn("not resumed within --resume-grace 500ms", log)
+            while b.recv(0.2) is not None:  # the job's last frames
+                pass
+            self.assertIsNone(b.recv(0.3), "the ended session's task still sends")
+            proxy.restore()
+            deadline = time.monotonic() + 15
+            got = None
+            while got is None and time.monotonic() < deadline:
+                b.send(can.Message(arbitration_id=0x124, data=[4], is_extended_id=False))
+                b.send(can.Message(arbitration_id=0x123, data=[3], is_extended_id=False))
+                got = a.recv(0.3)
+            self.assertEqual(got.arbitration_id, 0x123)  # the filter came back with the session
+            self.assertEqual((a.reconnects, a.resumes), (1, 0))
+            m = b.recv(2)
+            while m is not None and m.arbitration_id != 0x111:
+                m = b.recv(2)
+            self.assertIsNotNone(m, "the task was not restarted in the new session")
+        finally:
+            a.shutdown()
+            b.shutdown()
+            self.assertEqual(server.stop(), 0)
 
 
 class RolesTest(unittest.TestCase):

@@ -8,6 +8,7 @@
 #include "core/text_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "net/tcp_proxy.h"
 #include "net/test_server.h"
 #include "process_util.h"
 
@@ -258,6 +259,40 @@ TEST(CanremoteTest, DumpRidesOutAServerRestart) {
   EXPECT_THAT(out, HasSubstr("test 101#01"));
   EXPECT_THAT(out, HasSubstr("test 102#02"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("200#09")));
+}
+
+// #28: a network blip under a running dump: canserver keeps its session (--resume-grace), the
+// dump takes it back and prints the frames that arrived meanwhile, in order.
+TEST(CanremoteTest, DumpResumesAfterACutWithTheFramesOfTheGap) {
+  TestServer server;
+  testing::TcpProxy proxy(server.server().port());
+  const std::string command =
+      absl::StrCat("timeout 30 ", Canremote(), " dump -L -n 3 --reconnect 20 -c ", proxy.address());
+  std::string out;
+  std::thread dump([&] { out = Shell(command).first; });
+  ASSERT_TRUE(
+      TestServer::WaitUntil([&] { return server.server().channel().subscriber_count() == 1; }));
+  absl::SleepFor(absl::Milliseconds(100));  // its ResumeRequest is answered
+  server.bus().Inject(CanFrame::Classic(0x101, {1}));
+  absl::SleepFor(absl::Milliseconds(200));
+  proxy.Cut();
+  ASSERT_TRUE(TestServer::WaitUntil([&] {
+    for (const auto& s : server.server().channel().Subscribers()) {
+      if (s->detached_until_ns.load() != 0) return true;
+    }
+    return false;
+  }));
+  server.bus().Inject(CanFrame::Classic(0x102, {2}));
+  server.bus().Inject(CanFrame::Classic(0x103, {3}));
+  absl::SleepFor(absl::Milliseconds(500));
+  proxy.Restore();
+  dump.join();
+  EXPECT_THAT(out, HasSubstr("reconnecting (for up to 20 s)"));
+  EXPECT_THAT(out, HasSubstr("resumed after"));
+  EXPECT_THAT(out, HasSubstr("0 lost"));
+  EXPECT_THAT(out, HasSubstr("test 101#01"));
+  EXPECT_THAT(out, HasSubstr("test 102#02"));
+  EXPECT_THAT(out, HasSubstr("test 103#03"));
 }
 
 TEST(CanremoteTest, LeaseRunsACommandThatAloneMayTransmit) {
