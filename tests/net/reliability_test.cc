@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/socket_util.h"
+#include "net/tcp_proxy.h"
 #include "net/test_server.h"
 #include "process_util.h"
 
@@ -36,6 +37,7 @@ using testing::ReadEventsUntilClosed;
 using testing::SendAll;
 using testing::SeqFrame;
 using testing::SeqOf;
+using testing::SetLoopback;
 using testing::TestServer;
 
 TEST(ReliabilityTest, OnlyAllowedAddressesAreServed) {
@@ -358,18 +360,6 @@ TEST(ReliabilityTest, StalledSessionsHoldBoundedKernelMemoryAndLeaveNoOrphans) {
 }
 
 // Brings the loopback interface of this network namespace up or down.
-bool SetLoopback(bool up) {
-  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return false;
-  if (up) {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  } else {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
-  }
-  return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
-}
 
 // #28: a client that vanishes without a word (cable pulled, host off) was found only when TCP
 // gave up, minutes later (an idle one never), while its periodic jobs kept sending. Here the
