@@ -96,6 +96,7 @@ class TcpProxy {
         fds.push_back({p.server.get(), POLLIN, 0});
       }
       if (::poll(fds.data(), fds.size(), 5) <= 0) continue;
+      const size_t polled = pairs.size();  // a pair accepted now has no entry in fds yet
       if (fds[0].revents & POLLIN) {
         UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (client.valid() && down_) {
@@ -111,6 +112,10 @@ class TcpProxy {
       }
       std::vector<Pair> kept;
       for (size_t i = 0; i < pairs.size(); ++i) {
+        if (i >= polled) {
+          kept.push_back(std::move(pairs[i]));
+          continue;
+        }
         const pollfd& c = fds[1 + 2 * i];
         const pollfd& s = fds[2 + 2 * i];
         bool alive = true;
