@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +48,7 @@
 #include "net/socketcand_bus.h"
 #include "tools/bench_sequence.h"
 #include "tools/cli_args.h"
+#include "tools/client_relay_floor.h"
 #include "tools/latency_histogram.h"
 #include "tools/relay_floor.h"
 #include "tools/send_times.h"
@@ -108,7 +111,12 @@ ABSL_FLAG(bool, raw_baseline, true, "--senders on SocketCAN: run the raw writer 
 ABSL_FLAG(std::string, baseline, "",
           "'relay': alternate every run with the relay floor (tools/relay_floor.h: one thread, "
           "one epoll set, the same v5 events, no CAN semantics) on the same bus, and report "
-          "canserver/floor ratios of latency and CPU; in-process, --source bus, v5 clients only");
+          "canserver/floor ratios of latency and CPU; in-process, --source bus, v5 clients only. "
+          "'relay2' (with --source client): alternate with the two-thread client relay "
+          "(tools/client_relay_floor.h: one thread reads the sender, hands whole messages to "
+          "another through a buffer and an eventfd, which writes them to the others: the same "
+          "one cross-thread wake-up as canserver's io thread → CAN thread) and, for the record, "
+          "the one-thread client relay; ratios canserver/relay2");
 ABSL_FLAG(std::string, tls_ca, "",
           "TLS: the clients verify the server against this CA (with --tls-cert/--tls-key the "
           "in-process server serves TLS with them; tests/tls/make_certs.sh makes a set)");
@@ -138,7 +146,7 @@ struct ClientResult {
 };
 
 struct RunResult {
-  std::string target = "canserver";  // or "relay" (the floor)
+  std::string target = "canserver";  // or a floor: "relay", "relay1", "relay2"
   int clients = 0;
   std::vector<std::string> labels;  // per client: "client 0", or "v5 0" / "sc 0" with both
   uint64_t sent = 0;
@@ -220,6 +228,7 @@ struct Target {
   std::shared_ptr<VirtualBus> vbus;  // the in-process virtual bus, where canbench injects
   std::unique_ptr<RemoteServer> server;
   std::unique_ptr<RelayFloor> relay;
+  std::unique_ptr<ClientRelayFloor> client_relay;  // --baseline relay2: relay1 or relay2
   std::thread serve;
   std::string address;     // host:port the clients connect to
   bool socketcan = false;  // the traffic is on a SocketCAN interface (raw reader and writer)
@@ -233,12 +242,21 @@ struct Target {
   }
   // CPU time of the server's threads (or the relay's) so far.
   absl::Duration Cpu() const {
-    return server ? server->ThreadCpuTime() : relay ? relay->CpuTime() : absl::ZeroDuration();
+    if (server) return server->ThreadCpuTime();
+    if (relay) return relay->CpuTime();
+    return client_relay ? client_relay->CpuTime() : absl::ZeroDuration();
   }
 };
 
-absl::StatusOr<std::unique_ptr<Target>> StartTarget(bool relay_floor, bool socketcand) {
+// `kind`: "canserver", or a floor: "relay" (bus → clients), "relay1"/"relay2" (client → clients).
+absl::StatusOr<std::unique_ptr<Target>> StartTarget(const std::string& kind, bool socketcand) {
   auto t = std::make_unique<Target>();
+  if (kind == "relay1" || kind == "relay2") {
+    ASSIGN_OR_RETURN(t->client_relay, ClientRelayFloor::Start(kind == "relay1" ? 1 : 2));
+    t->address = absl::StrFormat("127.0.0.1:%d", t->client_relay->port());
+    return t;
+  }
+  const bool relay_floor = kind == "relay";
   const std::string server_flag = absl::GetFlag(FLAGS_server);
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
   t->address = server_flag;
@@ -309,7 +327,9 @@ absl::StatusOr<Clients> ConnectClients(const Target& target, int v5, int sc, Run
   const std::string source = absl::GetFlag(FLAGS_source);
   RemoteBusOptions opts;
   opts.channel = target.address;
-  if (target.relay == nullptr) opts.tls.ca = absl::GetFlag(FLAGS_tls_ca);  // the relay: plain
+  if (target.relay == nullptr && target.client_relay == nullptr) {
+    opts.tls.ca = absl::GetFlag(FLAGS_tls_ca);  // the floors: plain
+  }
   for (int i = 0; i < v5; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<RemoteBus> bus, RemoteBus::Connect(opts));
     c.receivers.push_back({std::move(bus), nullptr});
@@ -510,16 +530,16 @@ void CollectServerFigures(RemoteServer& server, RunResult* result) {
       server.channel().counters().ring_drops.Get() + server.channel().counters().kernel_drops.Get();
 }
 
-absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, bool relay_floor) {
+absl::StatusOr<RunResult> RunOnce(int clients_per_protocol, const std::string& kind) {
   const std::string protocol = absl::GetFlag(FLAGS_protocol);
   const int v5 = protocol == "socketcand" ? 0 : clients_per_protocol;
   const int sc = protocol == "v5" ? 0 : clients_per_protocol;
   RunResult result;
-  if (relay_floor) result.target = "relay";
+  result.target = kind;
   result.clients = v5 + sc;
   result.per_client.resize(static_cast<size_t>(result.clients));
 
-  ASSIGN_OR_RETURN(std::unique_ptr<Target> target, StartTarget(relay_floor, sc > 0));
+  ASSIGN_OR_RETURN(std::unique_ptr<Target> target, StartTarget(kind, sc > 0));
   ASSIGN_OR_RETURN(Clients clients, ConnectClients(*target, v5, sc, &result));
   absl::SleepFor(absl::Milliseconds(200));  // subscriptions settle
   const absl::Duration cpu_before = target->Cpu();
@@ -635,49 +655,59 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-// --baseline relay: per client count, the medians of the alternated runs and canserver/floor.
-void PrintFloorSummary(const std::vector<RunResult>& runs) {
+// --baseline relay/relay2: per client count, the medians of the alternated runs of each target
+// and canserver/floor (and, for the client path, canserver/relay1 for the record). Latency: the
+// bus timestamp to the client's decode from the bus; from canbench's own write from a client
+// (the floors have no bus).
+void PrintFloorSummary(const std::vector<RunResult>& runs, const std::string& floor) {
+  const bool from_client = floor == "relay2";
+  std::vector<std::string> targets = {"canserver", floor};
+  if (from_client) targets.push_back("relay1");
   std::vector<int> counts;
   for (const RunResult& r : runs) {
     if (std::find(counts.begin(), counts.end(), r.clients) == counts.end())
       counts.push_back(r.clients);
   }
-  std::printf("\nmedians over alternated runs (all clients' frames; CPU per frame offered)\n");
+  std::printf("\nmedians over alternated runs (all clients' frames; CPU per frame offered%s)\n",
+              from_client ? "; latency from the sender's write" : "");
   std::printf("%-8s %-10s %5s %9s %9s %9s %10s %8s\n", "clients", "target", "runs", "p50 µs",
               "p99 µs", "p99.9 µs", "CPU µs/fr", "lost");
   for (int n : counts) {
-    double p50[2], p99[2], p999[2], cpu[2];
-    for (int relay = 0; relay < 2; ++relay) {
+    std::map<std::string, std::array<double, 4>> med;  // p50, p99, p99.9, CPU
+    for (const std::string& target : targets) {
       std::vector<double> a, b, c, d;
       uint64_t lost = 0;
       for (const RunResult& r : runs) {
-        if (r.clients != n || (r.target == "relay") != (relay == 1)) continue;
+        if (r.clients != n || r.target != target) continue;
         const Totals t = Total(r);
-        a.push_back(t.latency.PercentileUs(0.5));
-        b.push_back(t.latency.PercentileUs(0.99));
-        c.push_back(t.latency.PercentileUs(0.999));
+        const LatencyHistogram& h = from_client ? t.from_write : t.latency;
+        a.push_back(h.PercentileUs(0.5));
+        b.push_back(h.PercentileUs(0.99));
+        c.push_back(h.PercentileUs(0.999));
         d.push_back(CpuUsPerFrame(r));
         lost += t.lost;
       }
-      p50[relay] = Median(a);
-      p99[relay] = Median(b);
-      p999[relay] = Median(c);
-      cpu[relay] = Median(d);
-      std::printf("%s", absl::StrFormat("%-8d %-10s %5d %9.1f %9.1f %9.1f %10.2f %8d\n", n,
-                                        relay ? "relay" : "canserver", a.size(), p50[relay],
-                                        p99[relay], p999[relay], cpu[relay], lost)
+      med[target] = {Median(a), Median(b), Median(c), Median(d)};
+      std::printf("%s", absl::StrFormat("%-8d %-10s %5d %9.1f %9.1f %9.1f %10.2f %8d\n", n, target,
+                                        a.size(), med[target][0], med[target][1], med[target][2],
+                                        med[target][3], lost)
                             .c_str());
+    }
+    auto ratio = [](double x, double base) { return base > 0 ? x / base : 0; };
+    for (size_t f = 1; f < targets.size(); ++f) {
+      const auto& x = med["canserver"];
+      const auto& base = med[targets[f]];
+      std::printf("%s",
+                  absl::StrFormat("%-8d %-10s %5s %8.2fx %8.2fx %8.2fx %9.2fx\n", n,
+                                  f == 1 ? "ratio" : "/" + targets[f], "", ratio(x[0], base[0]),
+                                  ratio(x[1], base[1]), ratio(x[2], base[2]), ratio(x[3], base[3]))
+                      .c_str());
     }
     std::vector<double> hop[3];
     for (const RunResult& r : runs) {
-      if (r.clients != n || r.target == "relay" || r.server_hop_mean_us <= 0) continue;
+      if (r.clients != n || r.target != "canserver" || r.server_hop_mean_us <= 0) continue;
       for (int q = 0; q < 3; ++q) hop[q].push_back(r.server_hop_us[q]);
     }
-    auto ratio = [](double x, double floor) { return floor > 0 ? x / floor : 0; };
-    std::printf("%s", absl::StrFormat("%-8d %-10s %5s %8.2fx %8.2fx %8.2fx %9.2fx\n", n, "ratio",
-                                      "", ratio(p50[0], p50[1]), ratio(p99[0], p99[1]),
-                                      ratio(p999[0], p999[1]), ratio(cpu[0], cpu[1]))
-                          .c_str());
     if (!hop[0].empty()) {
       std::printf("%s", absl::StrFormat("%-8d %-10s %5d %9.1f %9.1f %9.1f   (canserver's own "
                                         "hop: bus timestamp → socket write)\n",
@@ -814,16 +844,21 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!absl::GetFlag(FLAGS_senders).empty()) return RunSenders();
-  if (const std::string b = absl::GetFlag(FLAGS_baseline); !b.empty()) {
-    if (b != "relay") {
-      std::fprintf(stderr, "canbench: --baseline is 'relay' (got '%s')\n", b.c_str());
+  const std::string floor = absl::GetFlag(FLAGS_baseline);
+  if (!floor.empty()) {
+    if (floor != "relay" && floor != "relay2") {
+      std::fprintf(stderr, "canbench: --baseline is 'relay' or 'relay2' (got '%s')\n",
+                   floor.c_str());
       return 1;
     }
-    if (!absl::GetFlag(FLAGS_server).empty() || absl::GetFlag(FLAGS_source) != "bus" ||
+    const std::string source = floor == "relay" ? "bus" : "client";
+    if (!absl::GetFlag(FLAGS_server).empty() || absl::GetFlag(FLAGS_source) != source ||
         absl::GetFlag(FLAGS_protocol) != "v5" || absl::GetFlag(FLAGS_fd)) {
       std::fprintf(stderr,
-                   "canbench: --baseline relay runs both in this process from the bus to v5 "
-                   "clients: no --server, --source client, --protocol socketcand/both or --fd\n");
+                   "canbench: --baseline %s runs in this process from %s to v5 clients: "
+                   "--source %s, no --server, --protocol socketcand/both or --fd\n",
+                   floor.c_str(), floor == "relay" ? "the bus" : "a sending client",
+                   source.c_str());
       return 1;
     }
   }
@@ -843,18 +878,20 @@ int main(int argc, char** argv) {
       "latency: CLOCK_REALTIME when the client decodes a frame minus the frame's bus time (the "
       "kernel's\nSO_TIMESTAMPNS on SocketCAN, the injection time on the virtual bus); one host, "
       "one clock, no offset.\n");
-  const bool floor = absl::GetFlag(FLAGS_baseline) == "relay";
-  const int repeat = absl::GetFlag(FLAGS_repeat) > 0 ? absl::GetFlag(FLAGS_repeat) : floor ? 5 : 1;
+  const int repeat = absl::GetFlag(FLAGS_repeat) > 0 ? absl::GetFlag(FLAGS_repeat)
+                     : !floor.empty()                ? 5
+                                                     : 1;
   std::vector<RunResult> runs;
   for (int n : counts) {
     for (int i = 0; i < repeat; ++i) {
       // Alternated, floor first on even runs and last on odd ones, so a drift in the machine's
       // load over the minute falls on both alike.
-      std::vector<bool> order = {false};
-      if (floor)
-        order = (i % 2 == 0) ? std::vector<bool>{true, false} : std::vector<bool>{false, true};
-      for (bool relay : order) {
-        absl::StatusOr<RunResult> r = RunOnce(n, relay);
+      std::vector<std::string> order = {"canserver"};
+      if (!floor.empty()) order.push_back(floor);
+      if (floor == "relay2") order.push_back("relay1");
+      if (i % 2 == 1) std::reverse(order.begin(), order.end());
+      for (const std::string& kind : order) {
+        absl::StatusOr<RunResult> r = RunOnce(n, kind);
         if (!r.ok()) {
           std::fprintf(stderr, "canbench: %s\n", std::string(r.status().message()).c_str());
           return 1;
@@ -864,7 +901,7 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (floor) PrintFloorSummary(runs);
+  if (!floor.empty()) PrintFloorSummary(runs, floor);
   if (!absl::GetFlag(FLAGS_json).empty())
     std::ofstream(absl::GetFlag(FLAGS_json)) << Json(runs) << "\n";
   std::string csv = absl::GetFlag(FLAGS_csv);

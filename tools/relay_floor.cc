@@ -41,6 +41,21 @@ void Flush(int epfd, Client& c) {
 
 }  // namespace
 
+std::vector<UniqueFd> AcceptAll(int listener, int epfd) {
+  std::vector<UniqueFd> accepted;
+  while (true) {
+    UniqueFd conn(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!conn.valid()) break;
+    (void)SetNoDelay(conn.get());
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = conn.get();
+    (void)::epoll_ctl(epfd, EPOLL_CTL_ADD, conn.get(), &ev);
+    accepted.push_back(std::move(conn));
+  }
+  return accepted;
+}
+
 absl::StatusOr<std::unique_ptr<RelayFloor>> RelayFloor::Start(std::shared_ptr<CanBackend> backend) {
   ASSIGN_OR_RETURN(UniqueFd listener, ListenTcp({"127.0.0.1", 0}));
   RETURN_IF_ERROR(SetNonBlocking(listener.get()));
@@ -103,14 +118,7 @@ void RelayFloor::Run(std::stop_token stop) {
       const int fd = events[i].data.fd;
       if (fd == stop_wakeup_.fd() || fd == backend_->rx_fd()) continue;
       if (fd == listener_.get()) {
-        while (true) {
-          UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-          if (!conn.valid()) break;
-          (void)SetNoDelay(conn.get());
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.fd = conn.get();
-          (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, conn.get(), &ev);
+        for (UniqueFd& conn : AcceptAll(listener_.get(), epfd.get())) {
           const int key = conn.get();
           clients[key].fd = std::move(conn);
         }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -24,6 +25,10 @@
 #include "io/wakeup.h"
 
 namespace canserver {
+
+// The floors' accept: every connection waiting on `listener`, non-blocking, TCP_NODELAY, each
+// watched for EPOLLIN in `epfd`.
+std::vector<UniqueFd> AcceptAll(int listener, int epfd);
 
 class RelayFloor {
  public:
