@@ -104,6 +104,9 @@ struct ChannelCounters {
   Counter bus_tx;            // CAN thread: frames written to the bus
   Counter bus_rx_bytes;      // CAN thread: data bytes of the frames received (socketcand's stat)
   Counter bus_tx_bytes;      // CAN thread: data bytes of the frames written
+  // CAN thread: nominal bits on the wire (WireBits) of the frames received and of those it wrote
+  // for clients: the bus load, client-sent frames included.
+  Counter bus_wire_bits;
   Counter bus_tx_failed;     // CAN thread: frames refused with TransmitFail (sum of the reasons)
   Counter tx_timeout;        // CAN thread: refused because the bus took nothing for --tx-timeout
   Counter tx_bus_error;      // CAN thread: refused for a reason waiting cannot fix (down, gone…)

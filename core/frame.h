@@ -87,6 +87,17 @@ struct CanFrame {
 static_assert(std::is_trivially_copyable_v<CanFrame>);
 static_assert(sizeof(CanFrame) == 80, "ring memory is sized from this");
 
+// Nominal bits a frame occupies on the wire, without bit stuffing: 47 + 8·len standard, 67 + 8·len
+// extended (a remote frame carries no data), counted at the nominal rate for CAN FD too (its data
+// phase may run faster: bus load then reads high). The bus load's measure (ChannelCounters::
+// bus_wire_bits) and the virtual bus's wire emulation. 0 for error frames: they are the
+// controller's notices, not frames on the wire.
+inline int64_t WireBits(const CanFrame& frame) noexcept {
+  if (frame.error()) return 0;
+  const int64_t data = frame.remote() ? 0 : int64_t{frame.len} * 8;
+  return (frame.extended() ? 67 : 47) + data;
+}
+
 // cansend-style text ("123#0102", "1ABCDEF0#R") for logs and test failure messages; see
 // core/text_format.h.
 std::string ToString(const CanFrame& frame);

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace canserver {
 namespace {
@@ -226,6 +227,23 @@ absl::StatusOr<CanFilter> ParseFilter(absl::string_view text) {
   CanFilter filter{id & kCanExtIdMax, mask & kCanExtIdMax, std::nullopt};
   if (mask & 0x80000000u) filter.extended = (id & 0x80000000u) != 0;
   return filter;
+}
+
+std::string ReadableFilters(absl::string_view filters_text) {
+  std::string out;
+  for (absl::string_view word : absl::StrSplit(filters_text, ' ', absl::SkipEmpty())) {
+    if (!out.empty()) out += ", ";
+    absl::StatusOr<CanFilter> f = ParseFilter(word);
+    if (!f.ok()) {
+      out.append(word.data(), word.size());
+      continue;
+    }
+    const char* type = !f->extended.has_value() ? "either type"
+                       : *f->extended           ? "extended"
+                                                : "standard";
+    absl::StrAppendFormat(&out, "%X:%X %s", f->can_id, f->can_mask, type);
+  }
+  return out.empty() ? "everything" : out;
 }
 
 std::string FormatFilters(const FilterSet& filters) {

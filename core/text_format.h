@@ -65,4 +65,9 @@ absl::StatusOr<CanFilter> ParseFilter(absl::string_view text);
 // The filters in that syntax, space-separated ("" for none: everything passes).
 std::string FormatFilters(const FilterSet& filters);
 
+// That text for people, the id type spelled out instead of bit 31: "100:7FF standard",
+// "1ABCDEF0:1FFFFFFF extended", "100:700 either type", comma-separated; "everything" for none.
+// A word it cannot parse is shown as it is.
+std::string ReadableFilters(absl::string_view filters_text);
+
 }  // namespace canserver

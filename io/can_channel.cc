@@ -236,13 +236,16 @@ bool CanChannel::ReceiveBatch() {
   counters_.bus_rx.Add(n);
   direct_batch_ = QuietBatch(n, &last_rx_batch_);
   uint64_t bytes = 0;
+  int64_t bits = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
     if (!frames[i].remote()) bytes += frames[i].len;
+    bits += WireBits(frames[i]);
     FanOut(frames[i], 0);
   }
   WriteDirect();
   counters_.bus_rx_bytes.Add(bytes);
+  counters_.bus_wire_bits.Add(static_cast<uint64_t>(bits));
   return true;
 }
 
@@ -313,6 +316,7 @@ bool CanChannel::TransmitBatch() {
     ++e.written;
     f.timestamp_ns = now;  // the bus time of a frame we write is when we wrote it
     if (!f.remote()) counters_.bus_tx_bytes.Add(f.len);
+    counters_.bus_wire_bits.Add(static_cast<uint64_t>(WireBits(f)));
     FanOut(f, e.subscriber->id);
   }
   WriteDirect();

@@ -147,11 +147,6 @@ VirtualBus::VirtualBus(std::string channel, Wakeup wakeup, size_t inject_capacit
       device_queue_(device_queue),
       done_at_(bitrate > 0 ? device_queue : 0) {}
 
-int64_t VirtualBus::WireBits(const CanFrame& frame) noexcept {
-  const int64_t data = frame.remote() ? 0 : int64_t{frame.len} * 8;
-  return (frame.extended() ? 67 : 47) + data;
-}
-
 bool VirtualBus::Inject(CanFrame frame) {
   if (frame.timestamp_ns == 0) frame.timestamp_ns = RealtimeNanos();
   if (!injected_.TryPush(frame)) {

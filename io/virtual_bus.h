@@ -40,8 +40,6 @@ class VirtualBus final : public CanBackend, public std::enable_shared_from_this<
                                                             int bitrate = 0,
                                                             size_t device_queue = 10);
 
-  // Nominal bits a frame occupies on the wire (see above).
-  static int64_t WireBits(const CanFrame& frame) noexcept;
 
   // Puts a frame on the bus as if another node sent it. A zero timestamp is set to now.
   // Returns false (and counts it) when the inject queue is full. Thread-safe.

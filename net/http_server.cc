@@ -122,8 +122,18 @@ struct HttpCallbacks {
     if (path == "/api/status") {
       return Reply(c, MHD_HTTP_OK, RenderStatusJson(self->status_()), "application/json", true);
     }
+    if (path == "/api/traffic") {
+      const char* name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "channel");
+      std::optional<std::string> traffic =
+          RenderTrafficJson(self->status_(), name != nullptr ? name : "");
+      if (!traffic.has_value()) {
+        return Reply(c, MHD_HTTP_NOT_FOUND, "HTTP 404: no such channel\n", "text/plain");
+      }
+      return Reply(c, MHD_HTTP_OK, *traffic, "application/json", true);
+    }
     if (path == "/") return Reply(c, MHD_HTTP_OK, StatusPageHtml(), "text/html; charset=utf-8");
-    return Reply(c, MHD_HTTP_NOT_FOUND, "HTTP 404: canserver serves /, /metrics and /api/status\n",
+    return Reply(c, MHD_HTTP_NOT_FOUND,
+                 "HTTP 404: canserver serves /, /metrics, /api/status and /api/traffic\n",
                  "text/plain");
   }
 

@@ -1,6 +1,7 @@
 // HttpServer: canserver's HTTP endpoint for operators and scrapers (--http ADDR:PORT):
 //   /metrics     Prometheus text exposition (server_status.h)
 //   /api/status  the same as JSON, for scripts and the status page
+//   /api/traffic?channel=NAME  the status page's traffic view (net/traffic_view.h)
 //   /            the status page
 // Everything else is 404, other methods 405.
 //

@@ -103,6 +103,8 @@ absl::StatusOr<std::unique_ptr<RemoteServer>> RemoteServer::Create(
       s.capture_listener = *std::move(capture);
     }
     s.channel = std::move(channel);
+    s.traffic =
+        std::make_unique<TrafficView>(s.channel.get(), TrafficView::kIdBase + served.size());
     served.push_back(std::move(s));
   }
   UniqueFd socketcand;
@@ -221,32 +223,45 @@ ServerStatus RemoteServer::Status() {
   for (Served& c : channels_) {
     CanBackend& backend = c.channel->backend();
     const ChannelCounters& k = c.channel->counters();
-    const double fps =
-        FramesPerSecond(status.channels.size(), status.now_ns, k.bus_rx.Get() + k.bus_tx.Get());
-    status.channels.push_back(ChannelStatus{backend.name(), backend.channel_info(), c.port,
-                                            backend.timing(), fps, c.channel.get(),
-                                            c.channel->Subscribers()});
+    const RateSample rates = Rates(status.channels.size(), status.now_ns,
+                                   k.bus_rx.Get() + k.bus_tx.Get(), k.bus_wire_bits.Get());
+    std::vector<std::shared_ptr<const Subscriber>> sessions = c.channel->Subscribers();
+    std::erase_if(sessions, [](const std::shared_ptr<const Subscriber>& s) {
+      return s->info.protocol == TrafficView::kProtocol;  // the status page's view: no client
+    });
+    status.channels.push_back(ChannelStatus{
+        backend.name(), backend.channel_info(), c.port, c.capture_port, backend.timing(),
+        static_cast<double>(rates.frames), static_cast<double>(rates.wire_bits), c.channel.get(),
+        c.traffic.get(), std::move(sessions)});
   }
   return status;
 }
 
-double RemoteServer::FramesPerSecond(size_t channel, int64_t now_ns, uint64_t frames) {
+RemoteServer::RateSample RemoteServer::Rates(size_t channel, int64_t now_ns, uint64_t frames,
+                                             uint64_t wire_bits) {
   constexpr int64_t kWindowNs = 1'000'000'000;
   std::lock_guard<std::mutex> lock(rates_mu_);
   if (rate_samples_.size() < channels_.size()) rate_samples_.resize(channels_.size());
   std::deque<RateSample>& samples = rate_samples_[channel];
-  if (samples.empty()) samples.push_back({start_time_ns_, 0});
+  if (samples.empty()) samples.push_back({start_time_ns_, 0, 0});
   // Against the newest sample at least a window old (else the oldest): a rate over 1..~2 s.
   const RateSample* base = &samples.front();
   for (const RateSample& s : samples) {
     if (now_ns - s.at_ns >= kWindowNs) base = &s;
   }
   const int64_t dt = now_ns - base->at_ns;
-  const double fps =
-      dt > 0 ? static_cast<double>(frames - base->frames) * 1e9 / static_cast<double>(dt) : 0;
-  if (now_ns - samples.back().at_ns >= kWindowNs / 4) samples.push_back({now_ns, frames});
+  auto per_second = [dt](uint64_t now, uint64_t then) {
+    return dt > 0 ? static_cast<uint64_t>(static_cast<double>(now - then) * 1e9 /
+                                          static_cast<double>(dt))
+                  : 0;
+  };
+  const RateSample rates{dt, per_second(frames, base->frames),
+                         per_second(wire_bits, base->wire_bits)};
+  if (now_ns - samples.back().at_ns >= kWindowNs / 4) {
+    samples.push_back({now_ns, frames, wire_bits});
+  }
   while (samples.size() > 2 && now_ns - samples[1].at_ns >= kWindowNs) samples.pop_front();
-  return fps;
+  return rates;
 }
 
 absl::Status RemoteServer::ServeForever() {

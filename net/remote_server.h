@@ -35,6 +35,7 @@
 #include "net/io_thread.h"
 #include "net/server_options.h"
 #include "net/server_status.h"
+#include "net/traffic_view.h"
 
 namespace canserver {
 
@@ -96,6 +97,7 @@ class RemoteServer {
     std::unique_ptr<CanChannel> channel;
     UniqueFd capture_listener;  // --capture-port
     uint16_t capture_port = 0;
+    std::unique_ptr<TrafficView> traffic;  // the status page's; after `channel`: goes first
   };
   RemoteServer(ServerOptions options, std::vector<Served> channels, Wakeup wakeup);
   // Accepts on `listener`, whose clients speak `front_end`: a channel's (v5, capture) or the
@@ -115,8 +117,10 @@ class RemoteServer {
   struct RateSample {
     int64_t at_ns;
     uint64_t frames;
+    uint64_t wire_bits;
   };
-  double FramesPerSecond(size_t channel, int64_t now_ns, uint64_t frames);
+  // Frames and wire bits per second on `channel` over the last 1..2 s, from the counters now.
+  RateSample Rates(size_t channel, int64_t now_ns, uint64_t frames, uint64_t wire_bits);
 
   const ServerOptions options_;
   const int64_t start_time_ns_;

@@ -9,6 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "core/bus_state.h"
+#include "core/text_format.h"
+#include "net/traffic_view.h"
 
 namespace canserver {
 namespace {
@@ -149,6 +151,10 @@ std::string RenderMetrics(const ServerStatus& status) {
       {"canserver_direct_frames_total", "counter",
        "Frames the CAN thread wrote to idle clients' sockets itself (no io thread hand-off)",
        [](const ChannelStatus& c) { return V(c.channel->counters().direct_frames); }},
+      {"canserver_bus_wire_bytes_total", "counter",
+       "Nominal bits on the wire of the frames received and of those written for clients, "
+       "without stuffing, in bytes (bus load = 8 * rate / canserver_bus_bitrate)",
+       [](const ChannelStatus& c) { return V(c.channel->counters().bus_wire_bits) / 8; }},
       {"canserver_bus_state_changes_total", "counter", "Controller state changes",
        [](const ChannelStatus& c) { return V(c.channel->counters().state_changes); }},
       {"canserver_bus_off_total", "counter", "Times the controller went bus-off",
@@ -297,6 +303,14 @@ std::string ConnectionState(const Subscriber& s, int64_t now_ns) {
 
 }  // namespace
 
+std::optional<std::string> RenderTrafficJson(const ServerStatus& status,
+                                             const std::string& channel) {
+  for (const ChannelStatus& c : status.channels) {
+    if ((channel.empty() || c.name == channel) && c.traffic != nullptr) return c.traffic->Json();
+  }
+  return std::nullopt;
+}
+
 std::string RenderStatusJson(const ServerStatus& status) {
   using nlohmann::json;
   json channels = json::array();
@@ -317,6 +331,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
           {"refused_lease", sc.refused_lease.Get()},
           {"connected_at", static_cast<double>(s->info.connected_at_ns) / 1e9},
           {"filters", s->filters_text()},
+          {"filters_readable", ReadableFilters(s->filters_text())},
           {"frames_to_client", sc.frames_to_client.Get()},
           {"frames_from_client", sc.frames_from_client.Get()},
           {"bytes_to_client", sc.bytes_to_client.Get()},
@@ -333,14 +348,23 @@ std::string RenderStatusJson(const ServerStatus& status) {
         {"name", c.name},
         {"info", c.info},
         {"port", c.port},
+        {"capture_port", c.capture_port},
+        {"tx_errors", c.timing.tx_errors},
+        {"rx_errors", c.timing.rx_errors},
         {"bitrate", c.timing.bitrate},
         {"data_bitrate", c.timing.data_bitrate},
         {"state", c.timing.state.empty() ? std::string(BusStateName(c.channel->bus_state()))
                                          : c.timing.state},
         {"frames_per_second", c.frames_per_second},
+        {"bus_load_percent", c.timing.bitrate > 0
+                                 ? json(100.0 * c.wire_bits_per_second / c.timing.bitrate)
+                                 : json(nullptr)},
         {"bus_rx", k.bus_rx.Get()},
         {"bus_tx", k.bus_tx.Get()},
         {"bus_tx_failed", k.bus_tx_failed.Get()},
+        {"bus_wire_bits", k.bus_wire_bits.Get()},
+        {"state_changes", k.state_changes.Get()},
+        {"bus_off", k.bus_off.Get()},
         {"kernel_drops", k.kernel_drops.Get()},
         {"ring_drops", k.ring_drops.Get()},
         {"clients", sessions.size()},

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,13 +22,18 @@
 
 namespace canserver {
 
+class TrafficView;
+
 struct ChannelStatus {
   std::string name;  // "can0"
   std::string info;  // "socketcan channel 'can0'"
   uint16_t port = 0;
+  uint16_t capture_port = 0;  // pcapng for Wireshark; 0: off
   BusTiming timing;  // bit rate, data bit rate, state and error counters where the bus has them
   double frames_per_second = 0;  // bus_rx + bus_tx over the last few seconds (RemoteServer::Status)
+  double wire_bits_per_second = 0;  // bus_wire_bits over the same time: the bus load
   const CanChannel* channel = nullptr;
+  TrafficView* traffic = nullptr;  // the status page's view of the traffic (thread-safe)
   std::vector<std::shared_ptr<const Subscriber>> sessions;
 };
 
@@ -59,6 +65,10 @@ std::string RenderMetrics(const ServerStatus& status);
 
 // The same as JSON for scripts and the status page (docs/operations.md describes the fields).
 std::string RenderStatusJson(const ServerStatus& status);
+// /api/traffic?channel=NAME: the channel's TrafficView as JSON (the first channel without a
+// name); nullopt for a channel that does not exist.
+std::optional<std::string> RenderTrafficJson(const ServerStatus& status,
+                                             const std::string& channel);
 
 // The status page: one HTML document without external assets that polls /api/status.
 const std::string& StatusPageHtml();

@@ -24,18 +24,36 @@ const std::string& StatusPageHtml() {
   .bad { color: #b00; font-weight: 600; }
   .ok { color: #070; }
   #error { color: #b00; }
+  svg.load { width: 100%; height: 80px; background: #fafafa; border: 1px solid #ddd; }
+  svg.load polyline { fill: none; stroke: #2a6; stroke-width: 1.5; }
+  code { background: #f4f4f4; padding: 0 .3em; }
 </style>
 </head>
 <body>
 <h1>canserver</h1>
 <div class="meta">version <span id="version">?</span> · up <span id="uptime">?</span> ·
   <span id="io">?</span> io threads · updated <span id="updated">never</span>
-  <span id="error"></span></div>
+  <span id="error"></span> ·
+  <a href="/metrics">/metrics</a> (Prometheus) · <a href="/api/status">/api/status</a> (JSON)</div>
 <h2>Channels</h2>
 <table id="channels"><thead><tr>
   <th>channel</th><th>port</th><th>bit rate</th><th>state</th><th>clients</th>
-  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th><th>leased by</th>
+  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th><th>errors tx/rx</th><th>bus-off</th><th>leased by</th>
 </tr></thead><tbody></tbody></table>
+<h2>Bus load since this page opened (the last minute, up to five)</h2>
+<p class="meta">Frames received and frames clients sent, as nominal bits on the wire (no stuff
+bits) against the bit rate; frames/s where the bus has no bit timing.</p>
+<div id="graphs"></div>
+<div class="meta" id="capture"></div>
+<h2>Traffic on <select id="view-channel"></select></h2>
+<p class="meta">Summed up by the server (it watches the channel while this page is open, like a
+monitor client); <span id="view-meta"></span></p>
+<table id="ids"><thead><tr>
+  <th>id</th><th>frames</th><th>rate /s</th><th>period ms</th><th>jitter ms</th><th>last data</th><th>last seen</th>
+</tr></thead><tbody></tbody></table>
+<h2>Newest frames <button id="pause">pause</button>
+  <input id="trace-filter" placeholder="filter by id, e.g. 1A0" size="16"></h2>
+<table id="trace"><thead><tr><th>time</th><th>frame</th></tr></thead><tbody></tbody></table>
 <h2>Clients</h2>
 <p class="meta">Peer addresses are shown to whoever may open this page (canserver --allow).</p>
 <table id="clients"><thead><tr>
@@ -45,6 +63,27 @@ const std::string& StatusPageHtml() {
 <script>
 "use strict";
 let last = null;
+const history = {};  // channel -> [[time, value]], the last 5 minutes of polls
+function graph(name, points, unit) {
+  let box = document.getElementById("graph-" + name);
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "graph-" + name;
+    box.innerHTML = '<div class="meta"></div><svg class="load" viewBox="0 0 300 100" ' +
+                    'preserveAspectRatio="none"><polyline/></svg>';
+    document.getElementById("graphs").appendChild(box);
+  }
+  const now = points.length ? points[points.length - 1][0] : 0;
+  // The width is the last minute until more is known, then up to 5 minutes.
+  const span = Math.max(60, points.length ? now - points[0][0] : 0);
+  const top = unit === "%" ? 100 : Math.max(1, ...points.map((p) => p[1]));
+  box.querySelector("polyline").setAttribute("points", points.map((p) =>
+      (300 - 300 * (now - p[0]) / span).toFixed(1) + "," + (100 - 100 * p[1] / top).toFixed(1)).join(" "));
+  const latest = points.length ? points[points.length - 1][1] : 0;
+  box.querySelector(".meta").textContent = name + ": " +
+      (unit === "%" ? latest.toFixed(1) + " % now" : fmt(latest) + " frames/s now") +
+      " (scale " + (unit === "%" ? "0–100 %" : "0–" + fmt(top) + " frames/s") + ")";
+}
 const fmt = (n) => Math.round(n).toLocaleString("en");
 const rate = (now, before, key, dt) => before && dt > 0 ? Math.max(0, now[key] - before[key]) / dt : 0;
 function duration(s) {
@@ -66,8 +105,10 @@ function render(st) {
   document.getElementById("updated").textContent = new Date(st.now * 1000).toLocaleTimeString();
   const ch = document.querySelector("#channels tbody");
   const cl = document.querySelector("#clients tbody");
+  const capture = document.getElementById("capture");
   ch.replaceChildren();
   cl.replaceChildren();
+  capture.replaceChildren();
   for (const c of st.channels) {
     const p = prevChannel(c.name);
     const fps = c.frames_per_second;  // the server's figure over the last second or two
@@ -79,17 +120,34 @@ function render(st) {
     cell(row, c.state, c.state === "error-active" ? "ok" : "bad");
     cell(row, c.clients, "n clients");
     cell(row, fmt(fps), "n rate");
-    // An 8-byte standard frame is 111 bits on the wire (without stuff bits).
-    cell(row, c.bitrate ? (100 * fps * 111 / c.bitrate).toFixed(1) + " %" : "—", "n");
+    // Nominal wire bits of the frames received and of those clients sent, per second.
+    const load = c.bus_load_percent;  // the server's, over its last 1..2 s
+    cell(row, load === null ? "—" : load.toFixed(1) + " %", "n load");
     cell(row, fmt(c.bus_rx), "n");
     cell(row, fmt(c.bus_tx), "n");
     cell(row, fmt(c.bus_tx_failed), c.bus_tx_failed ? "n bad" : "n");
     cell(row, fmt(c.kernel_drops), c.kernel_drops ? "n bad" : "n");
     cell(row, fmt(c.ring_drops), c.ring_drops ? "n bad" : "n");
+    cell(row, c.tx_errors >= 0 ? c.tx_errors + " / " + c.rx_errors : "—", "n");
+    cell(row, fmt(c.bus_off) + (c.state_changes ? " (" + fmt(c.state_changes) + " state changes)" : ""),
+         c.bus_off ? "n bad" : "n");
     // The exclusive transmit lease (canremote lease, bus.lease()): who, and for how long yet.
     cell(row, c.lease ? c.lease.holder + ", " + Math.ceil(c.lease.remaining_s) + " s left" +
              (c.lease.members ? " (+" + c.lease.members + " joined)" : "") : "—",
          c.lease ? "lease" : "");
+    {
+      const h = history[c.name] = history[c.name] || [];
+      h.push([st.now, load === null ? fps : load]);
+      while (h.length && st.now - h[0][0] > 300) h.shift();
+      graph(c.name, h, load === null ? "frames/s" : "%");
+    }
+    if (c.capture_port) {
+      const line = document.createElement("div");
+      const code = document.createElement("code");
+      code.textContent = "wireshark -k -i TCP@" + location.hostname + ":" + c.capture_port;
+      line.append("Live capture of " + c.name + " in Wireshark: ", code);
+      capture.append(line);
+    }
     for (const s of c.sessions) {
       const ps = p && p.sessions.find((x) => x.id === s.id);
       const r = cl.insertRow();
@@ -100,7 +158,7 @@ function render(st) {
       cell(r, duration(st.now - s.connected_at) +
               (s.connection && s.connection.startsWith("detached") ? " · " + s.connection : ""),
            s.connection && s.connection.startsWith("detached") ? "bad" : "");
-      cell(r, s.filters || "everything");
+      cell(r, s.filters_readable || s.filters || "everything");
       cell(r, s.access + (s.transport && s.transport !== "plain TCP" ? " · " + s.transport : ""));
       cell(r, fmt(rate(s, ps, "frames_to_client", dt)), "n");
       cell(r, fmt(rate(s, ps, "frames_from_client", dt)), "n");
@@ -112,11 +170,57 @@ function render(st) {
   }
   last = st;
 }
+let paused = false;
+document.getElementById("pause").onclick = (e) => {
+  paused = !paused;
+  e.target.textContent = paused ? "resume" : "pause";
+};
+function renderTraffic(tv, now) {
+  document.getElementById("view-meta").textContent = fmt(tv.frames) + " frames since " +
+      new Date(tv.since * 1000).toLocaleTimeString() +
+      (tv.not_seen ? ", " + fmt(tv.not_seen) + " not seen (too many at once)" : "") +
+      (tv.ids_not_listed ? ", " + fmt(tv.ids_not_listed) + " frames of ids beyond the table" : "");
+  const ids = document.querySelector("#ids tbody");
+  ids.replaceChildren();
+  for (const s of tv.ids) {
+    const r = ids.insertRow();
+    r.dataset.id = s.id;
+    cell(r, s.id);
+    cell(r, fmt(s.count), "n");
+    cell(r, s.rate ? s.rate.toFixed(1) : "—", "n");
+    cell(r, s.period_ms ? s.period_ms.toFixed(2) : "—", "n");
+    cell(r, s.jitter_ms ? s.jitter_ms.toFixed(2) : "—", "n");
+    cell(r, s.last);
+    cell(r, Math.max(0, now - s.last_seen).toFixed(1) + " s ago", "n");
+  }
+  if (paused) return;
+  const want = document.getElementById("trace-filter").value.trim().toUpperCase();
+  const trace = document.querySelector("#trace tbody");
+  trace.replaceChildren();
+  for (const f of tv.trace.slice().reverse()) {
+    if (want && !f.frame.split("#")[0].includes(want)) continue;
+    const r = trace.insertRow();
+    cell(r, new Date(f.t * 1000).toISOString().slice(11, 23), "n");
+    cell(r, f.frame);
+  }
+}
+async function pollTraffic(st) {
+  const select = document.getElementById("view-channel");
+  if (select.options.length !== st.channels.length) {
+    select.replaceChildren(...st.channels.map((c) => new Option(c.name, c.name)));
+  }
+  if (!select.value) return;
+  const response = await fetch("/api/traffic?channel=" + encodeURIComponent(select.value),
+                               { cache: "no-store" });
+  if (response.ok) renderTraffic(await response.json(), st.now);
+}
 async function poll() {
   try {
     const response = await fetch("/api/status", { cache: "no-store" });
     if (!response.ok) throw new Error("HTTP " + response.status);
-    render(await response.json());
+    const st = await response.json();
+    render(st);
+    await pollTraffic(st);
     document.getElementById("error").textContent = "";
   } catch (e) {
     document.getElementById("error").textContent = "· canserver not reachable: " + e.message;

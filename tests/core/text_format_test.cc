@@ -76,6 +76,19 @@ TEST(FormatTest, LogLinesLookLikeCandumpL) {
   EXPECT_EQ(FormatLogLine(fd, "vcan0"), "(1700000000.000001) vcan0 123##1AABB");
 }
 
+TEST(FormatTest, FiltersReadForPeople) {
+  EXPECT_EQ(ReadableFilters(""), "everything");
+  EXPECT_EQ(ReadableFilters("100:800007FF"), "100:7FF standard");
+  EXPECT_EQ(ReadableFilters("9ABCDEF0:9FFFFFFF"), "1ABCDEF0:1FFFFFFF extended");
+  EXPECT_EQ(ReadableFilters("100:700 200:800007FF"), "100:700 either type, 200:7FF standard");
+  // Round trip from the filters a client sent.
+  FilterSet set(
+      {{0x123, 0x7FF, false}, {0x1ABCDEF0, 0x1FFFFFFF, true}, {0x100, 0x700, std::nullopt}});
+  EXPECT_EQ(ReadableFilters(FormatFilters(set)),
+            "123:7FF standard, 1ABCDEF0:1FFFFFFF extended, 100:700 either type");
+  EXPECT_EQ(ReadableFilters("zz"), "zz");
+}
+
 TEST(FormatTest, CansendRoundTrips) {
   for (const char* text : {"123#DEADBEEF", "1ABCDEF0#1122", "000#", "7FF#R", "00000001#R8",
                            "123##1DEADBEEF", "1ABCDEF0##3", "7FF##0000102030405060708090A0B"}) {

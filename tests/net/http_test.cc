@@ -64,6 +64,8 @@ TEST_F(HttpTest, MetricsCountTrafficPerChannelAndSession) {
   EXPECT_THAT(m, HasSubstr("# TYPE canserver_bus_tx_frames_total counter"));
   EXPECT_THAT(m, HasSubstr("canserver_bus_tx_frames_total{channel=\"test\"} 5"));
   EXPECT_THAT(m, HasSubstr("canserver_clients{channel=\"test\"} 2"));
+  // The bus load counts the frames clients sent: five 1-byte standard frames, 55 bits each.
+  EXPECT_THAT(m, HasSubstr("canserver_bus_wire_bytes_total{channel=\"test\"} 34.375"));
   EXPECT_THAT(m,
               HasSubstr("canserver_bus_tx_refused_total{channel=\"test\",reason=\"timeout\"} 0"));
   EXPECT_THAT(m, HasSubstr(",protocol=\"v6\"} 5"));  // a's frames_from_client
@@ -80,6 +82,71 @@ TEST_F(HttpTest, MetricsCountTrafficPerChannelAndSession) {
   EXPECT_THAT(res->body, HasSubstr("canserver_clients{channel=\"test\"} 1"));
 }
 
+// #29: the bus load counts the frames on the wire both ways: received from the bus (other nodes,
+// here injected) and written for clients; error frames (the controller's notices) not at all.
+TEST_F(HttpTest, BusLoadCountsWireBitsOfReceivedAndClientSentFrames) {
+  auto a = ts_.Connect();
+  auto b = ts_.Connect();
+  ASSERT_TRUE(a && b);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(a->Send(CanFrame::Classic(0x100, {1, 2, 3, 4, 5, 6, 7, 8})).ok());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(ts_.bus().Inject(CanFrame::Classic(0x1ABCDEF0, {1, 2}, /*extended=*/true)));
+  }
+  for (int i = 0; i < 14; ++i) ASSERT_TRUE(RecvFrame(*b).has_value());
+  // 10 standard 8-byte frames (47 + 64 bits) and 4 extended 2-byte ones (67 + 16 bits).
+  EXPECT_EQ(ts_.server().channel().counters().bus_wire_bits.Get(), 10u * 111 + 4u * 83);
+  auto res = Get("/api/status");
+  ASSERT_TRUE(res);
+  const nlohmann::json st = nlohmann::json::parse(res->body);
+  EXPECT_EQ(st["channels"][0]["bus_wire_bits"], 10 * 111 + 4 * 83);
+  EXPECT_EQ(st["channels"][0]["bus_off"], 0);
+}
+
+// #29: the status page's traffic view: a table per id and the newest frames, summed up on the
+// server from the moment someone asks; it is no client (the status and metrics leave it out).
+TEST_F(HttpTest, TrafficViewSumsUpIdsAndKeepsTheNewestFrames) {
+  auto first = Get("/api/traffic?channel=test");  // starts watching
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200);
+  ASSERT_TRUE(
+      TestServer::WaitUntil([&] { return ts_.server().channel().subscriber_count() == 1; }));
+  for (uint8_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(ts_.bus().Inject(CanFrame::Classic(0x100, {i})));
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(ts_.bus().Inject(CanFrame::Classic(0x1ABCDEF0, {0xAA}, /*extended=*/true)));
+  }
+  nlohmann::json tv;
+  ASSERT_TRUE(TestServer::WaitUntil([&] {
+    auto res = Get("/api/traffic?channel=test");
+    if (!res || res->status != 200) return false;
+    tv = nlohmann::json::parse(res->body);
+    return tv["frames"] == 13;
+  })) << tv.dump();
+  ASSERT_EQ(tv["ids"].size(), 2u);
+  EXPECT_EQ(tv["ids"][0]["id"], "100");
+  EXPECT_EQ(tv["ids"][0]["count"], 10);
+  EXPECT_EQ(tv["ids"][0]["last"], "100#09");
+  EXPECT_GT(tv["ids"][0]["period_ms"].get<double>(), 9.0);  // injected 10 ms apart, or more
+  EXPECT_EQ(tv["ids"][1]["id"], "1ABCDEF0");
+  EXPECT_EQ(tv["ids"][1]["count"], 3);
+  ASSERT_EQ(tv["trace"].size(), 13u);
+  EXPECT_EQ(tv["trace"][12]["frame"], "1ABCDEF0#AA");
+  EXPECT_EQ(tv["not_seen"], 0);
+  // No client: not in the status, not in the metrics.
+  auto st = Get("/api/status");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(nlohmann::json::parse(st->body)["channels"][0]["clients"], 0);
+  auto m = Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_THAT(m->body, HasSubstr("canserver_clients{channel=\"test\"} 0"));
+  auto missing = Get("/api/traffic?channel=nope");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
 TEST_F(HttpTest, StatusJsonNamesChannelsAndClients) {
   auto a = ts_.Connect({CanFilter{0x123, 0x7FF, false}});
   ASSERT_TRUE(a);
@@ -93,6 +160,7 @@ TEST_F(HttpTest, StatusJsonNamesChannelsAndClients) {
   EXPECT_EQ(ch["clients"], 1);
   EXPECT_EQ(ch["sessions"][0]["protocol"], "v6");
   EXPECT_EQ(ch["sessions"][0]["filters"], "123:800007FF");
+  EXPECT_EQ(ch["sessions"][0]["filters_readable"], "123:7FF standard");
   EXPECT_THAT(ch["sessions"][0]["peer"].get<std::string>(), HasSubstr("127.0.0.1:"));
   EXPECT_EQ(st["version"], kVersion);
 }

@@ -178,10 +178,14 @@ class OpsTest(unittest.TestCase):
                 prom.wait(20)
 
     def test_3_chromium_renders_the_status_page(self):
+        # The traffic view watches a channel from the first request for it (as the page's first
+        # poll would); headless Chromium runs the page's timers in virtual time, faster than the
+        # traffic, so the view is asked for first and given a couple of seconds of frames.
+        urllib.request.urlopen(self.http + "/api/traffic?channel=bench0", timeout=10).read()
         time.sleep(2.5)  # a couple of polls' worth of traffic
         shot = os.path.join(self.out, "status-page.png")
         common = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--hide-scrollbars", "--virtual-time-budget=4000", "--window-size=1280,640"]
+                  "--hide-scrollbars", "--virtual-time-budget=4000", "--window-size=1280,1400"]
         dom = subprocess.run(common + ["--dump-dom", self.http + "/"], capture_output=True,
                              text=True, timeout=120)
         self.assertEqual(dom.returncode, 0, dom.stderr[-2000:])
@@ -194,6 +198,16 @@ class OpsTest(unittest.TestCase):
         self.assertEqual(sum(clients), 3, html)
         rates = [int(n.replace(",", "")) for n in re.findall(r'<td class="n rate">([\d,]+)</td>', html)]
         self.assertTrue(any(r > 0 for r in rates), "no channel showed a non-zero frame rate: %s" % rates)
+        # #29: the bus load (received and client-sent frames as wire bits against the 500 kbit/s
+        # of --virtual-bitrate) and its graph over the polls.
+        loads = [float(x) for x in re.findall(r'<td class="n load">([\d.]+) %</td>', html)]
+        self.assertTrue(any(x > 0 for x in loads), "no channel showed a bus load: %s" % loads)
+        self.assertRegex(html, r'<polyline points="[\d.]+,[\d.]+ [\d.]+,[\d.]+')
+        self.assertIn('href="/metrics"', html)
+        self.assertIn("everything", html)  # the clients' filters, for people
+        # The traffic view of the first channel: its id table and the newest frames.
+        self.assertIn('<tr data-id="100">', html)
+        self.assertRegex(html, r'<td>100#[0-9A-F]+</td>')
         subprocess.run(common + ["--screenshot=" + shot, self.http + "/"], capture_output=True,
                        timeout=120)
         self.assertTrue(os.path.exists(shot) and os.path.getsize(shot) > 1000)
