@@ -126,8 +126,7 @@ void ClientRelayFloor::Read(std::stop_token stop) {
     ev.data.fd = writer_->epoll_fd();
     (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, writer_->epoll_fd(), &ev);
   }
-  struct Conn {
-    UniqueFd fd;
+  struct Conn {  // its descriptor is in fds_: the writer may use it until both threads end
     v5::StreamDecoder decoder;
     bool open = false;
   };
@@ -148,7 +147,8 @@ void ClientRelayFloor::Read(std::stop_token stop) {
       if (fd == listener_.get()) {
         for (UniqueFd& conn : AcceptAll(listener_.get(), epfd.get())) {
           const int key = conn.get();
-          conns[key].fd = std::move(conn);
+          conns[key];
+          fds_.push_back(std::move(conn));
           Deliver({-1, key, ""});  // the writer knows it from now on
         }
         continue;

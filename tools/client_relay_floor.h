@@ -64,6 +64,9 @@ class ClientRelayFloor {
   std::unique_ptr<Writer> writer_;  // the writing side, B's (or A's with one thread)
   std::mutex mu_;
   std::vector<Message> handed_;  // guarded by mu_: A → B
+  // The clients' sockets: accepted by A, written by B, closed only once both threads have ended
+  // (the members go after the destructor's joins).
+  std::vector<UniqueFd> fds_;
   std::jthread reader_;
   std::jthread writer_thread_;
 };
