@@ -124,8 +124,10 @@ struct HttpCallbacks {
     }
     if (path == "/api/traffic") {
       const char* name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "channel");
+      const char* only = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "history");
       std::optional<std::string> traffic =
-          RenderTrafficJson(self->status_(), name != nullptr ? name : "");
+          RenderTrafficJson(self->status_(), name != nullptr ? name : "",
+                            only != nullptr && std::string(only) == "only");
       if (!traffic.has_value()) {
         return Reply(c, MHD_HTTP_NOT_FOUND, "HTTP 404: no such channel\n", "text/plain");
       }

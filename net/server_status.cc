@@ -291,6 +291,23 @@ nlohmann::json LeaseJson(const CanChannel& channel) {
           {"members", held->members}};
 }
 
+// The channel's delivery latency histogram (bus timestamp to a client's socket): per bucket, not
+// cumulative, with the buckets' upper bounds in µs (the last, +Inf, as null), the sum and count.
+nlohmann::json LatencyJson(const DeliveryLatency& d) {
+  nlohmann::json bounds = nlohmann::json::array();
+  nlohmann::json buckets = nlohmann::json::array();
+  for (size_t i = 0; i < DeliveryLatency::kBuckets; ++i) {
+    bounds.push_back(i < std::size(DeliveryLatency::kBounds)
+                         ? nlohmann::json(DeliveryLatency::kBounds[i] * 1e6)
+                         : nlohmann::json(nullptr));
+    buckets.push_back(d.bucket(i));
+  }
+  return {{"bounds_us", std::move(bounds)},
+          {"buckets", std::move(buckets)},
+          {"sum_s", d.sum_seconds()},
+          {"count", d.count()}};
+}
+
 // "connected" ("connected, resumable" when the client asked), or "detached, resumable for 7 s".
 std::string ConnectionState(const Subscriber& s, int64_t now_ns) {
   const int64_t until = s.detached_until_ns.load(std::memory_order_relaxed);
@@ -303,10 +320,12 @@ std::string ConnectionState(const Subscriber& s, int64_t now_ns) {
 
 }  // namespace
 
-std::optional<std::string> RenderTrafficJson(const ServerStatus& status,
-                                             const std::string& channel) {
+std::optional<std::string> RenderTrafficJson(const ServerStatus& status, const std::string& channel,
+                                             bool history_only) {
   for (const ChannelStatus& c : status.channels) {
-    if ((channel.empty() || c.name == channel) && c.traffic != nullptr) return c.traffic->Json();
+    if ((channel.empty() || c.name == channel) && c.traffic != nullptr) {
+      return history_only ? c.traffic->HistoryJson() : c.traffic->Json();
+    }
   }
   return std::nullopt;
 }
@@ -363,6 +382,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
         {"bus_tx", k.bus_tx.Get()},
         {"bus_tx_failed", k.bus_tx_failed.Get()},
         {"bus_wire_bits", k.bus_wire_bits.Get()},
+        {"delivery_latency", LatencyJson(c.channel->delivery_latency())},
         {"state_changes", k.state_changes.Get()},
         {"bus_off", k.bus_off.Get()},
         {"kernel_drops", k.kernel_drops.Get()},

@@ -67,8 +67,9 @@ std::string RenderMetrics(const ServerStatus& status);
 std::string RenderStatusJson(const ServerStatus& status);
 // /api/traffic?channel=NAME: the channel's TrafficView as JSON (the first channel without a
 // name); nullopt for a channel that does not exist.
-std::optional<std::string> RenderTrafficJson(const ServerStatus& status,
-                                             const std::string& channel);
+// `history_only`: the bus load's history alone (the view does not start watching the channel).
+std::optional<std::string> RenderTrafficJson(const ServerStatus& status, const std::string& channel,
+                                             bool history_only = false);
 
 // The status page: one HTML document without external assets that polls /api/status.
 const std::string& StatusPageHtml();

@@ -38,9 +38,9 @@ const std::string& StatusPageHtml() {
 <h2>Channels</h2>
 <table id="channels"><thead><tr>
   <th>channel</th><th>port</th><th>bit rate</th><th>state</th><th>clients</th>
-  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th><th>errors tx/rx</th><th>bus-off</th><th>leased by</th>
+  <th>frames/s</th><th>bus load</th><th>received</th><th>sent</th><th>refused</th><th>kernel drops</th><th>client drops</th><th>errors tx/rx</th><th>bus-off</th><th>latency</th><th>leased by</th>
 </tr></thead><tbody></tbody></table>
-<h2>Bus load since this page opened (the last minute, up to five)</h2>
+<h2>Bus load, the last minutes</h2>
 <p class="meta">Frames received and frames clients sent, as nominal bits on the wire (no stuff
 bits) against the bit rate; frames/s where the bus has no bit timing.</p>
 <div id="graphs"></div>
@@ -63,7 +63,6 @@ monitor client); <span id="view-meta"></span></p>
 <script>
 "use strict";
 let last = null;
-const history = {};  // channel -> [[time, value]], the last 5 minutes of polls
 function graph(name, points, unit) {
   let box = document.getElementById("graph-" + name);
   if (!box) {
@@ -90,6 +89,29 @@ function duration(s) {
   s = Math.floor(s);
   const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
   return (d ? d + "d " : "") + (h || d ? h + "h " : "") + m + "m " + (s % 60) + "s";
+}
+// Delivery latency (bus timestamp to a client's socket) over the frames since the last poll: the
+// mean, and the bucket bounds the median and the 99th percentile fall under.
+// Without frames since then, over every frame since the server started.
+function latency(now, before) {
+  const d = now.delivery_latency;
+  if (!d || !d.count) return "—";
+  let b = before && before.delivery_latency;
+  if (!b || b.count === d.count) b = { buckets: d.buckets.map(() => 0), sum_s: 0, count: 0 };
+  const counts = d.buckets.map((n, i) => n - b.buckets[i]);
+  const total = counts.reduce((x, y) => x + y, 0);
+  if (total <= 0) return "—";
+  const under = (q) => {
+    let seen = 0;
+    for (let i = 0; i < counts.length; i++) {
+      seen += counts[i];
+      if (seen >= q * total) return d.bounds_us[i] === null ? "> 1 s" : "≤ " + fmt(d.bounds_us[i]) + " µs";
+    }
+    return "?";
+  };
+  const mean = (d.sum_s - b.sum_s) / total * 1e6;
+  return "mean " + fmt(mean) + " µs, p50 " + under(0.5) + ", p99 " + under(0.99) +
+         (b.count ? "" : " (since start)");
 }
 function cell(row, text, cls) {
   const td = row.insertCell();
@@ -131,16 +153,12 @@ function render(st) {
     cell(row, c.tx_errors >= 0 ? c.tx_errors + " / " + c.rx_errors : "—", "n");
     cell(row, fmt(c.bus_off) + (c.state_changes ? " (" + fmt(c.state_changes) + " state changes)" : ""),
          c.bus_off ? "n bad" : "n");
+    cell(row, latency(c, p), "latency");
     // The exclusive transmit lease (canremote lease, bus.lease()): who, and for how long yet.
     cell(row, c.lease ? c.lease.holder + ", " + Math.ceil(c.lease.remaining_s) + " s left" +
              (c.lease.members ? " (+" + c.lease.members + " joined)" : "") : "—",
          c.lease ? "lease" : "");
-    {
-      const h = history[c.name] = history[c.name] || [];
-      h.push([st.now, load === null ? fps : load]);
-      while (h.length && st.now - h[0][0] > 300) h.shift();
-      graph(c.name, h, load === null ? "frames/s" : "%");
-    }
+
     if (c.capture_port) {
       const line = document.createElement("div");
       const code = document.createElement("code");
@@ -204,6 +222,17 @@ function renderTraffic(tv, now) {
     cell(r, f.frame);
   }
 }
+// The bus load's last minutes, kept by the server (one point a second, whether anyone looks).
+async function pollHistory(st) {
+  for (const c of st.channels) {
+    const response = await fetch("/api/traffic?history=only&channel=" + encodeURIComponent(c.name),
+                                 { cache: "no-store" });
+    if (!response.ok) continue;
+    const points = (await response.json()).history.map((p) =>
+        [p[0], c.bitrate ? 100 * p[1] / c.bitrate : p[2]]);
+    graph(c.name, points, c.bitrate ? "%" : "frames/s");
+  }
+}
 async function pollTraffic(st) {
   const select = document.getElementById("view-channel");
   if (select.options.length !== st.channels.length) {
@@ -220,6 +249,7 @@ async function poll() {
     if (!response.ok) throw new Error("HTTP " + response.status);
     const st = await response.json();
     render(st);
+    await pollHistory(st);
     await pollTraffic(st);
     document.getElementById("error").textContent = "";
   } catch (e) {

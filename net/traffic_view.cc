@@ -75,6 +75,27 @@ std::string TrafficView::Json() {
       .dump();
 }
 
+std::string TrafficView::HistoryJson() {
+  using nlohmann::json;
+  std::lock_guard<std::mutex> lock(mu_);
+  json points = json::array();
+  for (size_t i = 1; i < history_.size(); ++i) {
+    const Point& a = history_[i - 1];
+    const Point& b = history_[i];
+    const double dt = double(b.at_ns - a.at_ns) / 1e9;
+    if (dt <= 0) continue;
+    points.push_back({double(b.at_ns) / 1e9, double(b.wire_bits - a.wire_bits) / dt,
+                      double(b.frames - a.frames) / dt});
+  }
+  return json{{"history", std::move(points)}}.dump();
+}
+
+void TrafficView::Sample(int64_t now_ns) {
+  const ChannelCounters& k = channel_->counters();
+  history_.push_back({now_ns, k.bus_wire_bits.Get(), k.bus_rx.Get() + k.bus_tx.Get()});
+  while (history_.size() > kHistory + 1) history_.pop_front();
+}
+
 void TrafficView::Add(const CanFrame* frames, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const CanFrame& f = frames[i];
@@ -110,12 +131,18 @@ void TrafficView::Add(const CanFrame* frames, size_t n) {
 void TrafficView::Run(std::stop_token stop) {
   CanFrame batch[256];
   std::unique_lock<std::mutex> lock(mu_);
+  int64_t next_sample_ns = RealtimeNanos();
   while (!stop.stop_requested()) {
-    if (subscriber_ == nullptr) {
-      wake_.wait(lock, stop, [this] { return subscriber_ != nullptr; });
-      continue;
+    const int64_t now_ns = RealtimeNanos();
+    if (now_ns >= next_sample_ns) {
+      Sample(now_ns);
+      next_sample_ns = now_ns + 1'000'000'000;
     }
-    wake_.wait_for(lock, stop, absl::ToChronoMilliseconds(kDrainEvery), [] { return false; });
+    // Asleep but for the history's second while nobody looks at the table.
+    const absl::Duration nap =
+        subscriber_ == nullptr ? absl::Nanoseconds(next_sample_ns - now_ns) : kDrainEvery;
+    wake_.wait_for(lock, stop, absl::ToChronoNanoseconds(nap),
+                   [this, had = subscriber_ != nullptr] { return !had && subscriber_ != nullptr; });
     if (subscriber_ == nullptr) continue;
     // Drained under the lock: at most a ring's worth, a few ms at worst, against a page's poll.
     for (size_t n; (n = subscriber_->ring.PopBulk(batch, std::size(batch))) > 0;) Add(batch, n);

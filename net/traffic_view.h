@@ -2,7 +2,11 @@
 // (count, rate, mean period and its jitter, last data, last seen) and the newest frames — summed
 // up on the server, so a browser gets a summary a second, never every frame of a busy bus.
 //
-// It costs nothing until someone looks: the first Json() subscribes it to the channel like a
+// The bus load's history is kept whether anyone looks or not: once a second its thread reads the
+// channel's counters (wire bits, frames) into a ring of the last kHistory seconds, so the page's
+// graph shows the last minutes as soon as it opens (HistoryJson; nothing is subscribed for it).
+//
+// The table costs nothing until someone looks: the first Json() subscribes it to the channel like a
 // monitor client (a ring the CAN thread fills; frames it could not take are counted, shown as
 // "not seen"), a thread of its own drains the ring every 100 ms into the table, and 10 s after
 // the last Json() it unsubscribes and sleeps. It is no session: the status and metrics leave it
@@ -37,6 +41,7 @@ class TrafficView {
   static constexpr size_t kMaxIds = 2048;      // ids in the table; more are counted, not listed
   static constexpr size_t kTraceFrames = 100;  // the newest frames kept
   static constexpr absl::Duration kIdleAfter = absl::Seconds(10);
+  static constexpr size_t kHistory = 300;                  // seconds of bus load kept
   static constexpr const char* kProtocol = "status page";  // SubscriberInfo::protocol
 
   TrafficView(CanChannel* channel, uint64_t subscriber_id);
@@ -47,6 +52,8 @@ class TrafficView {
   // {"ids": [...], "trace": [...], "frames", "not_seen", "ids_not_listed", "since"} as JSON;
   // starts watching the channel if it was not.
   std::string Json();
+  // {"history": [[unix seconds, wire bits/s, frames/s], ...]}, oldest first; subscribes nothing.
+  std::string HistoryJson();
 
  private:
   struct IdStats {
@@ -61,6 +68,8 @@ class TrafficView {
     double period_m2 = 0;
   };
   void Run(std::stop_token stop);
+  // Once a second: the channel's rates since the last sample into history_. Under mu_.
+  void Sample(int64_t now_ns);
   // Adds frames to the table and the trace. Under mu_.
   void Add(const CanFrame* frames, size_t n);
 
@@ -76,6 +85,12 @@ class TrafficView {
   uint64_t frames_ = 0;                           // guarded by mu_
   uint64_t ids_not_listed_ = 0;                   // guarded by mu_: frames of ids beyond kMaxIds
   int64_t since_ns_ = 0;                          // guarded by mu_: when the view started
+  struct Point {
+    int64_t at_ns;
+    uint64_t wire_bits;  // counters at that moment
+    uint64_t frames;
+  };
+  std::deque<Point> history_;  // guarded by mu_: one a second, kHistory + 1 at most
   std::jthread thread_;
 };
 

@@ -101,6 +101,11 @@ TEST_F(HttpTest, BusLoadCountsWireBitsOfReceivedAndClientSentFrames) {
   const nlohmann::json st = nlohmann::json::parse(res->body);
   EXPECT_EQ(st["channels"][0]["bus_wire_bits"], 10 * 111 + 4 * 83);
   EXPECT_EQ(st["channels"][0]["bus_off"], 0);
+  // The page's latency column comes from the delivery histogram: 14 frames to b (and 4 to a).
+  const auto& lat = st["channels"][0]["delivery_latency"];
+  EXPECT_EQ(lat["count"], 18);
+  EXPECT_EQ(lat["buckets"].size(), DeliveryLatency::kBuckets);
+  EXPECT_TRUE(lat["bounds_us"].back().is_null());
 }
 
 // #29: the status page's traffic view: a table per id and the newest frames, summed up on the
@@ -145,6 +150,22 @@ TEST_F(HttpTest, TrafficViewSumsUpIdsAndKeepsTheNewestFrames) {
   auto missing = Get("/api/traffic?channel=nope");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
+}
+
+// The graph's history is the server's, one point a second, kept without watching any frame.
+TEST_F(HttpTest, TheBusLoadHistoryIsKeptWithoutWatchingTheChannel) {
+  const absl::Time end = absl::Now() + absl::Milliseconds(2500);
+  while (absl::Now() < end) {
+    ASSERT_TRUE(ts_.bus().Inject(CanFrame::Classic(0x100, {1, 2, 3, 4, 5, 6, 7, 8})));
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  auto res = Get("/api/traffic?history=only&channel=test");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  const nlohmann::json h = nlohmann::json::parse(res->body)["history"];
+  ASSERT_GE(h.size(), 1u) << res->body;
+  EXPECT_GT(h.back()[1].get<double>(), 0) << "no wire bits per second";  // ~100 frames of 111 bits
+  EXPECT_EQ(ts_.server().channel().subscriber_count(), 0u) << "the history subscribed the view";
 }
 
 TEST_F(HttpTest, StatusJsonNamesChannelsAndClients) {

@@ -202,11 +202,15 @@ class OpsTest(unittest.TestCase):
         # of --virtual-bitrate) and its graph over the polls.
         loads = [float(x) for x in re.findall(r'<td class="n load">([\d.]+) %</td>', html)]
         self.assertTrue(any(x > 0 for x in loads), "no channel showed a bus load: %s" % loads)
-        self.assertRegex(html, r'<polyline points="[\d.]+,[\d.]+ [\d.]+,[\d.]+')
+        # The graph shows the server's history: seconds of it, with load in them.
+        points = re.search(r'<polyline points="([^"]*)"', html).group(1).split()
+        self.assertGreaterEqual(len(points), 5, html)
+        self.assertTrue(any(float(p.split(",")[1]) < 100 for p in points), points)
         self.assertIn('href="/metrics"', html)
         self.assertIn("everything", html)  # the clients' filters, for people
         # The traffic view of the first channel: its id table and the newest frames.
         self.assertIn('<tr data-id="100">', html)
+        self.assertRegex(html, r'<td class="latency">mean [\d,]+ µs, p50 ≤ [\d,]+ µs')
         self.assertRegex(html, r'<td>100#[0-9A-F]+</td>')
         subprocess.run(common + ["--screenshot=" + shot, self.http + "/"], capture_output=True,
                        timeout=120)
