@@ -235,17 +235,18 @@ bool CanChannel::ReceiveBatch() {
   if (n == 0) return false;
   counters_.bus_rx.Add(n);
   direct_batch_ = QuietBatch(n, &last_rx_batch_);
-  uint64_t bytes = 0;
+  // The bus load first: a client that has the frames must find them counted.
   int64_t bits = 0;
+  for (size_t i = 0; i < n; ++i) bits += WireBits(frames[i]);
+  counters_.bus_wire_bits.Add(static_cast<uint64_t>(bits));
+  uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
     if (frames[i].error()) NoteBusState(frames[i]);
     if (!frames[i].remote()) bytes += frames[i].len;
-    bits += WireBits(frames[i]);
     FanOut(frames[i], 0);
   }
   WriteDirect();
   counters_.bus_rx_bytes.Add(bytes);
-  counters_.bus_wire_bits.Add(static_cast<uint64_t>(bits));
   return true;
 }
 

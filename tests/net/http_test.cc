@@ -94,6 +94,7 @@ TEST_F(HttpTest, BusLoadCountsWireBitsOfReceivedAndClientSentFrames) {
     ASSERT_TRUE(ts_.bus().Inject(CanFrame::Classic(0x1ABCDEF0, {1, 2}, /*extended=*/true)));
   }
   for (int i = 0; i < 14; ++i) ASSERT_TRUE(RecvFrame(*b).has_value());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(RecvFrame(*a).has_value());
   // 10 standard 8-byte frames (47 + 64 bits) and 4 extended 2-byte ones (67 + 16 bits).
   EXPECT_EQ(ts_.server().channel().counters().bus_wire_bits.Get(), 10u * 111 + 4u * 83);
   auto res = Get("/api/status");
