@@ -100,10 +100,10 @@ class DeliveryLatency {
 
 // One CAN channel.
 struct ChannelCounters {
-  Counter bus_rx;            // CAN thread: frames received from the bus
-  Counter bus_tx;            // CAN thread: frames written to the bus
-  Counter bus_rx_bytes;      // CAN thread: data bytes of the frames received (socketcand's stat)
-  Counter bus_tx_bytes;      // CAN thread: data bytes of the frames written
+  Counter bus_rx;        // CAN thread: frames received from the bus
+  Counter bus_tx;        // CAN thread: frames written to the bus
+  Counter bus_rx_bytes;  // CAN thread: data bytes of the frames received (socketcand's stat)
+  Counter bus_tx_bytes;  // CAN thread: data bytes of the frames written
   // CAN thread: nominal bits on the wire (WireBits) of the frames received and of those it wrote
   // for clients: the bus load, client-sent frames included.
   Counter bus_wire_bits;

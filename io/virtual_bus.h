@@ -40,7 +40,6 @@ class VirtualBus final : public CanBackend, public std::enable_shared_from_this<
                                                             int bitrate = 0,
                                                             size_t device_queue = 10);
 
-
   // Puts a frame on the bus as if another node sent it. A zero timestamp is set to now.
   // Returns false (and counts it) when the inject queue is full. Thread-safe.
   bool Inject(CanFrame frame);

@@ -223,22 +223,22 @@ ServerStatus RemoteServer::Status() {
   for (Served& c : channels_) {
     CanBackend& backend = c.channel->backend();
     const ChannelCounters& k = c.channel->counters();
-    const RateSample rates = Rates(status.channels.size(), status.now_ns,
-                                   k.bus_rx.Get() + k.bus_tx.Get(), k.bus_wire_bits.Get());
+    const ChannelRates rates = Rates(status.channels.size(), status.now_ns,
+                                     k.bus_rx.Get() + k.bus_tx.Get(), k.bus_wire_bits.Get());
     std::vector<std::shared_ptr<const Subscriber>> sessions = c.channel->Subscribers();
     std::erase_if(sessions, [](const std::shared_ptr<const Subscriber>& s) {
       return s->info.protocol == TrafficView::kProtocol;  // the status page's view: no client
     });
-    status.channels.push_back(ChannelStatus{
-        backend.name(), backend.channel_info(), c.port, c.capture_port, backend.timing(),
-        static_cast<double>(rates.frames), static_cast<double>(rates.wire_bits), c.channel.get(),
-        c.traffic.get(), std::move(sessions)});
+    status.channels.push_back(ChannelStatus{backend.name(), backend.channel_info(), c.port,
+                                            c.capture_port, backend.timing(),
+                                            rates.frames_per_second, rates.wire_bits_per_second,
+                                            c.channel.get(), c.traffic.get(), std::move(sessions)});
   }
   return status;
 }
 
-RemoteServer::RateSample RemoteServer::Rates(size_t channel, int64_t now_ns, uint64_t frames,
-                                             uint64_t wire_bits) {
+RemoteServer::ChannelRates RemoteServer::Rates(size_t channel, int64_t now_ns, uint64_t frames,
+                                               uint64_t wire_bits) {
   constexpr int64_t kWindowNs = 1'000'000'000;
   std::lock_guard<std::mutex> lock(rates_mu_);
   if (rate_samples_.size() < channels_.size()) rate_samples_.resize(channels_.size());
@@ -251,12 +251,10 @@ RemoteServer::RateSample RemoteServer::Rates(size_t channel, int64_t now_ns, uin
   }
   const int64_t dt = now_ns - base->at_ns;
   auto per_second = [dt](uint64_t now, uint64_t then) {
-    return dt > 0 ? static_cast<uint64_t>(static_cast<double>(now - then) * 1e9 /
-                                          static_cast<double>(dt))
-                  : 0;
+    return dt > 0 ? static_cast<double>(now - then) * 1e9 / static_cast<double>(dt) : 0.0;
   };
-  const RateSample rates{dt, per_second(frames, base->frames),
-                         per_second(wire_bits, base->wire_bits)};
+  const ChannelRates rates{per_second(frames, base->frames),
+                           per_second(wire_bits, base->wire_bits)};
   if (now_ns - samples.back().at_ns >= kWindowNs / 4) {
     samples.push_back({now_ns, frames, wire_bits});
   }

@@ -119,8 +119,12 @@ class RemoteServer {
     uint64_t frames;
     uint64_t wire_bits;
   };
+  struct ChannelRates {
+    double frames_per_second = 0;
+    double wire_bits_per_second = 0;
+  };
   // Frames and wire bits per second on `channel` over the last 1..2 s, from the counters now.
-  RateSample Rates(size_t channel, int64_t now_ns, uint64_t frames, uint64_t wire_bits);
+  ChannelRates Rates(size_t channel, int64_t now_ns, uint64_t frames, uint64_t wire_bits);
 
   const ServerOptions options_;
   const int64_t start_time_ns_;

@@ -367,14 +367,8 @@ TEST(ReliabilityTest, StalledSessionsHoldBoundedKernelMemoryAndLeaveNoOrphans) {
 // own: packets vanish, nobody says goodbye): the one with --keepalive 3s finds its client dead
 // within seconds; the one with the kernel's defaults still holds its session then.
 TEST(ReliabilityTest, AClientThatVanishesIsFoundDeadWithinTheKeepalive) {
-  if (::unshare(CLONE_NEWNET) != 0) {
-    GTEST_SKIP() << "no network namespace of our own (unshare: " << std::strerror(errno)
-                 << "; needs CAP_SYS_ADMIN)";
-  }
-  ASSERT_TRUE(SetLoopback(true));
-  struct RestoreLoopback {
-    ~RestoreLoopback() { SetLoopback(true); }  // for the tests after this one in this process
-  } restore;
+  testing::OwnNetwork network;
+  if (!network.ok()) GTEST_SKIP() << network.why();
   ServerOptions with;
   with.keepalive = absl::Seconds(3);
   with.slow_client_timeout = absl::Seconds(3);  // frames flow: unacknowledged data ends it too

@@ -272,14 +272,8 @@ TEST(ResumeTest, FramesInTransitAtTheBreakAreSentAgainOrCounted) {
 // within its keepalive bound and keeps it; once the network is back the client resumes it and
 // what the bus carried meanwhile arrives.
 TEST(ResumeTest, ABlackHoledClientIsDetachedWithinTheKeepaliveAndResumes) {
-  if (::unshare(CLONE_NEWNET) != 0) {
-    GTEST_SKIP() << "no network namespace of our own (unshare: " << std::strerror(errno)
-                 << "; needs CAP_SYS_ADMIN)";
-  }
-  ASSERT_TRUE(SetLoopback(true));
-  struct RestoreLoopback {
-    ~RestoreLoopback() { SetLoopback(true); }
-  } restore;
+  testing::OwnNetwork network;
+  if (!network.ok()) GTEST_SKIP() << network.why();
   ServerOptions options = Resumable(absl::Seconds(60));
   options.keepalive = absl::Seconds(3);
   options.slow_client_timeout = absl::Seconds(3);

@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -157,5 +158,26 @@ inline bool SetLoopback(bool up) {
   }
   return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
 }
+
+// A network namespace of the test's own (its loopback up), so a test may take the network away;
+// the loopback is brought up again when this goes away, for the tests after it in the process.
+// ok() is false where unshare(CLONE_NEWNET) is not allowed (needs CAP_SYS_ADMIN): skip then.
+class OwnNetwork {
+ public:
+  OwnNetwork() : error_(::unshare(CLONE_NEWNET) == 0 ? 0 : errno) {
+    if (error_ == 0 && !SetLoopback(true)) error_ = EPERM;
+  }
+  ~OwnNetwork() {
+    if (error_ == 0) SetLoopback(true);
+  }
+  bool ok() const { return error_ == 0; }
+  std::string why() const {
+    return absl::StrCat("no network namespace of our own (", std::strerror(error_),
+                        "; needs CAP_SYS_ADMIN)");
+  }
+
+ private:
+  int error_;
+};
 
 }  // namespace canserver::testing
