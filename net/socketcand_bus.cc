@@ -19,13 +19,14 @@ absl::StatusOr<std::unique_ptr<SocketcandBus>> SocketcandBus::Connect(
   RETURN_IF_ERROR(bus->Expect("hi", options.timeout));
   // "< errors on >" (canserver's extension): refusals are answered with their reason, which
   // Recv() then returns as an error.
-  const std::string open = absl::StrCat("< errors on >< open ", options.channel, " >< rawmode >",
-                                        options.fd_frames ? "< fdframes on >" : "");
+  const std::string open =
+      absl::StrCat(options.errors_on ? "< errors on >" : "", "< open ", options.channel,
+                   " >< rawmode >", options.fd_frames ? "< fdframes on >" : "");
   if (::send(bus->fd_.get(), open.data(), open.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(open.size())) {
     return ErrnoStatus("send to " + options.server.ToString());
   }
-  for (int i = options.fd_frames ? 4 : 3; i > 0; --i) {
+  for (int i = 2 + (options.errors_on ? 1 : 0) + (options.fd_frames ? 1 : 0); i > 0; --i) {
     RETURN_IF_ERROR(bus->Expect("ok", options.timeout));
   }
   return bus;
@@ -81,24 +82,39 @@ absl::StatusOr<std::optional<CanFrame>> SocketcandBus::Recv(absl::Duration timeo
   return frame;
 }
 
-absl::Status SocketcandBus::Send(const CanFrame& frame) {
-  std::string text;
+namespace {
+
+// Appends the RAW-mode command that sends `frame`.
+void AppendSendCommand(const CanFrame& frame, std::string* text) {
   const int id_digits = frame.extended() ? 8 : 3;
   if (frame.fd()) {
     const int flags = ((frame.flags & kCanFlagBrs) ? 1 : 0) | ((frame.flags & kCanFlagEsi) ? 2 : 0);
-    text = absl::StrFormat("< fdsend %0*X %X %d", id_digits, frame.id, flags, frame.len);
+    absl::StrAppendFormat(text, "< fdsend %0*X %X %d", id_digits, frame.id, flags, frame.len);
   } else if (frame.remote()) {
-    text = absl::StrFormat("< sendrtr %0*X %d", id_digits, frame.id, frame.len);
+    absl::StrAppendFormat(text, "< sendrtr %0*X %d", id_digits, frame.id, frame.len);
   } else {
-    text = absl::StrFormat("< send %0*X %d", id_digits, frame.id, frame.len);
+    absl::StrAppendFormat(text, "< send %0*X %d", id_digits, frame.id, frame.len);
   }
   for (uint8_t i = 0; i < frame.len && !frame.remote(); ++i) {
-    absl::StrAppendFormat(&text, " %02X", frame.data[i]);
+    absl::StrAppendFormat(text, " %02X", frame.data[i]);
   }
-  text += " >";
-  if (::send(fd_.get(), text.data(), text.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(text.size())) {
-    return ErrnoStatus("send");
+  *text += " >";
+}
+
+}  // namespace
+
+absl::Status SocketcandBus::Send(const CanFrame& frame) { return SendMany({&frame, 1}); }
+
+absl::Status SocketcandBus::SendMany(absl::Span<const CanFrame> frames) {
+  std::string text;
+  for (const CanFrame& f : frames) AppendSendCommand(f, &text);
+  for (size_t done = 0; done < text.size();) {  // the socket blocks: a short write is a full buffer
+    const ssize_t n = ::send(fd_.get(), text.data() + done, text.size() - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("send");
+    }
+    done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
 }

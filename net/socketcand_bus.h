@@ -27,6 +27,9 @@ struct SocketcandBusOptions {
   absl::Duration timeout = absl::Seconds(5);  // connect and handshake
   // Ask for CAN FD frames ("< fdframes on >", canserver's extension of the protocol).
   bool fd_frames = false;
+  // Ask for refusals with their reason ("< errors on >", canserver's extension). socketcand
+  // itself takes "< errors on >" for a bus named "errors" and closes the connection: false there.
+  bool errors_on = true;
 };
 
 class SocketcandBus {
@@ -40,6 +43,8 @@ class SocketcandBus {
   // "< error … >" from the server, or the connection closing, is an error.
   absl::StatusOr<std::optional<CanFrame>> Recv(absl::Duration timeout);
   absl::Status Send(const CanFrame& frame);
+  // The frames' commands in one write (as a client that sends a batch at once).
+  absl::Status SendMany(absl::Span<const CanFrame> frames);
   int fileno() const { return fd_.get(); }
 
  private:

@@ -128,6 +128,27 @@ TEST_F(SocketcandServerTest, TheClientLibraryExchangesFramesAndReportsErrors) {
   EXPECT_EQ(**got, CanFrame::Classic(0x7FF, {9}));
 }
 
+// canbench measures socketcand itself with the same library: without canserver's "< errors on >"
+// (socketcand would take it for a bus name), and sending batches in one write.
+TEST_F(SocketcandServerTest, TheClientLibrarySpeaksPlainSocketcandWhenAsked) {
+  auto v5 = ConnectV5(0);
+  SocketcandBusOptions options;
+  options.server = {"127.0.0.1", server_->socketcand_port()};
+  options.channel = "can0";
+  options.errors_on = false;
+  auto bus = SocketcandBus::Connect(options);
+  ASSERT_TRUE(bus.ok()) << bus.status();
+  WaitSubscribers(0, 2);
+  std::vector<CanFrame> frames;
+  for (uint8_t i = 0; i < 100; ++i) frames.push_back(CanFrame::Classic(0x100 + i, {i}));
+  ASSERT_TRUE((*bus)->SendMany(frames).ok());
+  for (const CanFrame& want : frames) {
+    auto got = v5->Recv(absl::Seconds(5));
+    ASSERT_TRUE(got.ok() && got->has_value());
+    EXPECT_EQ(**got, want);
+  }
+}
+
 TEST_F(SocketcandServerTest, BatchedFramesArriveInBusOrder) {
   auto sc = Open("can0");
   sc->Send("< rawmode >");
