@@ -62,9 +62,11 @@ struct SessionCounters {
   std::string Summary() const;
 };
 
-// Time from a frame's bus timestamp to its encoding for a client's socket, over every client of
-// a channel: a Prometheus histogram (cumulative buckets, sum, count). Written by every io thread
-// of the channel's sessions (relaxed fetch_add, one per bucket touched per batch), read by anyone.
+// A channel's latency histogram, Prometheus style (cumulative buckets, sum, count). Two per
+// channel: delivery (a frame's bus timestamp to its encoding for a client's socket, over every
+// client; written by every io thread of the channel's sessions and by the CAN thread's direct
+// writes) and transmit wait (a client's frame decoded by its io thread to written to the bus;
+// written by the CAN thread). Relaxed fetch_add, one per bucket touched per batch; read by anyone.
 class DeliveryLatency {
  public:
   // Upper bounds in seconds; the last bucket (+Inf) is implied.

@@ -305,6 +305,11 @@ bool CanChannel::TransmitBatch() {
   // Counted before the fan-out: a direct write can reach a client before this function returns,
   // and what a client received must already show as written.
   counters_.bus_tx.Add(sent);
+  if (sent > 0) {
+    int64_t waited_ns[kBatch];
+    for (size_t j = 0; j < sent; ++j) waited_ns[j] = now - batch_[j].timestamp_ns;
+    tx_wait_latency_.Record(waited_ns, sent);
+  }
   for (size_t j = 0; j < sent; ++j) {
     Entry& e = entries_[batch_entry_[j]];
     CanFrame& f = batch_[j];

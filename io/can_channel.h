@@ -90,6 +90,10 @@ class CanChannel {
   // Bus time → encoded for a client's socket, all clients of the channel. Any thread.
   DeliveryLatency& delivery_latency() { return delivery_latency_; }
   const DeliveryLatency& delivery_latency() const { return delivery_latency_; }
+  // A client's frame decoded by its io thread → written to the bus (its wait in the transmit
+  // queue, the CAN thread's wake-up and a bus that is busy). Any thread.
+  DeliveryLatency& tx_wait_latency() { return tx_wait_latency_; }
+  const DeliveryLatency& tx_wait_latency() const { return tx_wait_latency_; }
   // The controller state the last state-announcing error frame gave ("error-active" until one
   // says otherwise). Thread-safe.
   BusState bus_state() const { return bus_state_.load(std::memory_order_relaxed); }
@@ -204,6 +208,7 @@ class CanChannel {
 
   ChannelCounters counters_;
   DeliveryLatency delivery_latency_;
+  DeliveryLatency tx_wait_latency_;
   std::atomic<BusState> bus_state_{BusState::kErrorActive};
   std::atomic<size_t> subscriber_count_{0};
   mutable ChannelLease lease_;             // thread-safe itself

@@ -196,23 +196,30 @@ std::string RenderMetrics(const ServerStatus& status) {
     e.Sample("canserver_bus_error_counter", absl::StrCat(ChannelLabel(c), ",direction=\"rx\""),
              c.timing.rx_errors);
   }
-  e.Family("canserver_delivery_latency_seconds", "histogram",
-           "From a frame's bus timestamp to its encoding for a client's socket");
-  for (const ChannelStatus& c : status.channels) {
-    const DeliveryLatency& h = c.channel->delivery_latency();
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b < DeliveryLatency::kBuckets; ++b) {
-      cumulative += h.bucket(b);
-      const std::string le = b < std::size(DeliveryLatency::kBounds)
-                                 ? absl::StrFormat("%g", DeliveryLatency::kBounds[b])
-                                 : "+Inf";
-      e.Sample("canserver_delivery_latency_seconds_bucket",
-               absl::StrCat(ChannelLabel(c), ",le=\"", le, "\""), static_cast<double>(cumulative));
+  auto histogram = [&](const std::string& name, const char* help,
+                       const DeliveryLatency& (*of)(const CanChannel&)) {
+    e.Family(name, "histogram", help);
+    for (const ChannelStatus& c : status.channels) {
+      const DeliveryLatency& h = of(*c.channel);
+      uint64_t cumulative = 0;
+      for (size_t b = 0; b < DeliveryLatency::kBuckets; ++b) {
+        cumulative += h.bucket(b);
+        const std::string le = b < std::size(DeliveryLatency::kBounds)
+                                   ? absl::StrFormat("%g", DeliveryLatency::kBounds[b])
+                                   : "+Inf";
+        e.Sample(name + "_bucket", absl::StrCat(ChannelLabel(c), ",le=\"", le, "\""),
+                 static_cast<double>(cumulative));
+      }
+      e.Sample(name + "_sum", ChannelLabel(c), h.sum_seconds());
+      e.Sample(name + "_count", ChannelLabel(c), static_cast<double>(h.count()));
     }
-    e.Sample("canserver_delivery_latency_seconds_sum", ChannelLabel(c), h.sum_seconds());
-    e.Sample("canserver_delivery_latency_seconds_count", ChannelLabel(c),
-             static_cast<double>(h.count()));
-  }
+  };
+  histogram("canserver_delivery_latency_seconds",
+            "From a frame's bus timestamp to its encoding for a client's socket",
+            [](const CanChannel& ch) -> const DeliveryLatency& { return ch.delivery_latency(); });
+  histogram("canserver_tx_wait_seconds",
+            "From a client's frame decoded by the server to written to the bus",
+            [](const CanChannel& ch) -> const DeliveryLatency& { return ch.tx_wait_latency(); });
 
   // Per session.
   static const Metric<Subscriber> kSession[] = {
@@ -383,6 +390,7 @@ std::string RenderStatusJson(const ServerStatus& status) {
         {"bus_tx_failed", k.bus_tx_failed.Get()},
         {"bus_wire_bits", k.bus_wire_bits.Get()},
         {"delivery_latency", LatencyJson(c.channel->delivery_latency())},
+        {"tx_wait_latency", LatencyJson(c.channel->tx_wait_latency())},
         {"state_changes", k.state_changes.Get()},
         {"bus_off", k.bus_off.Get()},
         {"kernel_drops", k.kernel_drops.Get()},

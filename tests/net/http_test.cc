@@ -72,6 +72,11 @@ TEST_F(HttpTest, MetricsCountTrafficPerChannelAndSession) {
   EXPECT_THAT(m, HasSubstr("canserver_delivery_latency_seconds_count{channel=\"test\"} 5"));
   EXPECT_THAT(
       m, HasSubstr("canserver_delivery_latency_seconds_bucket{channel=\"test\",le=\"+Inf\"} 5"));
+  // Each of a's five frames waited between its decode and the bus write (counted before the
+  // fan-out that delivered it to b).
+  EXPECT_THAT(m, HasSubstr("# TYPE canserver_tx_wait_seconds histogram"));
+  EXPECT_THAT(m, HasSubstr("canserver_tx_wait_seconds_count{channel=\"test\"} 5"));
+  EXPECT_THAT(m, HasSubstr("canserver_tx_wait_seconds_bucket{channel=\"test\",le=\"+Inf\"} 5"));
   // A session's series disappear with it.
   b->Shutdown();
   ASSERT_TRUE(
@@ -107,6 +112,8 @@ TEST_F(HttpTest, BusLoadCountsWireBitsOfReceivedAndClientSentFrames) {
   EXPECT_EQ(lat["count"], 18);
   EXPECT_EQ(lat["buckets"].size(), DeliveryLatency::kBuckets);
   EXPECT_TRUE(lat["bounds_us"].back().is_null());
+  // The transmit wait: a's 10 frames, from their decode to the bus write.
+  EXPECT_EQ(st["channels"][0]["tx_wait_latency"]["count"], 10);
 }
 
 // #29: the status page's traffic view: a table per id and the newest frames, summed up on the
