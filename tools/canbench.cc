@@ -61,7 +61,8 @@ ABSL_FLAG(std::string, channel, "vcan0",
           "CAN interface for socketcan load (raw writer and baseline reader), or virtual bus name");
 ABSL_FLAG(std::string, source, "bus",
           "where frames come from: 'bus' (raw writer on the interface / injection into the virtual "
-          "bus) or 'client' (one extra client sends them; the others receive)");
+          "bus) or 'client' (one extra client, of the receivers' protocol, sends them; the others "
+          "receive)");
 ABSL_FLAG(int, clients, 1, "receiving clients");
 ABSL_FLAG(std::string, sweep, "", "comma-separated client counts, one run each (e.g. 1,2,4,8)");
 ABSL_FLAG(double, rate, 0, "frames/s offered (0: as fast as possible)");
@@ -78,6 +79,9 @@ ABSL_FLAG(std::string, protocol, "v5",
           "or both (--clients of each, side by side in the same run)");
 ABSL_FLAG(int, socketcand_port, 29536,
           "with --server and --protocol socketcand/both: the server's socketcand port");
+ABSL_FLAG(bool, socketcand_itself, false,
+          "with --server: the socketcand port is socketcand itself, not canserver's (its clients "
+          "send no '< errors on >', which socketcand would take for a bus name)");
 ABSL_FLAG(int, threads, 2, "in-process server's io threads");
 ABSL_FLAG(std::string, cpu_affinity, "",
           "in-process server: CAN_CPUS/IO_CPUS as canserver --cpu-affinity (the relay floor "
@@ -140,10 +144,29 @@ struct ClientResult {
   SequenceTracker sequence;
   LatencyHistogram latency;
   LatencyHistogram from_write;  // from canbench's write (SendTimes), whatever the bus time says
-  uint64_t unmatched = 0;       // frames whose write time was no longer in SendTimes
-  int64_t first_ns = 0;         // arrival of the first and last frame (CLOCK_REALTIME)
+  // --source client: from canbench's write to the frame's bus time (when the server wrote it to
+  // the bus); frames without one (the floors) are not counted.
+  LatencyHistogram to_bus;
+  uint64_t unmatched = 0;  // frames whose write time was no longer in SendTimes
+  int64_t first_ns = 0;    // arrival of the first and last frame (CLOCK_REALTIME)
   int64_t last_ns = 0;
 };
+
+// One of the server's latency histograms over a run: mean, and p50, p99, p99.9 in 1 µs steps.
+struct ServerHop {
+  double mean_us = 0;
+  double us[3] = {};
+};
+
+ServerHop HopOf(const DeliveryLatency& h) {
+  ServerHop hop;
+  if (h.count() == 0) return hop;
+  hop.mean_us = h.sum_seconds() * 1e6 / static_cast<double>(h.count());
+  hop.us[0] = h.FineQuantileUs(0.5);
+  hop.us[1] = h.FineQuantileUs(0.99);
+  hop.us[2] = h.FineQuantileUs(0.999);
+  return hop;
+}
 
 struct RunResult {
   std::string target = "canserver";  // or a floor: "relay", "relay1", "relay2"
@@ -157,9 +180,10 @@ struct RunResult {
   bool have_baseline = false;
   uint64_t server_drops = 0;
   double server_cpu_s = 0;  // CPU of the server's threads (or the relay's) over the load
-  // The server's own hop, bus time → encoded for a client's socket: mean over every delivery.
-  double server_hop_mean_us = 0;
-  double server_hop_us[3] = {};  // p50, p99, p99.9 of the same, in 1 µs steps
+  // The server's own hops, from its histograms: bus time → encoded for a client's socket (over
+  // every delivery), and a client's frame decoded → written to the bus (the transmit wait).
+  ServerHop server_hop;
+  ServerHop server_tx_wait;
 };
 
 struct DlcRange {
@@ -207,6 +231,7 @@ void Account(ClientResult& r, const CanFrame& f, const SendTimes& send_times) {
   r.latency.Add(now - f.timestamp_ns);
   if (std::optional<int64_t> written = send_times.Lookup(seq)) {
     r.from_write.Add(now - *written);
+    if (f.timestamp_ns >= *written) r.to_bus.Add(f.timestamp_ns - *written);
   } else {
     ++r.unmatched;
   }
@@ -298,6 +323,7 @@ absl::StatusOr<std::unique_ptr<Target>> StartTarget(const std::string& kind, boo
   }
   ASSIGN_OR_RETURN(t->server, RemoteServer::Create(options, backend));
   t->server->channel().delivery_latency().EnableFine();
+  t->server->channel().tx_wait_latency().EnableFine();
   t->address = absl::StrFormat("127.0.0.1:%d", t->server->port());
   t->serve = std::thread([server = t->server.get()] { (void)server->ServeForever(); });
   return t;
@@ -313,9 +339,18 @@ struct Receiver {
   }
 };
 
+// The sending client (--source client): of the receivers' protocol (v5 with --protocol both).
+struct Sender {
+  std::unique_ptr<RemoteBus> v5;
+  std::unique_ptr<SocketcandBus> sc;
+  absl::Status SendMany(absl::Span<const CanFrame> frames) {
+    return v5 ? v5->SendMany(frames) : sc->SendMany(frames);
+  }
+};
+
 struct Clients {
   std::vector<Receiver> receivers;
-  std::unique_ptr<RemoteBus> sender;         // --source client
+  std::optional<Sender> sender;              // --source client
   std::unique_ptr<RawCanSocket> raw_writer;  // --source bus on SocketCAN
   std::unique_ptr<RawCanSocket> raw_reader;  // the baseline: the interface read directly
 };
@@ -336,21 +371,28 @@ absl::StatusOr<Clients> ConnectClients(const Target& target, int v5, int sc, Run
     result->labels.push_back(sc > 0 ? absl::StrFormat("v5 %d", i)
                                     : absl::StrFormat("client %d", i));
   }
+  SocketcandBusOptions sc_opts;
   if (sc > 0) {
-    ASSIGN_OR_RETURN(HostPort at, ParseHostPort(target.address, 0));
-    at.port = target.server ? target.server->socketcand_port()
-                            : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
+    ASSIGN_OR_RETURN(sc_opts.server, ParseHostPort(target.address, 0));
+    sc_opts.server.port = target.server
+                              ? target.server->socketcand_port()
+                              : static_cast<uint16_t>(absl::GetFlag(FLAGS_socketcand_port));
+    sc_opts.channel = channel;
+    sc_opts.fd_frames = absl::GetFlag(FLAGS_fd);
+    sc_opts.errors_on = !absl::GetFlag(FLAGS_socketcand_itself);
     for (int i = 0; i < sc; ++i) {
-      ASSIGN_OR_RETURN(
-          std::unique_ptr<SocketcandBus> bus,
-          SocketcandBus::Connect({at, channel, absl::Seconds(5), absl::GetFlag(FLAGS_fd)}));
+      ASSIGN_OR_RETURN(std::unique_ptr<SocketcandBus> bus, SocketcandBus::Connect(sc_opts));
       c.receivers.push_back({nullptr, std::move(bus)});
       result->labels.push_back(v5 > 0 ? absl::StrFormat("sc %d", i)
                                       : absl::StrFormat("client %d", i));
     }
   }
-  if (source == "client") {
-    ASSIGN_OR_RETURN(c.sender, RemoteBus::Connect(opts));
+  if (source == "client" && v5 > 0) {
+    ASSIGN_OR_RETURN(std::unique_ptr<RemoteBus> bus, RemoteBus::Connect(opts));
+    c.sender = Sender{std::move(bus), nullptr};
+  } else if (source == "client") {
+    ASSIGN_OR_RETURN(std::unique_ptr<SocketcandBus> bus, SocketcandBus::Connect(sc_opts));
+    c.sender = Sender{nullptr, std::move(bus)};
   }
   if (target.socketcan && source == "bus") {
     ASSIGN_OR_RETURN(c.raw_writer, RawCanSocket::Open(channel));
@@ -519,13 +561,8 @@ absl::StatusOr<uint64_t> Load(Target& target, Clients& clients, Shared& shared) 
 
 // --- Report: what the server says about the run, beside what the clients measured.
 void CollectServerFigures(RemoteServer& server, RunResult* result) {
-  const DeliveryLatency& hop = server.channel().delivery_latency();
-  if (hop.count() > 0) {
-    result->server_hop_mean_us = hop.sum_seconds() * 1e6 / static_cast<double>(hop.count());
-    result->server_hop_us[0] = hop.FineQuantileUs(0.5);
-    result->server_hop_us[1] = hop.FineQuantileUs(0.99);
-    result->server_hop_us[2] = hop.FineQuantileUs(0.999);
-  }
+  result->server_hop = HopOf(server.channel().delivery_latency());
+  result->server_tx_wait = HopOf(server.channel().tx_wait_latency());
   result->server_drops =
       server.channel().counters().ring_drops.Get() + server.channel().counters().kernel_drops.Get();
 }
@@ -566,6 +603,7 @@ struct Totals {
   double fps = 0;
   LatencyHistogram latency;
   LatencyHistogram from_write;
+  LatencyHistogram to_bus;
   uint64_t unmatched = 0;
 };
 
@@ -578,6 +616,7 @@ Totals Total(const RunResult& r) {
     t.fps += Fps(c);
     t.latency.Merge(c.latency);
     t.from_write.Merge(c.from_write);
+    t.to_bus.Merge(c.to_bus);
     t.unmatched += c.unmatched;
   }
   return t;
@@ -597,6 +636,23 @@ std::string Row(const std::string& name, const ClientResult& r, uint64_t sent) {
 // Server CPU per frame offered to the bus, in µs (a frame to N clients counts once).
 double CpuUsPerFrame(const RunResult& r) {
   return r.sent > 0 ? r.server_cpu_s * 1e6 / static_cast<double>(r.sent) : 0;
+}
+
+// --source client into canserver: where the time goes, hop by hop (p50 / p99 over the frames):
+// canbench's write → on the bus from the receivers' frames (their bus time is when the server
+// wrote them to the bus), of which the server's own decode → on the bus (its transmit wait);
+// then on the bus → written to a receiver's socket (the server) and → decoded by the receiver.
+void PrintClientPathHops(const RunResult& r, const Totals& t) {
+  std::printf(
+      "%s",
+      absl::StrFormat(
+          "client path hops, p50 / p99 µs: canbench's write → on the bus %.0f / %.0f (in it, the "
+          "server's decode → on the bus %.0f / %.0f, mean %.1f); on the bus → written to a "
+          "receiver's socket %.0f / %.0f; on the bus → decoded by a receiver %.0f / %.0f\n",
+          t.to_bus.PercentileUs(0.5), t.to_bus.PercentileUs(0.99), r.server_tx_wait.us[0],
+          r.server_tx_wait.us[1], r.server_tx_wait.mean_us, r.server_hop.us[0], r.server_hop.us[1],
+          t.latency.PercentileUs(0.5), t.latency.PercentileUs(0.99))
+          .c_str());
 }
 
 void Print(const RunResult& r) {
@@ -638,15 +694,16 @@ void Print(const RunResult& r) {
                 absl::StrFormat("%s threads' CPU: %.3f s = %.1f µs per frame (%.2f s per "
                                 "million frames)%s\n",
                                 r.target, r.server_cpu_s, CpuUsPerFrame(r), CpuUsPerFrame(r),
-                                r.server_hop_mean_us > 0
+                                r.server_hop.mean_us > 0
                                     ? absl::StrFormat("; server hop bus → socket write: "
                                                       "mean %.1f, p50 %.0f, p99 %.0f, "
                                                       "p99.9 %.0f µs",
-                                                      r.server_hop_mean_us, r.server_hop_us[0],
-                                                      r.server_hop_us[1], r.server_hop_us[2])
+                                                      r.server_hop.mean_us, r.server_hop.us[0],
+                                                      r.server_hop.us[1], r.server_hop.us[2])
                                     : "")
                     .c_str());
   }
+  if (r.server_tx_wait.mean_us > 0 && t.to_bus.total() > 0) PrintClientPathHops(r, t);
 }
 
 double Median(std::vector<double> v) {
@@ -705,8 +762,8 @@ void PrintFloorSummary(const std::vector<RunResult>& runs, const std::string& fl
     }
     std::vector<double> hop[3];
     for (const RunResult& r : runs) {
-      if (r.clients != n || r.target != "canserver" || r.server_hop_mean_us <= 0) continue;
-      for (int q = 0; q < 3; ++q) hop[q].push_back(r.server_hop_us[q]);
+      if (r.clients != n || r.target != "canserver" || r.server_hop.mean_us <= 0) continue;
+      for (int q = 0; q < 3; ++q) hop[q].push_back(r.server_hop.us[q]);
     }
     if (!hop[0].empty()) {
       std::printf("%s", absl::StrFormat("%-8d %-10s %5d %9.1f %9.1f %9.1f   (canserver's own "
@@ -730,22 +787,23 @@ std::string Json(const std::vector<RunResult>& runs) {
   std::vector<std::string> items;
   auto client_json = [](const ClientResult& c, uint64_t sent) {
     return absl::StrFormat(
-        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f})", c.received,
-        Lost(c, sent), c.reordered, Fps(c), PercentilesJson(c.latency), c.latency.MeanUs());
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f,"from_write":{%s}})",
+        c.received, Lost(c, sent), c.reordered, Fps(c), PercentilesJson(c.latency),
+        c.latency.MeanUs(), PercentilesJson(c.from_write));
   };
   auto total_json = [](const Totals& t) {
     return absl::StrFormat(
-        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f,"from_write":{%s,"unmatched":%d}})",
+        R"({"received":%d,"lost":%d,"reordered":%d,"fps":%.1f,%s,"mean_us":%.2f,"from_write":{%s,"unmatched":%d},"to_bus":{%s}})",
         t.received, t.lost, t.reordered, t.fps, PercentilesJson(t.latency), t.latency.MeanUs(),
-        PercentilesJson(t.from_write), t.unmatched);
+        PercentilesJson(t.from_write), t.unmatched, PercentilesJson(t.to_bus));
   };
   for (const RunResult& r : runs) {
     std::vector<std::string> cs;
     for (const ClientResult& c : r.per_client) cs.push_back(client_json(c, r.sent));
     items.push_back(absl::StrFormat(
-        R"({"target":"%s","clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"server_cpu_s":%.4f,"server_hop_mean_us":%.1f,"server_hop_p99_us":%.1f,"raw":%s,"per_client":[%s],"total":%s})",
+        R"({"target":"%s","clients":%d,"sent":%d,"seconds":%.3f,"offered_fps":%.1f,"server_drops":%d,"server_cpu_s":%.4f,"server_hop_mean_us":%.1f,"server_hop_p99_us":%.1f,"server_tx_wait_p50_us":%.1f,"server_tx_wait_p99_us":%.1f,"raw":%s,"per_client":[%s],"total":%s})",
         r.target, r.clients, r.sent, r.seconds, r.offered_fps, r.server_drops, r.server_cpu_s,
-        r.server_hop_mean_us, r.server_hop_us[1],
+        r.server_hop.mean_us, r.server_hop.us[1], r.server_tx_wait.us[0], r.server_tx_wait.us[1],
         r.have_baseline ? client_json(r.baseline, r.sent) : "null", absl::StrJoin(cs, ","),
         total_json(Total(r))));
   }

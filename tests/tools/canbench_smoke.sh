@@ -4,7 +4,7 @@
 set -euo pipefail
 bench="$1"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out.txt"' EXIT
 check() {
 /usr/bin/python3 - "$out" <<'PY'
 import json, sys
@@ -64,3 +64,23 @@ set -e
 [ "$rc" = 1 ] || { echo "canbench with a refused client: exit $rc, want 1: $err"; exit 1; }
 echo "$err" | grep -q "canbench: server full" || { echo "no reason given: $err"; exit 1; }
 echo "canbench smoke (a refused client): $(echo "$err" | grep 'canbench:')"
+# --source client: a v5 client's frames reach the other clients, and the run splits the path into
+# its hops (#31): the write-to-bus time contains the server's own decode-to-bus wait.
+"$bench" --source client --clients 2 --rate 5000 --duration 1 --progress=false --json "$out" \
+  >"$out.txt"
+check
+grep -q "^client path hops" "$out.txt" || { echo "no hop profile:"; cat "$out.txt"; exit 1; }
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))["runs"][0]
+to_bus, wait = run["total"]["to_bus"], run["server_tx_wait_p50_us"]
+assert 0 < to_bus["p50_us"] <= run["total"]["from_write"]["max_us"], run["total"]
+assert 0 <= wait <= to_bus["max_us"], (wait, to_bus)
+print("canbench smoke (--source client): write -> bus p50 %.0f us, of which the server's wait %.0f" % (
+    to_bus["p50_us"], wait))
+PY
+# The same from a socketcand client to socketcand clients (canbench's comparison with socketcand
+# itself uses this path against another server).
+"$bench" --source client --protocol socketcand --clients 2 --rate 5000 --duration 1 \
+  --progress=false --json "$out" >/dev/null
+check
