@@ -84,11 +84,11 @@ std::vector<std::shared_ptr<const Subscriber>> CanChannel::Subscribers() const {
   return registry_;
 }
 
-bool CanChannel::Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns) noexcept {
+bool CanChannel::Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns, bool wake) noexcept {
   // Queued at; becomes the bus time when written.
   frame.timestamp_ns = queued_ns != 0 ? queued_ns : RealtimeNanos();
   if (!sub.tx.TryPush(frame)) return false;
-  if (gate_.ShouldNotify()) wakeup_.Notify();
+  if (wake) WakeForTransmit();
   return true;
 }
 

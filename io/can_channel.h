@@ -77,8 +77,15 @@ class CanChannel {
   // sub.tx_gate says there is room (never a TransmitFail). Never allocates. sub's io thread only.
   // `queued_ns` (CLOCK_REALTIME) is when the frame was queued, for tx_wait; 0: now. A caller that
   // queues many frames at once passes one reading for all: without a vDSO clock every reading is a
-  // syscall (docs/benchmarks.md).
-  [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns = 0) noexcept;
+  // syscall (docs/benchmarks.md). `wake` false: the caller queues more at once and calls
+  // WakeForTransmit() after the last, so the CAN thread takes them in one batch (one write per
+  // client it fans them out to) instead of waking at the first and writing them one by one.
+  [[nodiscard]] bool Transmit(Subscriber& sub, CanFrame frame, int64_t queued_ns = 0,
+                              bool wake = true) noexcept;
+  // Wakes the CAN thread (if it sleeps) for frames queued with wake = false. sub's io thread.
+  void WakeForTransmit() noexcept {
+    if (gate_.ShouldNotify()) wakeup_.Notify();
+  }
 
   const ChannelCounters& counters() const { return counters_; }
   // CPU time the CAN thread has used; call while the channel runs (between Start and Stop).

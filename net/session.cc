@@ -137,7 +137,13 @@ bool Session::ReadBlocked() const {
 
 bool Session::Decode(absl::Span<const uint8_t> bytes) {
   std::string reply;
+  decoding_ = true;
   const absl::Status status = protocol_->OnBytes(bytes, &reply);
+  decoding_ = false;
+  if (tx_wake_owed_) {
+    tx_wake_owed_ = false;
+    channel_->WakeForTransmit();
+  }
   decoded_at_ns_ = 0;  // the next Decode (or a frame queued outside one) reads the clock anew
   if (!reply.empty()) {
     AppendReply(reply);
@@ -727,7 +733,8 @@ void Session::Transmit(const CanFrame& frame) {
   }
   // The protocol calls this only while TransmitBlocked() is false: the queue has room.
   if (decoded_at_ns_ == 0) decoded_at_ns_ = RealtimeNanos();
-  if (!channel_->Transmit(*subscriber_, frame, decoded_at_ns_)) {
+  tx_wake_owed_ |= decoding_;
+  if (!channel_->Transmit(*subscriber_, frame, decoded_at_ns_, /*wake=*/!decoding_)) {
     subscriber_->counters.tx_failed.Add();  // unreachable by design; never silent all the same
     std::string fail;
     protocol_->AppendTransmitFail(1, &fail);

@@ -207,6 +207,10 @@ class Session final : public SessionActions {
   // "Queued at" for the frames of one Decode, read at its first frame (0: not yet): bytes read
   // together arrived together, and without a vDSO clock every reading is a syscall.
   int64_t decoded_at_ns_ = 0;
+  // While the protocol decodes what one read brought, frames are queued without waking the CAN
+  // thread; it is woken once afterwards if any were (the whole read in one batch, #31).
+  bool decoding_ = false;
+  bool tx_wake_owed_ = false;
   bool closed_ = false;
   absl::Time frames_after_ = absl::InfinitePast();  // kSettle: no frames written before this
   absl::Time connected_at_;
