@@ -305,16 +305,13 @@ bool CanChannel::TransmitBatch() {
   // Counted before the fan-out: a direct write can reach a client before this function returns,
   // and what a client received must already show as written.
   counters_.bus_tx.Add(sent);
-  if (sent > 0) {
-    int64_t waited_ns[kBatch];
-    for (size_t j = 0; j < sent; ++j) waited_ns[j] = now - batch_[j].timestamp_ns;
-    tx_wait_latency_.Record(waited_ns, sent);
-  }
+  int64_t waited_ns[kBatch];  // queued → written; a clock step makes it negative, counted as 0
+  for (size_t j = 0; j < sent; ++j) waited_ns[j] = now - batch_[j].timestamp_ns;
+  if (sent > 0) tx_wait_latency_.Record(waited_ns, sent);
   for (size_t j = 0; j < sent; ++j) {
     Entry& e = entries_[batch_entry_[j]];
     CanFrame& f = batch_[j];
-    const uint64_t waited_us =
-        f.timestamp_ns < now ? static_cast<uint64_t>(now - f.timestamp_ns) / 1000 : 0;
+    const uint64_t waited_us = waited_ns[j] > 0 ? static_cast<uint64_t>(waited_ns[j]) / 1000 : 0;
     counters_.tx_wait_total_us.Add(waited_us);
     counters_.tx_wait_max_us.Max(waited_us);
     e.subscriber->counters.tx_wait_max_us.Max(waited_us);
