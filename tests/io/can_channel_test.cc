@@ -86,6 +86,32 @@ TEST_F(CanChannelTest, SentFramesReachOthersButNotTheSender) {
   EXPECT_EQ(channel_->counters().bus_tx.Get(), 1u);
 }
 
+// An io thread queues what one read brought without waking the CAN thread, then wakes it once:
+// the frames go to the bus in one batch (one bus time), and to each receiver in one write (#31).
+TEST_F(CanChannelTest, FramesQueuedWithoutAWakeGoOutTogetherWhenWoken) {
+  auto a = Add(1);
+  auto b = Add(2);
+  WaitForSubscribers(2);
+  // The CAN thread went to sleep after taking the subscriptions; asleep, it looks again only
+  // after kMaxSleepMs (1 s) unless woken.
+  for (uint8_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(channel_->Transmit(*a, CanFrame::Classic(0x100, {i}), 0, /*wake=*/false));
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(channel_->counters().bus_tx.Get(), 0u) << "queued without a wake, yet written";
+  const absl::Time woken = absl::Now();
+  channel_->WakeForTransmit();
+  std::vector<CanFrame> got = Take(*b, 10);
+  ASSERT_EQ(got.size(), 10u);
+  EXPECT_LT(absl::Now() - woken, absl::Milliseconds(500)) << "not woken: found by the 1 s look";
+  for (uint8_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(got[i].data[0], i);
+    EXPECT_EQ(got[i].timestamp_ns, got[0].timestamp_ns)
+        << "frame " << int{i} << " in another batch";
+  }
+  EXPECT_EQ(channel_->tx_wait_latency().count(), 10u);
+}
+
 TEST_F(CanChannelTest, FiltersApplyPerSubscriber) {
   auto std_only = Add(1, FilterSet({{0x100, 0x7FF, false}}));
   auto all = Add(2);
