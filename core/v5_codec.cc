@@ -305,6 +305,12 @@ absl::Status DecodeFrameFields(const uint8_t* p, bool extended, CanFrame* frame)
   return absl::OkStatus();
 }
 
+// A lease's or session's token as a client may send it: `len` hex digits, or none.
+bool TokenOrEmpty(const std::string& token, size_t len) {
+  return token.empty() ||
+         (token.size() == len && std::all_of(token.begin(), token.end(), absl::ascii_isxdigit));
+}
+
 }  // namespace
 
 absl::string_view EventName(EventId id) {
@@ -555,8 +561,7 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
             absl::StrFormat("LeaseRequest seconds %d is negative", seconds));
       }
       std::string token(reinterpret_cast<const char*>(p + 6), p[5]);
-      if (!token.empty() && (token.size() != kLeaseTokenLen ||
-                             !std::all_of(token.begin(), token.end(), absl::ascii_isxdigit))) {
+      if (!TokenOrEmpty(token, kLeaseTokenLen)) {
         return absl::InvalidArgumentError(
             "LeaseRequest token is not 32 hex digits (a lease's token, or empty)");
       }
@@ -576,8 +581,7 @@ absl::StatusOr<size_t> DecodeEvent(absl::Span<const uint8_t> in, Event* out) {
     }
     case EventId::kResumeRequest: {
       std::string token(reinterpret_cast<const char*>(p + 2), p[1]);
-      if (!token.empty() && (token.size() != kResumeTokenLen ||
-                             !std::all_of(token.begin(), token.end(), absl::ascii_isxdigit))) {
+      if (!TokenOrEmpty(token, kResumeTokenLen)) {
         return absl::InvalidArgumentError(
             "ResumeRequest token is not 32 hex digits (a session's token, or empty)");
       }

@@ -113,19 +113,10 @@ void ClientRelayFloor::Deliver(Message m) {
 
 void ClientRelayFloor::Read(std::stop_token stop) {
   NameThisThread(threads_ == 1 ? "relay1" : "relay2:read");
-  UniqueFd epfd(::epoll_create1(EPOLL_CLOEXEC));
-  for (int fd : {listener_.get(), stop_wakeup_.fd()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, fd, &ev);
-  }
-  if (threads_ == 1) {  // one thread: the writer's waits for room are ours too
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = writer_->epoll_fd();
-    (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, writer_->epoll_fd(), &ev);
-  }
+  // One thread: the writer's waits for room are ours too.
+  UniqueFd epfd = threads_ == 1
+                      ? EpollWatching({listener_.get(), stop_wakeup_.fd(), writer_->epoll_fd()})
+                      : EpollWatching({listener_.get(), stop_wakeup_.fd()});
   struct Conn {  // its descriptor is in fds_: the writer may use it until both threads end
     v5::StreamDecoder decoder;
     bool open = false;
@@ -190,13 +181,7 @@ void ClientRelayFloor::Read(std::stop_token stop) {
 
 void ClientRelayFloor::Write(std::stop_token stop) {
   NameThisThread("relay2:write");
-  UniqueFd epfd(::epoll_create1(EPOLL_CLOEXEC));
-  for (int fd : {stop_wakeup_.fd(), handoff_wakeup_.fd(), writer_->epoll_fd()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, fd, &ev);
-  }
+  UniqueFd epfd = EpollWatching({stop_wakeup_.fd(), handoff_wakeup_.fd(), writer_->epoll_fd()});
   std::vector<Message> taken;
   while (!stop.stop_requested()) {
     epoll_event events[8];

@@ -41,6 +41,17 @@ void Flush(int epfd, Client& c) {
 
 }  // namespace
 
+UniqueFd EpollWatching(std::initializer_list<int> fds) {
+  UniqueFd epfd(::epoll_create1(EPOLL_CLOEXEC));
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, fd, &ev);
+  }
+  return epfd;
+}
+
 std::vector<UniqueFd> AcceptAll(int listener, int epfd) {
   std::vector<UniqueFd> accepted;
   while (true) {
@@ -80,13 +91,7 @@ RelayFloor::~RelayFloor() {
 
 void RelayFloor::Run(std::stop_token stop) {
   NameThisThread("relay");
-  UniqueFd epfd(::epoll_create1(EPOLL_CLOEXEC));
-  for (int fd : {listener_.get(), stop_wakeup_.fd(), backend_->rx_fd()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    (void)::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, fd, &ev);
-  }
+  UniqueFd epfd = EpollWatching({listener_.get(), stop_wakeup_.fd(), backend_->rx_fd()});
   std::map<int, Client> clients;
   CanFrame frames[256];
   std::string batch;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,6 +30,8 @@ namespace canserver {
 // The floors' accept: every connection waiting on `listener`, non-blocking, TCP_NODELAY, each
 // watched for EPOLLIN in `epfd`.
 std::vector<UniqueFd> AcceptAll(int listener, int epfd);
+// The floors' epoll set: a new one with each of `fds` watched for EPOLLIN (data.fd = the fd).
+UniqueFd EpollWatching(std::initializer_list<int> fds);
 
 class RelayFloor {
  public:

@@ -154,6 +154,14 @@ def periodic_stop(arbitration_id):
     return struct.pack(">BI", PERIODIC_STOP, arbitration_id)
 
 
+def _two_texts_size(b, at):
+    """The size of an event whose fixed part ends with a length byte at `at`, followed by that
+    text and one more length-prefixed text (LeaseResponse, ResumeResponse); None if incomplete."""
+    if len(b) <= at or len(b) < at + 2 + b[at]:
+        return None
+    return at + 2 + b[at] + b[at + 1 + b[at]]
+
+
 class Decoder:
     """Incremental decoder: feed() bytes as they come, then next() events until it returns None."""
 
@@ -191,15 +199,11 @@ class Decoder:
         if eid == LEASE_REQUEST:
             return None if len(b) < 6 else 6 + b[5]
         if eid == LEASE_RESPONSE:
-            if len(b) < 7 or len(b) < 8 + b[6]:
-                return None
-            return 8 + b[6] + b[7 + b[6]]
+            return _two_texts_size(b, 6)
         if eid == RESUME_REQUEST:
             return None if len(b) < 2 else 10 + b[1]
         if eid == RESUME_RESPONSE:
-            if len(b) < 27 or len(b) < 28 + b[26]:
-                return None
-            return 28 + b[26] + b[27 + b[26]]
+            return _two_texts_size(b, 26)
         if eid in (CAN_FD_MESSAGE, PERIODIC_FD_START):
             if len(b) < 14:
                 return None
